@@ -1,0 +1,72 @@
+// How a subcommand plugs into esctl: a setup function declares its options on a CLI::App and
+// returns a Runner; main parses, then runs the chosen Runner with a Context. Commands never do
+// work inside CLI11 callbacks, so tests can drive runners in-process.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "render/output.hpp"
+#include "render/style.hpp"
+#include "store/store.hpp"
+
+namespace esctl::cmd {
+
+/// Options every command accepts (SPEC §3), before or after the command name.
+struct Globals {
+  std::string store;  ///< --store; empty: $ESCTL_STORE, else ./events.db
+  bool json = false;
+  bool quiet = false;
+  std::string color = "auto";
+  std::string busy_timeout = "5s";
+};
+
+struct Context {
+  Globals globals;
+  Output& out;
+  Style style;                 ///< colour decided for stdout
+  bool progress = false;       ///< stderr is a terminal: long work may draw a progress bar
+  StoreOptions store_options;  ///< resolved path and busy timeout
+
+  bool json() const { return globals.json; }
+  bool quiet() const { return globals.quiet; }
+  Store open_store(Access access) const { return Store(store_options, access); }
+};
+
+/// Returns the process exit code; failures are thrown as esctl::Error.
+using Runner = std::function<int(Context&)>;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  Runner (*setup)(CLI::App& app);
+};
+
+/// Every command, in the order `esctl --help` lists them.
+std::span<const Command> commands();
+
+/// Builds the whole command line: global options and every command. `runners` receives the
+/// Runner for each (sub)command app.
+void build_cli(CLI::App& app, Globals& globals, std::map<const CLI::App*, Runner>& runners);
+
+/// Parses a --from/--count style non-negative integer option value, or throws Error(usage).
+std::int64_t parse_count(const std::string& value, const char* option);
+
+// One per command file.
+Runner setup_init(CLI::App&);
+Runner setup_append(CLI::App&);
+Runner setup_import(CLI::App&);
+Runner setup_export(CLI::App&);
+Runner setup_read(CLI::App&);
+Runner setup_tail(CLI::App&);
+Runner setup_streams(CLI::App&);
+Runner setup_stats(CLI::App&);
+Runner setup_queue(CLI::App&);
+Runner setup_rebuild(CLI::App&);
+Runner setup_verify(CLI::App&);
+Runner setup_complete(CLI::App&);
+
+}  // namespace esctl::cmd

@@ -1,0 +1,59 @@
+// The command table (like git's commands[] in git.c) and the global options. Adding a command:
+// write commands/<name>.cpp with setup_<name>(), add one row here, a man page and completions.
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "core/error.hpp"
+
+namespace esctl::cmd {
+
+namespace {
+constexpr Command kCommands[] = {
+    {"init", "Create an empty store", setup_init},
+    {"append", "Append events to a stream", setup_append},
+    {"import", "Append NDJSON events (the export format) in batches", setup_import},
+    {"export", "Write events as NDJSON, in position order", setup_export},
+    {"read", "Print the events of a stream, a category or the whole store", setup_read},
+    {"tail", "Print the last events and optionally follow new ones", setup_tail},
+    {"streams", "List streams with their version and last position", setup_streams},
+    {"stats", "Summarise the store: size, events, streams, queues", setup_stats},
+    {"queue", "Manage projector queues: create, pull, ack, drain, ...", setup_queue},
+    {"rebuild", "Rebuild a query db from scratch with a projection", setup_rebuild},
+    {"verify", "Check store integrity and per-stream ordering", setup_verify},
+    {"__complete", "", setup_complete},
+};
+}  // namespace
+
+std::span<const Command> commands() { return kCommands; }
+
+void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& runners) {
+  app.set_version_flag("--version", fmt::format("esctl {} (SQLite {})", ESCTL_VERSION, sqlite_version()),
+                       "Print esctl's and SQLite's versions");
+  app.require_subcommand(0, 1);
+  app.fallthrough();
+  auto* globals = app.add_option_group("Global options");
+  globals->add_option("--store", g.store, "Store file (default: $ESCTL_STORE, else ./events.db)");
+  globals->add_flag("--json", g.json, "Machine output: NDJSON per event, one JSON object for summaries");
+  globals->add_flag("-q,--quiet", g.quiet, "No output except errors");
+  globals->add_option("--color", g.color, "Colour: auto, always or never (NO_COLOR is honoured)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  globals->add_option("--busy-timeout", g.busy_timeout, "How long to wait for a lock held elsewhere (default 5s)");
+  for (const auto& c : kCommands) {
+    auto* sub = app.add_subcommand(c.name, c.summary);
+    sub->fallthrough();
+    if (c.summary[0] == '\0') sub->group("");  // hidden helper commands
+    runners[sub] = c.setup(*sub);
+  }
+}
+
+std::int64_t parse_count(const std::string& value, const char* option) {
+  std::int64_t v = -1;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || p != value.data() + value.size() || v < 0)
+    throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected a non-negative integer", option, value));
+  return v;
+}
+
+}  // namespace esctl::cmd

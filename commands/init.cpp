@@ -1,0 +1,27 @@
+// esctl init: create an empty store (schema, WAL mode). Safe to run on an existing store.
+#include <fmt/format.h>
+
+#include "commands/command.hpp"
+#include "core/json_text.hpp"
+
+namespace esctl::cmd {
+
+Runner setup_init(CLI::App& app) {
+  app.description("Create an empty store at --store (default ./events.db); a no-op on an existing store");
+  return [](Context& ctx) {
+    Store store = ctx.open_store(Access::write);
+    auto st = store.stats();
+    if (ctx.json()) {
+      auto& b = ctx.out.buf();
+      b.append("{\"store\":");
+      json::append_quoted(b, store.path());
+      b.append(fmt::format(",\"schema_version\":{},\"events\":{}}}\n", st.schema_version, st.events));
+      ctx.out.commit();
+    } else if (!ctx.quiet()) {
+      ctx.out.write(fmt::format("store ready at {} ({} events)\n", store.path(), st.events));
+    }
+    return 0;
+  };
+}
+
+}  // namespace esctl::cmd

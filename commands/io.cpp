@@ -1,0 +1,64 @@
+#include "commands/io.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace esctl::cmd {
+
+namespace {
+std::FILE* open_input(const std::string& path, bool& owned) {
+  if (path == "-") {
+    owned = false;
+    return stdin;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    int err = errno;
+    throw Error(err == ENOENT ? Errc::not_found : Errc::io,
+                fmt::format("cannot open '{}': {}", path, std::strerror(err)));
+  }
+  owned = true;
+  return f;
+}
+}  // namespace
+
+std::string read_all_input(const std::string& path) {
+  bool owned = false;
+  std::FILE* f = open_input(path, owned);
+  std::string out;
+  char buf[1 << 16];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  bool failed = std::ferror(f);
+  if (owned) std::fclose(f);
+  if (failed) throw Error(Errc::io, fmt::format("cannot read '{}'", path));
+  return out;
+}
+
+LineReader::LineReader(const std::string& path) { f_ = open_input(path, owned_); }
+
+LineReader::~LineReader() {
+  std::free(buf_);
+  if (owned_) std::fclose(f_);
+}
+
+bool LineReader::next(std::string_view& line) {
+  ssize_t n = ::getline(&buf_, &cap_, f_);
+  if (n < 0) {
+    if (std::ferror(f_)) throw Error(Errc::io, fmt::format("cannot read input: {}", std::strerror(errno)));
+    return false;
+  }
+  ++line_no_;
+  std::size_t len = static_cast<std::size_t>(n);
+  if (len && buf_[len - 1] == '\n') --len;
+  if (len && buf_[len - 1] == '\r') --len;
+  line = std::string_view(buf_, len);
+  return true;
+}
+
+}  // namespace esctl::cmd

@@ -1,0 +1,12 @@
+// esctl rebuild: not implemented yet (placeholder so the command table is complete).
+#include "commands/command.hpp"
+#include "core/error.hpp"
+
+namespace esctl::cmd {
+
+Runner setup_rebuild(CLI::App& app) {
+  app.allow_extras();
+  return [](Context&) -> int { throw Error(Errc::usage, "'esctl rebuild' is not implemented yet"); };
+}
+
+}  // namespace esctl::cmd

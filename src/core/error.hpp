@@ -1,0 +1,53 @@
+// Typed errors for every layer of esctl, and the one mapping from error kind to exit code.
+// The store throws Error; commands let it propagate; main prints it and exits with exit_code().
+// Exceptions (not expected<>) because C++20 has no std::expected and every caller would only forward.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace esctl {
+
+enum class Errc {
+  usage,          ///< bad command line: unknown flag, bad value (exit 2)
+  not_found,      ///< store, stream, queue, query db, file missing (exit 4)
+  conflict,       ///< expected-version conflict, id reused for different content (exit 3)
+  invalid_input,  ///< malformed JSON/NDJSON, bad projection, bad stream name (exit 5)
+  corrupt,        ///< not an esctl store, newer schema, damaged file (exit 1)
+  busy,           ///< lock not obtained within --busy-timeout (exit 7)
+  read_only,      ///< store not writable (exit 1)
+  io,             ///< I/O error, disk full, other SQLite failure (exit 1)
+  internal,       ///< a bug (exit 1)
+  interrupted,    ///< SIGINT (exit 130)
+};
+
+/// Exit codes of SPEC.md §3.
+namespace exit_code {
+inline constexpr int kOk = 0;
+inline constexpr int kFailure = 1;
+inline constexpr int kUsage = 2;
+inline constexpr int kConflict = 3;
+inline constexpr int kNotFound = 4;
+inline constexpr int kInvalidInput = 5;
+inline constexpr int kViolations = 6;
+inline constexpr int kBusy = 7;
+inline constexpr int kParked = 8;
+inline constexpr int kInterrupted = 130;
+}  // namespace exit_code
+
+/// The exit status a failure of kind `c` ends the process with.
+int exit_code_for(Errc c) noexcept;
+const char* errc_name(Errc c) noexcept;
+
+class Error : public std::runtime_error {
+ public:
+  Error(Errc code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
+  Errc code() const noexcept { return code_; }
+
+ private:
+  Errc code_;
+};
+
+/// Thrown when stdout is a closed pipe (`esctl read --all | head`): ends the command quietly.
+struct BrokenPipe {};
+
+}  // namespace esctl

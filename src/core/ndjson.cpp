@@ -1,0 +1,87 @@
+#include "core/ndjson.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/json_text.hpp"
+#include "core/names.hpp"
+#include "core/time.hpp"
+
+namespace esctl {
+
+std::string checked_json(std::string_view text, std::string_view what) {
+  std::string out;
+  if (auto err = json::minify(text, out))
+    throw Error(Errc::invalid_input, fmt::format("{} is not valid JSON: {} at byte {}", what, err->message, err->offset));
+  return out;
+}
+
+NewEvent parse_event_line(std::string_view line, std::int64_t line_no, std::string_view stream) {
+  NewEvent ev;
+  bool have_stream = false, have_type = false, have_data = false;
+  std::string problem;
+  auto bad = [&](std::string msg) {
+    if (problem.empty()) problem = std::move(msg);
+  };
+  auto str = [&](std::string_view key, std::string_view raw) -> std::string {
+    auto s = raw.empty() || raw[0] != '"' ? std::nullopt : json::decode_string(raw);
+    if (!s) bad(fmt::format("\"{}\" must be a string", key));
+    return s.value_or("");
+  };
+  auto err = json::for_each_member(line, [&](std::string_view key, std::string_view raw) {
+    if (key == "stream") {
+      ev.stream = str(key, raw);
+      have_stream = true;
+    } else if (key == "type") {
+      ev.type = str(key, raw);
+      have_type = true;
+    } else if (key == "data") {
+      ev.data.clear();
+      json::minify(raw, ev.data);
+      have_data = true;
+    } else if (key == "meta") {
+      ev.meta.clear();
+      json::minify(raw, ev.meta);
+    } else if (key == "id") {
+      auto text = str(key, raw);
+      ev.id = parse_uuid(text);
+      if (!ev.id && problem.empty()) bad(fmt::format("\"id\" '{}' is not a UUID", text));
+    } else if (key == "recorded_at") {
+      auto text = str(key, raw);
+      ev.recorded_at = parse_rfc3339(text);
+      if (!ev.recorded_at && problem.empty())
+        bad(fmt::format("\"recorded_at\" '{}' is not an RFC 3339 time", text));
+    } else if (key == "version") {
+      std::int64_t v = -1;
+      auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), v);
+      if (ec != std::errc() || p != raw.data() + raw.size() || v < 0)
+        bad("\"version\" must be a non-negative integer");
+      else
+        ev.version = v;
+    }
+  });
+  if (err)
+    throw Error(Errc::invalid_input, fmt::format("line {}: not a JSON object: {} at byte {}", line_no, err->message, err->offset));
+  if (!problem.empty()) throw Error(Errc::invalid_input, fmt::format("line {}: {}", line_no, problem));
+  if (!stream.empty()) {
+    if (have_stream && ev.stream != stream)
+      throw Error(Errc::invalid_input,
+                  fmt::format("line {}: event is for stream '{}', not '{}'", line_no, ev.stream, stream));
+    ev.stream = std::string(stream);
+    have_stream = true;
+  }
+  if (!have_stream) throw Error(Errc::invalid_input, fmt::format("line {}: missing \"stream\"", line_no));
+  if (!have_type) throw Error(Errc::invalid_input, fmt::format("line {}: missing \"type\"", line_no));
+  if (!have_data) ev.data = "{}";
+  try {
+    check_stream_name(ev.stream);
+    check_event_type(ev.type);
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("line {}: {}", line_no, e.what()));
+  }
+  return ev;
+}
+
+}  // namespace esctl

@@ -1,0 +1,26 @@
+// Time as esctl stores and prints it: microseconds since the Unix epoch (UTC), shown as
+// RFC 3339 with microseconds; user durations like 250ms/5s/2m/1h; a reboot-aware monotonic clock.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace esctl {
+
+/// Wall clock, microseconds since 1970-01-01T00:00:00Z.
+std::int64_t now_us();
+/// Appends e.g. "2026-11-27T15:11:12.123456Z".
+void append_rfc3339(std::string& out, std::int64_t us);
+std::string format_rfc3339(std::int64_t us);
+/// Parses RFC 3339 ("Z" or "+hh:mm" offset, 0–9 fraction digits; finer than µs is refused).
+std::optional<std::int64_t> parse_rfc3339(std::string_view text);
+/// "250ms", "5s", "2m", "1h", "1.5s"; a bare number is refused (ambiguous). Result in milliseconds.
+std::optional<std::int64_t> parse_duration_ms(std::string_view text);
+/// Monotonic time that keeps counting across suspend (CLOCK_BOOTTIME), microseconds. Shared by
+/// every process on this boot; compare only values taken under the same boot_id().
+std::int64_t mono_us();
+/// This boot's id (/proc/sys/kernel/random/boot_id), or "" where unavailable.
+const std::string& boot_id();
+
+}  // namespace esctl

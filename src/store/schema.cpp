@@ -1,0 +1,139 @@
+// Layout (schema v1), chosen for append speed at scale; see README "Storage layout":
+//
+// - events: one row per event, keyed by `position` (INTEGER PRIMARY KEY AUTOINCREMENT: global
+//   commit order, never reused). Rows are appended at the right edge of the table b-tree only.
+// - Per-stream order is NOT a full (stream, version) index: with thousands of interleaved
+//   streams every insert would dirty a different index page and bulk appends would run 5-10x
+//   slower. Instead each event stores `prev`, the position of the stream's previous event, and a
+//   partial index holds only every 64th version ("marks"). Reading a stream walks at most 63
+//   links from the nearest mark. Version uniqueness and contiguity are guaranteed by the writer
+//   (versions are assigned from streams.head under BEGIN IMMEDIATE) and checked by `verify`.
+// - Ids are 16-byte blobs with a unique index; generated ids are UUIDv7, so that index too
+//   grows at its right edge.
+// - streams: one small row per stream holding its head; the hot set stays in a few pages.
+// - queues / queue_items: projector queues. A queue is a cursor plus rows only for events in
+//   flight (leased, waiting for retry, parked, or held behind one of those); acked events
+//   below the cursor have no row, so a queue costs nothing per event until it is drained.
+#include "store/schema.hpp"
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "store/sqlite.hpp"
+
+namespace esctl {
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE streams (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL UNIQUE,
+  category        TEXT NOT NULL,
+  head            INTEGER NOT NULL,   -- last version
+  head_position   INTEGER NOT NULL,   -- position of the last event
+  updated_at      INTEGER NOT NULL    -- recorded_at of the last event, µs since the epoch
+);
+CREATE INDEX streams_by_category ON streams(category);
+
+CREATE TABLE events (
+  position     INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream_id    INTEGER NOT NULL,
+  version      INTEGER NOT NULL,
+  prev         INTEGER,               -- position of version-1 of the same stream; NULL for 0
+  id           BLOB NOT NULL,         -- 16 bytes
+  type         TEXT NOT NULL,
+  data         TEXT NOT NULL,         -- minified JSON
+  meta         TEXT NOT NULL,         -- minified JSON
+  recorded_at  INTEGER NOT NULL       -- µs since the epoch, UTC
+);
+CREATE UNIQUE INDEX events_by_id ON events(id);
+CREATE UNIQUE INDEX events_marks ON events(stream_id, version) WHERE version % 64 = 0;
+
+CREATE TRIGGER events_immutable_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
+CREATE TRIGGER events_immutable_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
+
+-- What `sqlite3 events.db` users want to look at.
+CREATE VIEW event_log AS
+SELECT e.position, s.name AS stream, e.version,
+       lower(substr(hex(e.id),1,8)||'-'||substr(hex(e.id),9,4)||'-'||substr(hex(e.id),13,4)||'-'||
+             substr(hex(e.id),17,4)||'-'||substr(hex(e.id),21,12)) AS id,
+       e.type, e.data, e.meta,
+       strftime('%Y-%m-%dT%H:%M:%f', e.recorded_at / 1000000.0, 'unixepoch') || 'Z' AS recorded_at
+FROM events e JOIN streams s ON s.id = e.stream_id;
+
+CREATE TABLE queues (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL UNIQUE,
+  filter_streams  TEXT NOT NULL DEFAULT '[]',   -- JSON array of globs
+  filter_categories TEXT NOT NULL DEFAULT '[]', -- JSON array
+  filter_types    TEXT NOT NULL DEFAULT '[]',   -- JSON array
+  start_position  INTEGER NOT NULL,             -- the queue holds matching events after this
+  cursor          INTEGER NOT NULL,             -- matching events <= cursor are acked or in queue_items
+  max_attempts    INTEGER NOT NULL,
+  ack_timeout_ms  INTEGER NOT NULL,
+  on_poison       TEXT NOT NULL CHECK (on_poison IN ('park', 'block')),
+  created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE queue_items (
+  queue_id    INTEGER NOT NULL,
+  position    INTEGER NOT NULL,
+  stream_id   INTEGER NOT NULL,
+  state       INTEGER NOT NULL,      -- 0 ready, 1 leased, 2 retry, 3 parked
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  due_mono    INTEGER,               -- lease expiry / retry time: CLOCK_BOOTTIME µs ...
+  due_boot    TEXT,                  -- ... valid only on this boot
+  due_wall    INTEGER,               -- the same instant, wall clock µs (display only)
+  reason      TEXT,
+  PRIMARY KEY (queue_id, position)
+) WITHOUT ROWID;
+CREATE INDEX queue_items_by_stream ON queue_items(queue_id, stream_id, position);
+)sql";
+
+bool has_user_tables(sql::Db& db) {
+  return db.query_i64("SELECT count(*) FROM sqlite_schema") > 0;
+}
+
+}  // namespace
+
+void configure_connection(sql::Db& db) {
+  db.exec("PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; PRAGMA foreign_keys = OFF;");
+}
+
+void prepare_schema(sql::Db& db, OpenIntent intent) {
+  auto app_id = db.query_i64("PRAGMA application_id");
+  auto version = db.query_i64("PRAGMA user_version");
+  if (app_id == kApplicationId && version == kSchemaVersion) return;
+  if (app_id == 0 && version == 0) {
+    if (has_user_tables(db))
+      throw Error(Errc::corrupt, fmt::format("'{}' is a SQLite database but not an esctl store; "
+                                             "refusing to touch it (pass --store to choose another file)",
+                                             db.path()));
+    if (intent == OpenIntent::read)
+      throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty; create one with 'esctl init')", db.path()));
+    db.exec("PRAGMA journal_mode = WAL");
+    sql::Txn txn(db);
+    // Another process may have created the schema while we waited for the write lock.
+    if (db.query_i64("PRAGMA user_version") == 0 && !has_user_tables(db)) {
+      db.exec(kSchemaV1);
+      db.exec(fmt::format("PRAGMA application_id = {}; PRAGMA user_version = {};", kApplicationId, kSchemaVersion).c_str());
+    }
+    txn.commit();
+    return;
+  }
+  if (app_id != kApplicationId)
+    throw Error(Errc::corrupt, fmt::format("'{}' is a SQLite database but not an esctl store (application_id {:#x}); "
+                                           "refusing to touch it",
+                                           db.path(), app_id));
+  if (version > kSchemaVersion)
+    throw Error(Errc::corrupt, fmt::format("store '{}' has schema version {}, newer than this esctl understands ({}); "
+                                           "upgrade esctl",
+                                           db.path(), version, kSchemaVersion));
+  // Older schema versions: no release has one yet. Migrations go here, one step per version,
+  // each in its own transaction, and each gets a test that starts from a store of that version.
+  throw Error(Errc::corrupt, fmt::format("store '{}' has unknown schema version {}", db.path(), version));
+}
+
+}  // namespace esctl

@@ -1,0 +1,181 @@
+#include "store/sqlite.hpp"
+
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace esctl::sql {
+
+Stmt::~Stmt() {
+  if (s_) sqlite3_finalize(s_);
+}
+
+Stmt& Stmt::bind(int i, std::int64_t v) {
+  sqlite3_bind_int64(s_, i, v);
+  return *this;
+}
+Stmt& Stmt::bind(int i, double v) {
+  sqlite3_bind_double(s_, i, v);
+  return *this;
+}
+Stmt& Stmt::bind(int i, std::string_view t) {
+  sqlite3_bind_text64(s_, i, t.data() ? t.data() : "", t.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  return *this;
+}
+Stmt& Stmt::bind_blob(int i, std::string_view b) {
+  sqlite3_bind_blob64(s_, i, b.data() ? b.data() : "", b.size(), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::bind_null(int i) {
+  sqlite3_bind_null(s_, i);
+  return *this;
+}
+int Stmt::param_index(const char* name) const { return sqlite3_bind_parameter_index(s_, name); }
+
+bool Stmt::step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  sqlite3_reset(s_);
+  db_->fail(rc, sqlite3_sql(s_));
+}
+
+void Stmt::run() {
+  while (step()) {
+  }
+  sqlite3_reset(s_);
+}
+
+void Stmt::reset() {
+  sqlite3_reset(s_);
+  sqlite3_clear_bindings(s_);
+}
+
+std::int64_t Stmt::i64(int c) const { return sqlite3_column_int64(s_, c); }
+double Stmt::f64(int c) const { return sqlite3_column_double(s_, c); }
+std::string_view Stmt::text(int c) const {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+  return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string_view();
+}
+std::string_view Stmt::blob(int c) const {
+  auto p = static_cast<const char*>(sqlite3_column_blob(s_, c));
+  return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string_view();
+}
+bool Stmt::is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+int Stmt::column_count() const { return sqlite3_column_count(s_); }
+
+Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path), busy_timeout_ms_(busy_timeout_ms) {
+  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+  flags |= mode == OpenMode::read_only ? SQLITE_OPEN_READONLY
+           : mode == OpenMode::create  ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+                                       : SQLITE_OPEN_READWRITE;
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    int err = db_ ? sqlite3_system_errno(db_) : 0;
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    if (err == EACCES || err == EPERM)
+      throw Error(Errc::read_only, fmt::format("cannot open store '{}': {}", path, std::strerror(err)));
+    throw Error(Errc::io, fmt::format("cannot open store '{}': {}", path, msg));
+  }
+  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  sqlite3_extended_result_codes(db_, 1);
+}
+
+Db::~Db() {
+  cache_.clear();
+  if (db_) sqlite3_close_v2(db_);
+}
+
+void Db::fail(int rc, std::string_view what) const {
+  int primary = rc & 0xff;
+  std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  int sys = db_ ? sqlite3_system_errno(db_) : 0;
+  switch (primary) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      throw Error(Errc::busy,
+                  fmt::format("store '{}' is busy: another process holds its lock; gave up after {}ms "
+                              "(raise --busy-timeout to wait longer)",
+                              path_, busy_timeout_ms_));
+    case SQLITE_FULL:
+      throw Error(Errc::io, fmt::format("cannot write store '{}': disk full ({}); free space and retry", path_, msg));
+    case SQLITE_READONLY:
+      throw Error(Errc::read_only,
+                  fmt::format("cannot write store '{}': it is read-only ({}); check the file's and its folder's permissions",
+                              path_, msg));
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+      throw Error(Errc::read_only, fmt::format("cannot open store '{}': {}", path_, sys ? std::strerror(sys) : msg.c_str()));
+    case SQLITE_NOTADB:
+      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", path_));
+    case SQLITE_CORRUPT:
+      throw Error(Errc::corrupt, fmt::format("store '{}' is damaged: {}; run 'esctl verify' for details", path_, msg));
+    case SQLITE_INTERRUPT:
+      throw Error(Errc::interrupted, "interrupted");
+    case SQLITE_IOERR:
+      if (sys == EFBIG || sys == ENOSPC || sys == EDQUOT)
+        throw Error(Errc::io, fmt::format("cannot write store '{}': {}; free space (or raise the file size limit) and retry",
+                                          path_, std::strerror(sys)));
+      throw Error(Errc::io, fmt::format("I/O error on store '{}': {}{}", path_, msg,
+                                        sys ? fmt::format(" ({})", std::strerror(sys)) : std::string()));
+    default:
+      throw Error(Errc::io, fmt::format("SQLite error on '{}': {} (in: {})", path_, msg, what.substr(0, 200)));
+  }
+}
+
+void Db::exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (err) sqlite3_free(err);
+  if (rc != SQLITE_OK) fail(rc, sql);
+}
+
+Stmt& Db::prepare(const char* sql) {
+  auto it = cache_.find(std::string_view(sql));
+  if (it != cache_.end()) return *it->second;
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) fail(rc, sql);
+  auto [ins, _] = cache_.emplace(sql, std::make_unique<Stmt>(*this, s));
+  return *ins->second;
+}
+
+Stmt Db::prepare_new(std::string_view sql) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
+  if (rc != SQLITE_OK) fail(rc, sql);
+  return Stmt(*this, s);
+}
+
+std::int64_t Db::query_i64(const char* sql) {
+  Stmt s = prepare_new(sql);
+  return s.step() ? s.i64(0) : 0;
+}
+
+std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int Db::changes() const { return sqlite3_changes(db_); }
+
+Txn::Txn(Db& db, Kind kind) : db_(db) {
+  db_.exec(kind == immediate ? "BEGIN IMMEDIATE" : "BEGIN");
+  open_ = true;
+}
+
+Txn::~Txn() {
+  if (open_) sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Txn::commit() {
+  db_.exec("COMMIT");
+  open_ = false;
+}
+
+std::string_view library_version() { return sqlite3_libversion(); }
+
+}  // namespace esctl::sql

@@ -1,0 +1,114 @@
+// Thin RAII wrapper over the SQLite C API: connection, cached prepared statements, transactions.
+// The only place SQLite result codes are read and turned into esctl::Errc. Knows no schema.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace esctl::sql {
+
+class Db;
+
+/// A prepared statement. Owned by Db's cache (Db::prepare) or standalone (Db::prepare_new).
+class Stmt {
+ public:
+  Stmt(Db& db, sqlite3_stmt* s) : db_(&db), s_(s) {}
+  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_) { o.s_ = nullptr; }
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt();
+
+  Stmt& bind(int i, std::int64_t v);
+  Stmt& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
+  Stmt& bind(int i, double v);
+  Stmt& bind(int i, std::string_view text);  ///< TEXT, copied
+  Stmt& bind(int i, const char* text) { return bind(i, std::string_view(text)); }
+  Stmt& bind_blob(int i, std::string_view bytes);
+  Stmt& bind_null(int i);
+  /// Binds by name (":name"); silently ignores names the statement does not use.
+  int param_index(const char* name) const;
+
+  /// Steps once: true if a row is available, false when done. Throws on error.
+  bool step();
+  /// Steps to completion, expecting no rows (an INSERT/UPDATE...).
+  void run();
+  /// Resets and clears bindings so the statement can be reused.
+  void reset();
+
+  std::int64_t i64(int col) const;
+  double f64(int col) const;
+  std::string_view text(int col) const;  ///< valid until the next step/reset
+  std::string_view blob(int col) const;
+  bool is_null(int col) const;
+  int column_count() const;
+  sqlite3_stmt* raw() const { return s_; }
+
+ private:
+  Db* db_;
+  sqlite3_stmt* s_;
+};
+
+/// Resets a cached statement when the scope ends, so it never holds a read snapshot open.
+class StmtScope {
+ public:
+  explicit StmtScope(Stmt& s) : s_(s) {}
+  ~StmtScope() { s_.reset(); }
+  Stmt* operator->() { return &s_; }
+  Stmt& operator*() { return s_; }
+
+ private:
+  Stmt& s_;
+};
+
+enum class OpenMode { read_only, read_write, create };
+
+class Db {
+ public:
+  /// Opens `path`. read_only opens without the right to write; create may create the file.
+  Db(const std::string& path, OpenMode mode, int busy_timeout_ms);
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  ~Db();
+
+  void exec(const char* sql);
+  /// A statement cached on this connection for its lifetime; reset it (StmtScope) after use.
+  Stmt& prepare(const char* sql);
+  /// A fresh statement owned by the caller.
+  Stmt prepare_new(std::string_view sql);
+  std::int64_t query_i64(const char* sql);
+  std::int64_t last_insert_rowid() const;
+  int changes() const;
+  const std::string& path() const { return path_; }
+  sqlite3* raw() const { return db_; }
+
+  /// Throws the esctl::Error for SQLite result `rc`, with `what` as context.
+  [[noreturn]] void fail(int rc, std::string_view what) const;
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  int busy_timeout_ms_;
+  std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
+};
+
+/// BEGIN IMMEDIATE (or DEFERRED for read snapshots) ... COMMIT; rolls back if not committed.
+class Txn {
+ public:
+  enum Kind { deferred, immediate };
+  explicit Txn(Db& db, Kind kind = immediate);
+  Txn(const Txn&) = delete;
+  ~Txn();
+  void commit();
+
+ private:
+  Db& db_;
+  bool open_ = false;
+};
+
+std::string_view library_version();
+
+}  // namespace esctl::sql

@@ -1,0 +1,366 @@
+// Append and read paths. See schema.cpp for the layout these rely on (prev links + marks).
+//
+// Locating version v of a stream: the nearest mark at or above v is version m = ceil(v/64)*64;
+// if m <= head it is found through the partial index, otherwise we start from the stream's
+// head. From there we follow `prev` links down to v: at most 63 steps. Forward reads go one
+// 64-version block at a time, so they run in constant memory however long the stream is.
+#include "store/store.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/names.hpp"
+#include "core/signals.hpp"
+#include "core/time.hpp"
+#include "store/schema.hpp"
+#include "store/sqlite.hpp"
+
+namespace esctl {
+namespace {
+
+constexpr std::int64_t kMarkEvery = 64;
+
+constexpr const char* kSelectEvent =
+    "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
+
+std::int64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<std::int64_t>(st.st_size) : 0;
+}
+
+}  // namespace
+
+struct Store::StreamRow {
+  std::int64_t id = 0;  // 0: not created yet
+  std::int64_t head = -1;
+  std::int64_t head_position = 0;
+  std::int64_t updated_at = 0;
+  bool dirty = false;
+};
+
+std::string sqlite_version() { return std::string(sql::library_version()); }
+
+Store::Store(const StoreOptions& options, Access access) : options_(options) {
+  struct stat st {};
+  bool exists = ::stat(options_.path.c_str(), &st) == 0;
+  if (exists && S_ISDIR(st.st_mode))
+    throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", options_.path));
+  if (!exists && access == Access::read)
+    throw Error(Errc::not_found,
+                fmt::format("no store at '{}' (create one with 'esctl init', or pass --store / set ESCTL_STORE)", options_.path));
+  if (exists && st.st_size > 0) {
+    // Look at the header ourselves first: SQLite must never be let loose on a foreign file.
+    FILE* f = std::fopen(options_.path.c_str(), "rb");
+    char header[16] = {};
+    std::size_t got = f ? std::fread(header, 1, sizeof header, f) : 0;
+    if (f) std::fclose(f);
+    if (!f && access == Access::read)
+      throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", options_.path));
+    if (f && (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)))
+      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database); refusing to touch it",
+                                             options_.path));
+  }
+  auto mode = !exists ? sql::OpenMode::create : sql::OpenMode::read_write;
+  db_ = std::make_unique<sql::Db>(options_.path, mode, options_.busy_timeout_ms);
+  prepare_schema(*db_, access == Access::write ? OpenIntent::write : OpenIntent::read);
+  configure_connection(*db_);
+}
+
+Store::~Store() = default;
+
+std::string_view Store::stream_name(std::int64_t stream_id) {
+  auto i = static_cast<std::size_t>(stream_id);
+  if (i < names_.size() && !names_[i].empty()) return names_[i];
+  sql::StmtScope s(db_->prepare("SELECT name FROM streams WHERE id = ?1"));
+  s->bind(1, stream_id);
+  if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has an event of unknown stream id {}", path(), stream_id));
+  if (i >= names_.size()) names_.resize(std::max(i + 1, names_.size() * 2));
+  names_[i] = std::string(s->text(0));
+  return names_[i];
+}
+
+std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions) {
+  std::vector<Appended> out;
+  out.reserve(events.size());
+  std::unordered_map<std::string, StreamRow> streams;
+  bool expect_checked = expect.kind == Expect::any;
+
+  auto& find_id = db_->prepare("SELECT stream_id, type, data, position, version FROM events WHERE id = ?1");
+  auto& find_stream = db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1");
+  auto& insert_stream =
+      db_->prepare("INSERT INTO streams (name, category, head, head_position, updated_at) VALUES (?1, ?2, -1, 0, 0)");
+  auto& insert_event = db_->prepare(
+      "INSERT INTO events (stream_id, version, prev, id, type, data, meta, recorded_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  auto& update_stream =
+      db_->prepare("UPDATE streams SET head = ?2, head_position = ?3, updated_at = ?4 WHERE id = ?1");
+
+  sql::Txn txn(*db_);
+  const std::int64_t now = now_us();
+  auto stream_row = [&](const std::string& name) -> StreamRow& {
+    auto [it, fresh] = streams.try_emplace(name);
+    if (fresh) {
+      sql::StmtScope s(find_stream);
+      s->bind(1, name);
+      if (s->step()) it->second = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
+    }
+    return it->second;
+  };
+
+  for (const auto& ev : events) {
+    StreamRow& row = stream_row(ev.stream);
+    if (ev.id) {
+      sql::StmtScope s(find_id);
+      s->bind_blob(1, ev.id->view());
+      if (s->step()) {
+        bool same = row.id == s->i64(0) && s->text(1) == ev.type && s->text(2) == ev.data;
+        if (!same)
+          throw Error(Errc::conflict,
+                      fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
+                                  "version {}); use a new id for new content",
+                                  format_uuid(*ev.id), s->i64(3), stream_name(s->i64(0)), s->i64(4)));
+        out.push_back(Appended{ev.stream, s->i64(4), s->i64(3), *ev.id, true});
+        continue;
+      }
+    }
+    if (!expect_checked) {
+      expect_checked = true;
+      bool ok = expect.kind == Expect::none     ? row.head < 0
+                : expect.kind == Expect::exists ? row.head >= 0
+                                                : row.head == expect.value;
+      if (!ok) {
+        std::string want = expect.kind == Expect::none     ? "to not exist"
+                           : expect.kind == Expect::exists ? "to exist"
+                                                           : fmt::format("to be at version {}", expect.value);
+        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+        throw Error(Errc::conflict,
+                    fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
+      }
+    }
+    if (check_versions && ev.version && *ev.version != row.head + 1) {
+      std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+      throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
+                                              "(expected-version conflict; --ignore-versions appends at the end)",
+                                              ev.stream, actual, *ev.version));
+    }
+    if (row.id == 0) {
+      sql::StmtScope s(insert_stream);
+      s->bind(1, ev.stream).bind(2, category_of(ev.stream));
+      s->run();
+      row.id = db_->last_insert_rowid();
+    }
+    Uuid id = ev.id ? *ev.id : new_uuid_v7();
+    std::int64_t recorded = ev.recorded_at.value_or(now);
+    {
+      sql::StmtScope s(insert_event);
+      s->bind(1, row.id).bind(2, row.head + 1);
+      if (row.head >= 0) s->bind(3, row.head_position);
+      else s->bind_null(3);
+      s->bind_blob(4, id.view()).bind(5, ev.type).bind(6, ev.data).bind(7, ev.meta).bind(8, recorded);
+      s->run();
+    }
+    row.head += 1;
+    row.head_position = db_->last_insert_rowid();
+    row.updated_at = recorded;
+    row.dirty = true;
+    out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
+  }
+  for (auto& [name, row] : streams) {
+    if (!row.dirty) continue;
+    sql::StmtScope s(update_stream);
+    s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position).bind(4, row.updated_at);
+    s->run();
+  }
+  txn.commit();
+  return out;
+}
+
+std::int64_t Store::locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version) {
+  std::int64_t mark = (version + kMarkEvery - 1) / kMarkEvery * kMarkEvery;
+  std::int64_t at = head, pos = head_position;
+  if (mark < head) {
+    sql::StmtScope s(db_->prepare(
+        "SELECT position FROM events WHERE stream_id = ?1 AND version = ?2 AND version % 64 = 0"));
+    s->bind(1, stream_id).bind(2, mark);
+    if (!s->step())
+      throw Error(Errc::corrupt, fmt::format("store '{}' lacks the index mark for version {} of stream id {}; "
+                                             "run 'esctl verify'",
+                                             path(), mark, stream_id));
+    at = mark;
+    pos = s->i64(0);
+  }
+  auto& prev = db_->prepare("SELECT prev FROM events WHERE position = ?1");
+  for (; at > version; --at) {
+    sql::StmtScope s(prev);
+    s->bind(1, pos);
+    if (!s->step() || s->is_null(0))
+      throw Error(Errc::corrupt, fmt::format("store '{}' has a broken stream link at position {}; run 'esctl verify'",
+                                             path(), pos));
+    pos = s->i64(0);
+  }
+  return pos;
+}
+
+void Store::emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go) {
+  auto& sel = db_->prepare(kSelectEvent);
+  for (auto p : positions) {
+    if (!go) return;
+    sql::StmtScope s(sel);
+    s->bind(1, p);
+    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' lost the event at position {}", path(), p));
+    EventRef e{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)};
+    go = fn(e);
+  }
+}
+
+void Store::read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
+                        bool backwards, const EventFn& fn) {
+  sql::Txn snapshot(*db_, sql::Txn::deferred);
+  std::int64_t id, head, head_position;
+  {
+    sql::StmtScope s(db_->prepare("SELECT id, head, head_position FROM streams WHERE name = ?1"));
+    s->bind(1, stream);
+    if (!s->step() || s->i64(1) < 0)
+      throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", stream));
+    id = s->i64(0), head = s->i64(1), head_position = s->i64(2);
+  }
+  std::int64_t limit = count.value_or(INT64_MAX);
+  if (limit <= 0) return;
+  bool go = true;
+  if (backwards) {
+    std::int64_t start = std::min(from.value_or(head), head);
+    if (start < 0) return;
+    std::int64_t stop = start - limit + 1 < 0 ? 0 : start - limit + 1;
+    std::vector<std::int64_t> block;
+    std::int64_t pos = locate(id, head, head_position, start);
+    auto& prev = db_->prepare("SELECT prev FROM events WHERE position = ?1");
+    for (std::int64_t v = start; v >= stop && go; --v) {
+      block.assign(1, pos);
+      emit_positions(block, fn, go);
+      if (v == stop) break;
+      sql::StmtScope s(prev);
+      s->bind(1, pos);
+      if (!s->step() || s->is_null(0)) throw Error(Errc::corrupt, fmt::format("broken stream link at position {}", pos));
+      pos = s->i64(0);
+    }
+    return;
+  }
+  std::int64_t first = std::max<std::int64_t>(from.value_or(0), 0);
+  std::int64_t last = limit > head - first ? head : first + limit - 1;
+  std::vector<std::int64_t> block;
+  auto& prev = db_->prepare("SELECT prev FROM events WHERE position = ?1");
+  for (std::int64_t v = first; v <= last && go;) {
+    std::int64_t block_end = std::min(last, v / kMarkEvery * kMarkEvery + kMarkEvery - 1);
+    std::int64_t pos = locate(id, head, head_position, block_end);
+    block.assign(static_cast<std::size_t>(block_end - v + 1), 0);
+    for (std::int64_t k = block_end; k >= v; --k) {
+      block[static_cast<std::size_t>(k - v)] = pos;
+      if (k == v) break;
+      sql::StmtScope s(prev);
+      s->bind(1, pos);
+      if (!s->step() || s->is_null(0)) throw Error(Errc::corrupt, fmt::format("broken stream link at position {}", pos));
+      pos = s->i64(0);
+    }
+    emit_positions(block, fn, go);
+    v = block_end + 1;
+  }
+}
+
+void Store::read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter, const EventFn& fn) {
+  std::int64_t limit = count.value_or(INT64_MAX);
+  if (limit <= 0) return;
+  // One statement = one read snapshot: constant memory, consistent view.
+  auto s = db_->prepare_new(
+      "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events "
+      "WHERE position >= ?1 ORDER BY position");
+  s.bind(1, from);
+  std::vector<signed char> stream_ok;  // per stream id: 0 unknown, 1 match, -1 no match
+  const bool by_stream = !filter.stream_globs.empty() || !filter.categories.empty();
+  std::int64_t n = 0;
+  while (s.step()) {
+    std::int64_t sid = s.i64(1);
+    if (by_stream) {
+      auto i = static_cast<std::size_t>(sid);
+      if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
+      if (stream_ok[i] == 0) stream_ok[i] = filter.matches_stream(stream_name(sid)) ? 1 : -1;
+      if (stream_ok[i] < 0) continue;
+    }
+    std::string_view type = s.text(4);
+    if (!filter.matches_type(type)) continue;
+    EventRef e{s.i64(0), stream_name(sid), s.i64(2), s.blob(3), type, s.text(5), s.text(6), s.i64(7)};
+    if (!fn(e) || ++n >= limit) break;
+    if ((n & 0xfff) == 0) check_interrupted();
+  }
+}
+
+void Store::read_last(std::int64_t count, const EventFilter& filter, const EventFn& fn) {
+  if (count <= 0) return;
+  // Walk backwards to find the count-th match, then replay forward from it.
+  std::int64_t start = 0, seen = 0;
+  {
+    auto s = db_->prepare_new("SELECT position, stream_id, type FROM events ORDER BY position DESC");
+    std::vector<signed char> stream_ok;
+    const bool by_stream = !filter.stream_globs.empty() || !filter.categories.empty();
+    while (s.step()) {
+      std::int64_t sid = s.i64(1);
+      if (by_stream) {
+        auto i = static_cast<std::size_t>(sid);
+        if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
+        if (stream_ok[i] == 0) stream_ok[i] = filter.matches_stream(stream_name(sid)) ? 1 : -1;
+        if (stream_ok[i] < 0) continue;
+      }
+      if (!filter.matches_type(s.text(2))) continue;
+      start = s.i64(0);
+      if (++seen >= count) break;
+    }
+  }
+  if (seen == 0) return;
+  read_all(start, seen, filter, fn);
+}
+
+std::optional<std::int64_t> Store::stream_version(std::string_view stream) {
+  sql::StmtScope s(db_->prepare("SELECT head FROM streams WHERE name = ?1"));
+  s->bind(1, stream);
+  if (s->step() && s->i64(0) >= 0) return s->i64(0);
+  return std::nullopt;
+}
+
+std::vector<StreamInfo> Store::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
+  std::vector<StreamInfo> out;
+  auto s = db_->prepare_new(
+      category ? "SELECT name, head, head_position, updated_at FROM streams WHERE category = ?1 AND name >= ?2 "
+                 "AND head >= 0 ORDER BY name"
+               : "SELECT name, head, head_position, updated_at FROM streams WHERE name >= ?2 AND head >= 0 ORDER BY name");
+  if (category) s.bind(1, *category);
+  s.bind(2, prefix.value_or(""));
+  while (s.step()) {
+    std::string_view name = s.text(0);
+    if (prefix && name.substr(0, prefix->size()) != *prefix) break;  // sorted: no more matches
+    out.push_back(StreamInfo{std::string(name), s.i64(1), s.i64(1) + 1, s.i64(2), s.i64(3)});
+  }
+  return out;
+}
+
+std::int64_t Store::head_position() {
+  return db_->query_i64("SELECT coalesce(max(position), 0) FROM events");
+}
+
+StoreStats Store::stats() {
+  StoreStats st;
+  sql::Txn snapshot(*db_, sql::Txn::deferred);
+  st.path = path();
+  st.schema_version = static_cast<int>(db_->query_i64("PRAGMA user_version"));
+  st.file_bytes = file_size(path());
+  st.wal_bytes = file_size(path() + "-wal");
+  st.events = db_->query_i64("SELECT count(*) FROM events");
+  st.streams = db_->query_i64("SELECT count(*) FROM streams WHERE head >= 0");
+  st.head_position = head_position();
+  return st;
+}
+
+}  // namespace esctl

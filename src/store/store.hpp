@@ -1,0 +1,92 @@
+// The event store: open/create a store file, append events (atomically, idempotently by id,
+// with expected-version checks), and read them back by stream, by category or globally.
+// Knows nothing about the terminal; returns model values (core/event.hpp) or throws Error.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/event.hpp"
+#include "core/filter.hpp"
+
+namespace esctl {
+namespace sql { class Db; }
+
+struct StoreOptions {
+  std::string path = "events.db";
+  int busy_timeout_ms = 5000;
+};
+
+enum class Access {
+  read,   ///< the store must exist (else Errc::not_found "no store at PATH")
+  write,  ///< created with its schema if the file does not exist
+};
+
+struct StoreStats {
+  std::string path;
+  int schema_version = 0;
+  std::int64_t file_bytes = 0;
+  std::int64_t wal_bytes = 0;
+  std::int64_t events = 0;
+  std::int64_t streams = 0;
+  std::int64_t head_position = 0;
+};
+
+/// Called per event; return false to stop early.
+using EventFn = std::function<bool(const EventRef&)>;
+
+class Store {
+ public:
+  Store(const StoreOptions& options, Access access);
+  ~Store();
+  Store(const Store&) = delete;
+
+  const std::string& path() const { return options_.path; }
+  const StoreOptions& options() const { return options_; }
+  /// The connection, for the other store modules (queues, verify, rebuild).
+  sql::Db& db() { return *db_; }
+
+  /// Appends `events` in one transaction: all or nothing. An event whose id is already stored
+  /// with the same stream, type and data is not written again; its stored place is reported
+  /// with existed=true. `expect` is checked against the stream of the first event that is not
+  /// such a repeat. With `check_versions`, an event's own `version` (import) must be the next
+  /// version of its stream. Throws Errc::conflict on any mismatch, naming expected and actual.
+  std::vector<Appended> append(const std::vector<NewEvent>& events, const Expect& expect = {},
+                               bool check_versions = true);
+
+  /// Events of one stream in version order from `from` (default 0), at most `count`; with
+  /// `backwards`, from `from` (default: the last) down to 0. Errc::not_found if no such stream.
+  void read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
+                   bool backwards, const EventFn& fn);
+  /// Events with position >= `from` in position order that pass `filter`, at most `count`.
+  void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter, const EventFn& fn);
+  /// The last `count` events passing `filter` with position >= `min_position`, oldest first.
+  void read_last(std::int64_t count, const EventFilter& filter, const EventFn& fn);
+  /// The last version of `stream`, or nullopt if it has no events.
+  std::optional<std::int64_t> stream_version(std::string_view stream);
+  /// Streams by name, optionally of one category and/or with a name prefix (exact bytes, no wildcards).
+  std::vector<StreamInfo> streams(std::optional<std::string> category, std::optional<std::string> prefix);
+  /// The highest committed position (0 for an empty store).
+  std::int64_t head_position();
+  StoreStats stats();
+
+  /// The stream name for a stream id (cached).
+  std::string_view stream_name(std::int64_t stream_id);
+
+ private:
+  struct StreamRow;
+  void emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go);
+  std::int64_t locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version);
+
+  StoreOptions options_;
+  std::unique_ptr<sql::Db> db_;
+  std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
+};
+
+/// The version of the linked SQLite library.
+std::string sqlite_version();
+
+}  // namespace esctl

@@ -1,0 +1,54 @@
+// Running the built esctl binary in tests: arguments, stdin, environment, captured stdout,
+// stderr and exit status; plus a scratch directory per test that is removed afterwards.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace esctl::test {
+
+struct Result {
+  int status = -1;  ///< exit code, or 128+signal if killed
+  std::string out, err;
+};
+
+struct RunOptions {
+  std::string input;                        ///< fed to stdin (then closed)
+  std::map<std::string, std::string> env;   ///< added to the environment
+  std::string cwd;                          ///< working directory (default: unchanged)
+};
+
+/// Runs `esctl ARGS...` (the binary under test) and waits for it.
+Result esctl(const std::vector<std::string>& args, const RunOptions& opt = {});
+/// Runs `/bin/sh -c script` with ESCTL on PATH-like variable $ESCTL set to the binary.
+Result sh(const std::string& script, const RunOptions& opt = {});
+/// Starts `esctl ARGS...` without waiting; returns its pid (stdout/stderr to the given files).
+int spawn(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file = "/dev/null",
+          const RunOptions& opt = {});
+/// Waits for a spawned pid; returns its status as in Result.
+int wait_for(int pid);
+
+/// The path of the esctl binary under test.
+std::string bin();
+
+/// A fresh temporary directory, removed (recursively) when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+/// Lines of `text` (without newlines; no trailing empty line).
+std::vector<std::string> lines(const std::string& text);
+/// SHA-256 of a file via sha256sum (for "unchanged" checks).
+std::string file_hash(const std::string& path);
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& content);
+
+}  // namespace esctl::test

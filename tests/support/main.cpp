@@ -1,0 +1,3 @@
+// The one doctest main for each test program.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
