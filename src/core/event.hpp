@@ -23,6 +23,24 @@ struct EventRef {
   std::int64_t recorded_at_us = 0;
 };
 
+/// One stored event, owned (for batches handed to handlers and projections).
+struct Event {
+  std::int64_t position = 0;
+  std::string stream;
+  std::int64_t version = 0;
+  std::string id;  ///< 16 raw bytes
+  std::string type;
+  std::string data;
+  std::string meta;
+  std::int64_t recorded_at_us = 0;
+
+  static Event from(const EventRef& e) {
+    return Event{e.position, std::string(e.stream), e.version, std::string(e.id), std::string(e.type),
+                 std::string(e.data), std::string(e.meta), e.recorded_at_us};
+  }
+  EventRef ref() const { return EventRef{position, stream, version, id, type, data, meta, recorded_at_us}; }
+};
+
 /// An event to append. `data`/`meta` must already be validated, minified JSON.
 struct NewEvent {
   std::string stream;
