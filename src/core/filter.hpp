@@ -13,7 +13,7 @@ struct EventFilter {
   std::vector<std::string> types;         ///< exact event types
 
   bool empty() const { return stream_globs.empty() && categories.empty() && types.empty(); }
-  /// True if the stream passes the stream and category parts (types not considered).
+  /// True if no globs/categories are given, or the stream matches any glob or is in any category.
   bool matches_stream(std::string_view stream) const;
   bool matches_type(std::string_view type) const;
   bool matches(std::string_view stream, std::string_view type) const {
