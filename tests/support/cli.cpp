@@ -108,7 +108,7 @@ Result run_argv(std::vector<std::string> argv, const RunOptions& opt) {
 
 std::string bin() { return ESCTL_BIN; }
 
-Result esctl(const std::vector<std::string>& args, const RunOptions& opt) {
+Result run(const std::vector<std::string>& args, const RunOptions& opt) {
   std::vector<std::string> argv{bin()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_argv(argv, opt);

@@ -19,7 +19,7 @@ struct RunOptions {
 };
 
 /// Runs `esctl ARGS...` (the binary under test) and waits for it.
-Result esctl(const std::vector<std::string>& args, const RunOptions& opt = {});
+Result run(const std::vector<std::string>& args, const RunOptions& opt = {});
 /// Runs `/bin/sh -c script` with ESCTL on PATH-like variable $ESCTL set to the binary.
 Result sh(const std::string& script, const RunOptions& opt = {});
 /// Starts `esctl ARGS...` without waiting; returns its pid (stdout/stderr to the given files).
