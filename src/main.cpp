@@ -57,15 +57,17 @@ int main(int argc, char** argv) {
       return fail(fmt::format("{} (see '{}')", e.what(), where), exit_code::kUsage);
     }
     if (help->parsed()) {
-      const CLI::App* target = &app;
+      CLI::App* target = &app;
+      std::string prefix;
       for (const auto& name : help_path) {
         try {
-          target = const_cast<CLI::App*>(target)->get_subcommand(name);
+          prefix += prefix.empty() ? target->get_name() : " " + target->get_name();
+          target = target->get_subcommand(name);
         } catch (const CLI::OptionNotFound&) {
           return fail(fmt::format("unknown command '{}' (see 'esctl --help')", name), exit_code::kUsage);
         }
       }
-      fmt::print("{}", target->help());
+      fmt::print("{}", target->help(target == &app ? "" : prefix));
       return 0;
     }
     const CLI::App* at = chosen(app);

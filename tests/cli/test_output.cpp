@@ -1,0 +1,97 @@
+// Conventions every command shares (SPEC section 3): help, version, usage errors, colour rules,
+// global options before or after the command, quiet exit into a closed pipe.
+#include <doctest/doctest.h>
+
+#include "support/cli.hpp"
+
+using namespace esctl::test;
+
+namespace {
+bool has_escape(const std::string& s) { return s.find("\x1b[") != std::string::npos; }
+
+// Runs a shell command under a pseudo-terminal (script(1)); returns what the terminal showed.
+Result under_tty(const std::string& command, const RunOptions& o = {}) {
+  return sh("command -v script >/dev/null || exit 77; script -qec \"" + command + "\" /dev/null", o);
+}
+}  // namespace
+
+TEST_SUITE("cli/output") {
+  TEST_CASE("--version names esctl and the SQLite it runs on") {
+    auto r = run({"--version"});
+    CHECK(r.status == 0);
+    CHECK(r.out.find("esctl ") == 0);
+    CHECK(r.out.find("SQLite 3.") != std::string::npos);
+  }
+
+  TEST_CASE("help is available as --help, -h and 'esctl help CMD'") {
+    CHECK(run({"--help"}).out.find("append") != std::string::npos);
+    auto a = run({"append", "--help"});
+    auto b = run({"help", "append"});
+    CHECK(a.status == 0);
+    CHECK(b.status == 0);
+    CHECK(a.out == b.out);
+    CHECK(run({"append", "-h"}).out == a.out);
+    auto bad = run({"help", "nope"});
+    CHECK(bad.status == 2);
+    CHECK(bad.err.find("'nope'") != std::string::npos);
+  }
+
+  TEST_CASE("unknown commands, unknown flags and bad option values are usage errors (exit 2)") {
+    TempDir dir;
+    auto r = run({"frobnicate"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("esctl: error:") == 0);
+    CHECK(run({"--store", dir / "s.db", "read", "--all", "--bogus"}).status == 2);
+    CHECK(run({"--store", dir / "s.db", "--color", "purple", "read", "--all"}).status == 2);
+    auto t = run({"--store", dir / "s.db", "--busy-timeout", "5", "read", "--all"});
+    CHECK(t.status == 2);
+    CHECK(t.err.find("--busy-timeout") != std::string::npos);
+    CHECK(read_file(dir / "s.db").empty());  // nothing was created by a failed command line
+  }
+
+  TEST_CASE("global options work before and after the command") {
+    TempDir dir;
+    REQUIRE(run({"--store", dir / "s.db", "append", "a-1", "T", "{\"n\":1}"}).status == 0);
+    auto before = run({"--json", "--store", dir / "s.db", "read", "a-1"});
+    auto after = run({"read", "a-1", "--json", "--store", dir / "s.db"});
+    CHECK(before.status == 0);
+    CHECK(before.out == after.out);
+    CHECK(before.out.find("\"data\":{\"n\":1}") != std::string::npos);
+    auto env = run({"read", "a-1", "--json"}, RunOptions{"", {{"ESCTL_STORE", dir / "s.db"}}, ""});
+    CHECK(env.out == before.out);
+    auto quiet = run({"-q", "read", "a-1", "--store", dir / "s.db"});
+    CHECK(quiet.status == 0);
+    CHECK(quiet.out.empty());
+  }
+
+  TEST_CASE("colour only on a terminal, forced by --color, disabled by NO_COLOR") {
+    TempDir dir;
+    std::string store = dir / "s.db";
+    REQUIRE(run({"--store", store, "append", "a-1", "T"}).status == 0);
+    CHECK_FALSE(has_escape(run({"--store", store, "read", "a-1"}).out));
+    CHECK(has_escape(run({"--store", store, "--color", "always", "read", "a-1"}).out));
+    CHECK_FALSE(has_escape(run({"--store", store, "--color", "never", "read", "a-1"}).out));
+    std::string cmd = "\\\"$ESCTL\\\" --store '" + store + "' read a-1";
+    auto tty = under_tty(cmd);
+    if (tty.status == 77) return;
+    CHECK(has_escape(tty.out));
+    auto no_color = under_tty(cmd, RunOptions{"", {{"NO_COLOR", "1"}}, ""});
+    CHECK_FALSE(has_escape(no_color.out));
+    auto json = under_tty("\\\"$ESCTL\\\" --json --store '" + store + "' read a-1");
+    CHECK_FALSE(has_escape(json.out));
+  }
+
+  TEST_CASE("a closed pipe ends the command quietly with status 0") {
+    TempDir dir;
+    std::string nd;
+    for (int i = 0; i < 20000; ++i) nd += "{\"type\":\"T\",\"data\":{\"i\":" + std::to_string(i) + "}}\n";
+    RunOptions in;
+    in.input = nd;
+    REQUIRE(run({"--store", dir / "s.db", "append", "big-1", "--ndjson", "-"}, in).status == 0);
+    RunOptions o;
+    o.env["STORE"] = dir / "s.db";
+    auto r = sh("exec bash -c 'set -o pipefail; \"$ESCTL\" --store \"$STORE\" read --all | head -1; echo \"status=$?\"'", o);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("status=0") != std::string::npos);
+  }
+}
