@@ -1,7 +1,7 @@
 // The one-pass, non-recursive scanner behind esctl::json's validate, minify and for_each_member.
 // Not a parser: no tree, no number conversion; minify's output is its input minus whitespace.
 //
-// How it works. scan() walks the text once with an explicit stack of the open containers' closing
+// How it works. scan_text() walks the text once with an explicit stack of the open containers' closing
 // bytes (one byte a level, at most kMaxDepth, on the C++ stack), so hostile nesting costs no
 // recursion and no allocation. Its loop has two halves. "A value starts here" dispatches on the
 // first byte: scalars are scanned whole; '[' and '{' push, then either close at once (empty) or go
@@ -33,8 +33,10 @@ constexpr std::size_t kFail = static_cast<std::size_t>(-1);
 bool is_ws(Byte c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool is_digit(Byte c) { return static_cast<unsigned>(c - '0') < 10; }
 
-std::size_t fail(std::optional<Error>& err, std::size_t offset, std::string message) {
-  err = Error{offset, std::move(message)};
+// The error paths below are cold and out of line so that the scanning loops stay small.
+
+[[gnu::cold, gnu::noinline]] std::size_t fail(std::optional<Error>& err, std::size_t offset, const char* message) {
+  err = Error{offset, message};
   return kFail;
 }
 
@@ -46,7 +48,37 @@ std::string describe(Byte c) {
   return buf;
 }
 
-std::string unexpected(Byte c) { return "unexpected " + describe(c); }
+// "unexpected character 'x'", then ", expected <expected>" unless `expected` is empty.
+[[gnu::cold, gnu::noinline]] std::size_t fail_unexpected(std::optional<Error>& err, std::size_t offset, Byte c,
+                                                         std::string_view expected) {
+  std::string message = "unexpected " + describe(c);
+  if (!expected.empty()) message.append(", expected ").append(expected);
+  err = Error{offset, std::move(message)};
+  return kFail;
+}
+
+[[gnu::cold, gnu::noinline]] std::size_t fail_escape(std::optional<Error>& err, std::size_t offset, Byte c) {
+  if (c > 0x20 && c < 0x7f) {
+    err = Error{offset, std::string("invalid escape '\\") + static_cast<char>(c) + "'"};
+  } else {
+    err = Error{offset, "invalid escape: backslash before " + describe(c)};
+  }
+  return kFail;
+}
+
+// `hex` is the escape's four digits, echoed as written.
+[[gnu::cold, gnu::noinline]] std::size_t fail_lone_surrogate(std::optional<Error>& err, std::size_t offset,
+                                                             const Byte* hex) {
+  err = Error{offset, "lone surrogate \\u" + std::string(reinterpret_cast<const char*>(hex), 4)};
+  return kFail;
+}
+
+[[gnu::cold, gnu::noinline]] std::size_t fail_control(std::optional<Error>& err, std::size_t offset, Byte c) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "unescaped control character U+%04X in string", static_cast<unsigned>(c));
+  err = Error{offset, buf};
+  return kFail;
+}
 
 // Length of the well-formed UTF-8 sequence at p (whose lead byte is >= 0x80), or 0.
 std::size_t utf8_sequence(const Byte* p, const Byte* end) {
@@ -121,13 +153,9 @@ std::size_t scan_escape(const Byte* in, std::size_t n, std::size_t p, std::size_
     case 'u':
       break;
     default:
-      if (in[p + 1] > 0x20 && in[p + 1] < 0x7f)
-        return fail(err, p, std::string("invalid escape '\\") + static_cast<char>(in[p + 1]) + "'");
-      return fail(err, p, "invalid escape: backslash before " + describe(in[p + 1]));
+      return fail_escape(err, p, in[p + 1]);
   }
-  auto lone = [&] {
-    return fail(err, p, "lone surrogate \\u" + std::string(reinterpret_cast<const char*>(in) + p + 2, 4));
-  };
+  auto lone = [&] { return fail_lone_surrogate(err, p, in + p + 2); };
   const long unit = u_escape(in, n, p);
   if (unit == -2) return fail(err, open, "unterminated string");
   if (unit == -1) return fail(err, p, "invalid \\u escape: expected 4 hex digits");
@@ -166,9 +194,7 @@ std::size_t scan_string(const Byte* in, std::size_t n, std::size_t pos, std::opt
       p = scan_escape(in, n, p, pos, err);
       if (p == kFail) return kFail;
     } else if (c < 0x20) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "unescaped control character U+%04X in string", static_cast<unsigned>(c));
-      return fail(err, p, buf);
+      return fail_control(err, p, c);
     } else {
       const std::size_t len = utf8_sequence(in + p, in + n);
       if (len == 0) return fail(err, p, "invalid UTF-8");
@@ -204,14 +230,15 @@ std::size_t scan_number(const Byte* in, std::size_t n, std::size_t pos, std::opt
   return p;
 }
 
+// `word` is the literal quoted, as in "'true'".
 std::size_t scan_literal(const Byte* in, std::size_t n, std::size_t pos, std::string_view word,
                          std::optional<Error>& err) {
-  for (std::size_t i = 0; i < word.size(); ++i) {
+  const std::string_view bare = word.substr(1, word.size() - 2);
+  for (std::size_t i = 0; i < bare.size(); ++i) {
     if (pos + i == n) return fail(err, n, "unexpected end of input");
-    if (in[pos + i] != static_cast<Byte>(word[i]))
-      return fail(err, pos + i, unexpected(in[pos + i]) + ", expected '" + std::string(word) + "'");
+    if (in[pos + i] != static_cast<Byte>(bare[i])) return fail_unexpected(err, pos + i, in[pos + i], word);
   }
-  return pos + word.size();
+  return pos + bare.size();
 }
 
 // What scan() reports besides errors; every entry point overrides only what it needs.
@@ -223,11 +250,11 @@ struct NoHooks {
   void finish(std::size_t /*size*/) {}
 };
 
+static_assert(kMaxDepth == 1000, "the nesting error message spells out the limit");
+
+// Returns n, or kFail with `err` set.
 template <class Hooks>
-std::optional<Error> scan(std::string_view text, Hooks& hooks) {
-  const Byte* in = reinterpret_cast<const Byte*>(text.data());
-  const std::size_t n = text.size();
-  std::optional<Error> err;
+std::size_t scan_text(const Byte* in, std::size_t n, Hooks& hooks, std::optional<Error>& err) {
   std::array<Byte, kMaxDepth> closers;  // only [0, depth) is ever read
   int depth = 0;
 
@@ -243,28 +270,28 @@ std::optional<Error> scan(std::string_view text, Hooks& hooks) {
     if (in[p] != '"') {
       // An empty object was handled by the caller, so '}' here follows a comma.
       if (in[p] == '}') return fail(err, p, "trailing comma before '}'");
-      return fail(err, p, unexpected(in[p]) + ", expected a string key");
+      return fail_unexpected(err, p, in[p], "a string key");
     }
     const std::size_t end = scan_string(in, n, p, err);
     if (end == kFail) return kFail;
     hooks.key(depth, p, end);
     const std::size_t colon = skip_ws(end);
     if (colon == n) return fail(err, n, "unexpected end of input");
-    if (in[colon] != ':') return fail(err, colon, unexpected(in[colon]) + ", expected ':'");
+    if (in[colon] != ':') return fail_unexpected(err, colon, in[colon], "':'");
     return skip_ws(colon + 1);
   };
 
   std::size_t pos = skip_ws(0);
-  if (pos == n) return Error{n, "empty input, expected a JSON value"};
+  if (pos == n) return fail(err, n, "empty input, expected a JSON value");
   for (;;) {
     // A value starts at pos.
-    if (pos == n) return Error{n, "unexpected end of input"};
+    if (pos == n) return fail(err, n, "unexpected end of input");
     hooks.value_begin(depth, pos);
     const Byte c = in[pos];
     switch (c) {
       case '{':
       case '[': {
-        if (depth == kMaxDepth) return Error{pos, "nesting deeper than 1000 levels"};
+        if (depth == kMaxDepth) return fail(err, pos, "nesting deeper than 1000 levels");
         const Byte closer = c == '{' ? '}' : ']';
         closers[depth++] = closer;
         pos = skip_ws(pos + 1);
@@ -275,7 +302,7 @@ std::optional<Error> scan(std::string_view text, Hooks& hooks) {
         }
         if (c == '{') {
           pos = read_key(pos);
-          if (pos == kFail) return err;
+          if (pos == kFail) return kFail;
         }
         continue;
       }
@@ -283,13 +310,13 @@ std::optional<Error> scan(std::string_view text, Hooks& hooks) {
         pos = scan_string(in, n, pos, err);
         break;
       case 't':
-        pos = scan_literal(in, n, pos, "true", err);
+        pos = scan_literal(in, n, pos, "'true'", err);
         break;
       case 'f':
-        pos = scan_literal(in, n, pos, "false", err);
+        pos = scan_literal(in, n, pos, "'false'", err);
         break;
       case 'n':
-        pos = scan_literal(in, n, pos, "null", err);
+        pos = scan_literal(in, n, pos, "'null'", err);
         break;
       case '-': case '0': case '1': case '2': case '3': case '4':
       case '5': case '6': case '7': case '8': case '9':
@@ -297,37 +324,43 @@ std::optional<Error> scan(std::string_view text, Hooks& hooks) {
         break;
       default:
         // An empty array was handled above, so ']' here follows a comma.
-        if (c == ']' && depth > 0 && closers[depth - 1] == ']') return Error{pos, "trailing comma before ']'"};
-        return Error{pos, unexpected(c)};
+        if (c == ']' && depth > 0 && closers[depth - 1] == ']') return fail(err, pos, "trailing comma before ']'");
+        return fail_unexpected(err, pos, c, {});
     }
-    if (pos == kFail) return err;
+    if (pos == kFail) return kFail;
 
     // A value ended at pos: close every container that ends here, then find the next value.
     for (;;) {
       hooks.value_end(depth, pos);
       pos = skip_ws(pos);
       if (depth == 0) {
-        if (pos != n) return Error{pos, "trailing characters after JSON value"};
+        if (pos != n) return fail(err, pos, "trailing characters after JSON value");
         hooks.finish(n);
-        return std::nullopt;
+        return n;
       }
-      if (pos == n) return Error{n, "unexpected end of input"};
+      if (pos == n) return fail(err, n, "unexpected end of input");
       const Byte closer = closers[depth - 1];
       if (in[pos] == closer) {
         --depth;
         ++pos;
         continue;
       }
-      if (in[pos] != ',')
-        return Error{pos, unexpected(in[pos]) + ", expected ',' or '" + static_cast<char>(closer) + "'"};
+      if (in[pos] != ',') return fail_unexpected(err, pos, in[pos], closer == '}' ? "',' or '}'" : "',' or ']'");
       pos = skip_ws(pos + 1);
       if (closer == '}') {
         pos = read_key(pos);
-        if (pos == kFail) return err;
+        if (pos == kFail) return kFail;
       }
       break;
     }
   }
+}
+
+template <class Hooks>
+std::optional<Error> scan(std::string_view text, Hooks& hooks) {
+  std::optional<Error> err;
+  scan_text(reinterpret_cast<const Byte*>(text.data()), text.size(), hooks, err);
+  return err;
 }
 
 class MinifyHooks : public NoHooks {

@@ -1,5 +1,5 @@
 // Tests for esctl::json: strict RFC 8259 validation, byte-exact minification, member splitting,
-// string quoting/decoding and UTF-8 checks. Not a benchmark: throughput lives in tests/bench/.
+// string quoting/decoding and UTF-8 checks. Behaviour only: speed is not measured here.
 #include "core/json_text.hpp"
 
 #include <doctest/doctest.h>
