@@ -24,7 +24,7 @@ _esctl_opts()
         tail) echo --all --category --type -n --count -f --follow ;;
         streams) echo --category --prefix ;;
         rebuild) echo --projection --queue ;;
-        verify) echo --stream --queue --log --no-gaps ;;
+        verify) echo --stream --queue --full --log --no-gaps ;;
         'queue create')
             echo --from --stream --category --type --max-attempts --ack-timeout --on-poison
             ;;

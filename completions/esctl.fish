@@ -238,5 +238,6 @@ complete -c esctl -n '__esctl_nargs 1 rebuild' -F -d 'query db'
 # verify
 complete -c esctl -n '__esctl_is verify' -l stream -x -a '(__esctl_streams)' -d 'Check only this stream'
 complete -c esctl -n '__esctl_is verify' -l queue -x -a '(__esctl_queues)' -d 'Check only this queue'
+complete -c esctl -n '__esctl_is verify' -l full -d 'Run SQLite integrity_check instead of quick_check'
 complete -c esctl -n '__esctl_is verify' -l log -r -F -d 'Check a delivery log instead of the store'
 complete -c esctl -n '__esctl_is verify' -l no-gaps -d 'With --log, a skipped version is a violation'
