@@ -1,12 +1,137 @@
-// esctl tail: not implemented yet (placeholder so the command table is complete).
+// esctl tail: the last N matching events, oldest first, then (-f) each new one as it commits.
+// Following is store/follow.hpp's ChangeWaiter + read_after from the last position seen; this
+// file only picks the source, prints, and decides how the command ends (SPEC §5, esctl-tail(1)).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
 #include "commands/command.hpp"
+#include "commands/print.hpp"
 #include "core/error.hpp"
+#include "core/names.hpp"
+#include "core/signals.hpp"
+#include "store/follow.hpp"
 
 namespace esctl::cmd {
+namespace {
+
+struct TailOptions {
+  std::string stream, category, count = "10";
+  std::vector<std::string> types;
+  bool all = false, follow = false;
+};
+
+/// A glob (fnmatch(3)) that matches exactly `name`, whatever characters it holds.
+std::string literal_glob(std::string_view name) {
+  std::string g;
+  for (char c : name) {
+    if (c == '*' || c == '?' || c == '[' || c == '\\') g.push_back('\\');
+    g.push_back(c);
+  }
+  return g;
+}
+
+/// stdout is a pipe or socket: its reader can go away while we sleep, and we want to notice.
+bool stdout_can_hang_up() {
+  struct stat st {};
+  return ::fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/// The last `n` events of `stream` passing `filter`'s types, oldest first, via the stream's own
+/// links (cheap however big the store). Returns false if the stream does not exist.
+bool last_of_stream(Store& store, const std::string& stream, std::int64_t n, const EventFilter& filter,
+                    EventPrinter& print, std::int64_t& last) {
+  std::vector<Event> newest;  // newest first
+  try {
+    store.read_stream(stream, std::nullopt, std::nullopt, true, [&](const EventRef& e) {
+      if (static_cast<std::int64_t>(newest.size()) >= n) return false;
+      if (filter.matches_type(e.type)) newest.push_back(Event::from(e));
+      return static_cast<std::int64_t>(newest.size()) < n;
+    });
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) return false;
+    throw;
+  }
+  for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
+    print(it->ref());
+    last = std::max(last, it->position);
+  }
+  return true;
+}
+
+}  // namespace
 
 Runner setup_tail(CLI::App& app) {
-  app.allow_extras();
-  return [](Context&) -> int { throw Error(Errc::usage, "'esctl tail' is not implemented yet"); };
+  auto o = std::make_shared<TailOptions>();
+  app.description(
+      "Print the last N events of STREAM, of a --category or of --all (the default), oldest first; "
+      "with -f, then print each new one as it is committed, until interrupted");
+  app.add_option("stream", o->stream, "Stream name");
+  app.add_flag("--all", o->all, "Tail every stream (the default)");
+  app.add_option("--category", o->category, "Tail the streams of one category");
+  app.add_option("--type", o->types, "Only events of this type (repeatable)");
+  app.add_option("-n,--count", o->count, "How many of the last events to print (default 10; 0: only new ones)");
+  app.add_flag("-f,--follow", o->follow, "Then print each new matching event as it is committed, until interrupted");
+  return [o](Context& ctx) {
+    if (!o->stream.empty() + o->all + !o->category.empty() > 1)
+      throw Error(Errc::usage, "tail takes at most one of STREAM, --all or --category C");
+    if (!o->stream.empty()) check_stream_name(o->stream);
+    const std::int64_t n = parse_count(o->count, "--count");
+
+    EventFilter filter;
+    filter.types = o->types;
+    if (!o->stream.empty()) filter.stream_globs.push_back(literal_glob(o->stream));
+    if (!o->category.empty()) filter.categories.push_back(o->category);
+
+    Store store = ctx.open_store(Access::read);
+    // The waiter and the head position come first: anything committed after them is either in
+    // the last N or is found by the follow loop; nothing falls between the two.
+    std::optional<ChangeWaiter> waiter;
+    if (o->follow) {
+      waiter.emplace(store);
+      if (stdout_can_hang_up()) waiter->wake_on_hangup(STDOUT_FILENO);
+      ctx.out.set_line_buffered(true);
+    }
+    std::int64_t last = o->follow ? store.head_position() : 0;
+
+    EventPrinter print(ctx);
+    if (!o->stream.empty()) {
+      // A missing stream is "not found" unless we are about to wait for it.
+      bool exists = n > 0 ? last_of_stream(store, o->stream, n, filter, print, last)
+                          : store.stream_version(o->stream).has_value();
+      if (!exists && !o->follow)
+        throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", o->stream));
+    } else {
+      store.read_last(n, filter, [&](const EventRef& e) {
+        print(e);
+        last = std::max(last, e.position);
+        return true;
+      });
+    }
+    if (!o->follow) return 0;
+    ctx.out.flush();
+
+    for (;;) {
+      switch (waiter->wait(-1)) {
+        case Wake::changed:
+          break;
+        case Wake::hangup:
+          throw BrokenPipe{};
+        case Wake::interrupted:
+        case Wake::timeout:
+          check_interrupted();
+          continue;
+      }
+      last = read_after(store, last, filter, [&](const EventRef& e) {
+        check_interrupted();  // stop between lines, never inside one
+        print(e);
+        return true;
+      });
+    }
+  };
 }
 
 }  // namespace esctl::cmd
