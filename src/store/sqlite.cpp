@@ -2,14 +2,41 @@
 
 #include <sqlite3.h>
 
+#include <unistd.h>
+
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
 
 namespace esctl::sql {
+namespace {
+
+/// True when SQLite opened `path` read-only (file not writable by us) and could not set up the
+/// WAL index beside it: no "-shm" file yet and a folder we may not write. SQLite then refuses
+/// even to read a WAL-mode database unless it is opened as immutable.
+bool needs_immutable_open(sqlite3* db, const std::string& path) {
+  if (sqlite3_db_readonly(db, "main") != 1) return false;
+  if (::access((path + "-shm").c_str(), F_OK) == 0 || ::access((path + "-wal").c_str(), F_OK) == 0) return false;
+  auto dir = std::filesystem::path(path).parent_path();
+  return ::access(dir.empty() ? "." : dir.c_str(), W_OK) != 0;
+}
+
+/// A "file:" URI for `path` with every byte outside the unreserved set percent-encoded.
+std::string immutable_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '~') uri += static_cast<char>(c);
+    else uri += fmt::format("%{:02X}", c);
+  }
+  return uri + "?immutable=1";
+}
+
+}  // namespace
 
 Stmt::~Stmt() {
   if (s_) sqlite3_finalize(s_);
@@ -83,6 +110,21 @@ Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path
     if (err == EACCES || err == EPERM)
       throw Error(Errc::read_only, fmt::format("cannot open store '{}': {}", path, std::strerror(err)));
     throw Error(Errc::io, fmt::format("cannot open store '{}': {}", path, msg));
+  }
+  // A store we may read but not write, with no writer active (no -wal/-shm) and a folder we
+  // cannot create the WAL index in: read it as an immutable snapshot (writes still fail cleanly
+  // as read-only). A writer starting while such a reader runs is not seen by that reader.
+  if (mode != OpenMode::create && needs_immutable_open(db_, path)) {
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    rc = sqlite3_open_v2(immutable_uri(path).c_str(), &db_, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
+                                                                SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      throw Error(Errc::io, fmt::format("cannot open store '{}' read-only: {}", path, msg));
+    }
   }
   sqlite3_busy_timeout(db_, busy_timeout_ms);
   sqlite3_extended_result_codes(db_, 1);
