@@ -1,5 +1,6 @@
 // esctl append: one event (TYPE [DATA]) or many (--ndjson) to one stream, in one transaction.
 #include <charconv>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -33,6 +34,15 @@ Expect parse_expect(const std::string& s) {
 std::string data_argument(const std::string& arg) {
   if (arg.empty()) return "{}";
   if (arg == "-") return checked_json(read_all_input("-"), "data from stdin");
+  if (arg[0] == '@') {
+    // Refuse an oversized file before reading it: the limit also bounds memory.
+    std::error_code ec;
+    auto size = std::filesystem::file_size(arg.substr(1), ec);
+    if (!ec && size > kMaxJsonBytes)
+      throw Error(Errc::invalid_input, fmt::format("data in '{}' is {} bytes, over the limit of {} bytes (64 MiB) per "
+                                                   "event's data or meta",
+                                                   arg.substr(1), size, kMaxJsonBytes));
+  }
   if (arg[0] == '@') return checked_json(read_all_input(arg.substr(1)), fmt::format("data in '{}'", arg.substr(1)));
   return checked_json(arg, "data");
 }

@@ -11,7 +11,13 @@
 
 namespace esctl {
 
+static std::string size_limit_note(std::string_view what, std::size_t size) {
+  return fmt::format("{} is {} bytes, over the limit of {} bytes (64 MiB) per event's data or meta", what, size,
+                     kMaxJsonBytes);
+}
+
 std::string checked_json(std::string_view text, std::string_view what) {
+  if (text.size() > kMaxJsonBytes) throw Error(Errc::invalid_input, size_limit_note(what, text.size()));
   std::string out;
   if (auto err = json::minify(text, out))
     throw Error(Errc::invalid_input, fmt::format("{} is not valid JSON: {} at byte {}", what, err->message, err->offset));
@@ -37,6 +43,8 @@ NewEvent parse_event_line(std::string_view line, std::int64_t line_no, std::stri
     } else if (key == "type") {
       ev.type = str(key, raw);
       have_type = true;
+    } else if ((key == "data" || key == "meta") && raw.size() > kMaxJsonBytes) {
+      bad(size_limit_note(fmt::format("\"{}\"", key), raw.size()));
     } else if (key == "data") {
       ev.data.clear();
       json::minify(raw, ev.data);

@@ -9,7 +9,12 @@
 
 namespace esctl {
 
-/// Validates `text` as JSON and returns it minified; throws Error(invalid_input) naming `what`
+/// The most bytes of JSON text one event's data (and, separately, its meta) may have, as given
+/// (before minifying): 64 MiB. Larger values are invalid input (exit 5), so one event never
+/// needs more than a few copies of this in memory anywhere (append, import, read, queues).
+inline constexpr std::size_t kMaxJsonBytes = std::size_t{64} << 20;
+
+/// Validates `text` as JSON (at most kMaxJsonBytes) and returns it minified; throws Error(invalid_input) naming `what`
 /// (e.g. "data") and the byte offset of the problem.
 std::string checked_json(std::string_view text, std::string_view what);
 
