@@ -1,0 +1,94 @@
+// Internal to src/store: a SQLite connection to one query db (or a scratch in-memory db) with the
+// projection sandbox installed, the projection's statements prepared, and the code that runs an
+// event's statements with bound parameters. Shared by Projection (validation), Projector (drain)
+// and rebuild. Not a public API: commands use projection.hpp and rebuild.hpp.
+#pragma once
+#include <array>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event.hpp"
+#include "store/projection.hpp"
+#include "store/sqlite.hpp"
+
+struct sqlite3_stmt;
+
+namespace esctl::detail {
+
+/// The esctl-owned tables of every query db, created before @init runs.
+extern const char* const kQueryDbSchema;
+
+/// One prepared projection statement and the parameters it uses.
+struct UserStmt {
+  sqlite3_stmt* stmt = nullptr;
+  const ProjectionSection* section = nullptr;
+  const ProjectionStatement* source = nullptr;
+  std::array<int, 8> param{};  // bind index per Param (0: unused)
+};
+
+/// The statements to run for one event type, in file order.
+struct Plan {
+  std::vector<UserStmt*> stmts;
+  bool uses_id = false, uses_recorded_at = false;
+  bool empty() const { return stmts.empty(); }
+};
+
+class ProjectionDb {
+ public:
+  /// Opens `path` (":memory:" for a scratch db) and installs the sandbox: an authorizer that
+  /// refuses ATTACH/DETACH, PRAGMAs outside a read-only list, transaction statements, schemas
+  /// other than main/temp and writes to esctl's own `_esctl_*` tables; no attached databases.
+  ProjectionDb(const Projection& projection, const std::string& path, sql::OpenMode mode, int busy_timeout_ms);
+  ~ProjectionDb();
+  ProjectionDb(const ProjectionDb&) = delete;
+
+  sql::Db& db() { return *db_; }
+  /// Makes SIGINT abort a running statement (Errc::interrupted), for long work like rebuild.
+  void set_interruptible();
+  const Projection& projection() const { return projection_; }
+
+  /// True if the db has esctl's tables (`_esctl_meta`).
+  bool is_query_db();
+  /// True if the db has no tables at all.
+  bool is_empty();
+  /// Creates esctl's tables and runs @init; call inside a transaction. Throws Errc::invalid_input
+  /// naming file, line and section if an @init statement fails.
+  void initialize();
+  /// Prepares every @on statement. `against` (the db's path, or "" for a scratch db) is named in
+  /// errors. Throws Errc::invalid_input naming file, line and section.
+  void prepare_statements(const std::string& against);
+  /// The statements for events of `type` (empty if the projection does not handle it).
+  const Plan& plan(std::string_view type);
+  /// Runs `plan` for `e`. Returns false, with `error` naming file, line, section and SQLite's
+  /// message, when a statement fails on this event; the caller rolls back what it ran. Throws
+  /// for operational failures (I/O, busy, disk full, corruption).
+  bool run(const Plan& plan, const EventRef& e, std::string& error);
+
+  /// Writes a row of `_esctl_meta` (internal statements bypass the sandbox).
+  void set_meta(std::string_view key, std::string_view value);
+  void set_meta(std::string_view key, std::int64_t value);
+  std::string meta(std::string_view key);
+
+ private:
+  struct Auth;
+  UserStmt prepare_user(const ProjectionSection& section, const ProjectionStatement& st, const std::string& against,
+                        bool allow_params);
+  [[noreturn]] void statement_error(const ProjectionSection& section, const ProjectionStatement& st, int rc,
+                                    int offset, const std::string& against);
+
+  const Projection& projection_;
+  std::unique_ptr<sql::Db> db_;
+  std::unique_ptr<Auth> auth_;
+  std::vector<std::unique_ptr<UserStmt>> stmts_;
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Plan, Hash, std::equal_to<>> plans_;
+  std::string id_text_, time_text_;
+};
+
+}  // namespace esctl::detail

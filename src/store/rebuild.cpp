@@ -1,0 +1,286 @@
+// Rebuild of a query db (see rebuild.hpp).
+//
+// Atomic replacement: the new db is built in `.NAME.rebuild-PID.tmp` in DB's directory (same
+// file system, so rename(2) is atomic), with journal_mode=OFF and synchronous=OFF because a
+// half-built temporary file is thrown away, never repaired. When complete it is fsynced and
+// renamed over DB, and the directory is fsynced. Query dbs use the rollback journal (never WAL),
+// so the file is the whole db: a reader that opens DB gets the old inode or the new one, and
+// one that has the old one open keeps reading it. Around the rename we hold the old db's write
+// lock (RESERVED), so no `queue drain` into it is mid-transaction: its journal, which lives at
+// the path beside DB, could otherwise be taken for a hot journal of the new db. Drains check,
+// once they hold the lock, that the path still names their file (Projector::apply).
+//
+// Speed: events are read in one statement of a read snapshot and filtered by type before any
+// other column is touched; the per-stream checkpoint is kept in memory (a version per stream id)
+// and written once at the end, because the temporary file is all-or-nothing.
+#include "store/rebuild.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/signals.hpp"
+#include "core/time.hpp"
+#include "store/projection_db.hpp"
+#include "store/queue.hpp"
+#include "store/sqlite.hpp"
+
+namespace esctl {
+namespace {
+
+struct PathParts {
+  std::string dir, base;
+};
+
+PathParts split_path(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+std::string temp_prefix(const std::string& base) { return "." + base + ".rebuild-"; }
+
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) throw Error(Errc::io, fmt::format("cannot open '{}' to sync it: {}", path, std::strerror(errno)));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error(Errc::io, fmt::format("cannot sync '{}' to disk: {}", path, std::strerror(err)));
+}
+
+// Removes the temporary file (and any journal SQLite left beside it) unless disarmed.
+class TempFile {
+ public:
+  explicit TempFile(std::string path) : path_(std::move(path)) { remove(); }
+  ~TempFile() {
+    if (armed_) remove();
+  }
+  const std::string& path() const { return path_; }
+  void disarm() { armed_ = false; }
+  void remove() const {
+    ::unlink(path_.c_str());
+    ::unlink((path_ + "-journal").c_str());
+  }
+
+ private:
+  std::string path_;
+  bool armed_ = true;
+};
+
+// What is at DB now: nothing, or a query db made by esctl (anything else is refused).
+bool check_existing(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    throw Error(Errc::io, fmt::format("cannot look at '{}': {}", path, std::strerror(errno)));
+  }
+  if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("query db '{}' is a directory", path));
+  if (!S_ISREG(st.st_mode))
+    throw Error(Errc::usage, fmt::format("'{}' is not a regular file; refusing to replace it", path));
+  if (st.st_size == 0) return true;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  char header[16] = {};
+  std::size_t got = f ? std::fread(header, 1, sizeof header, f) : 0;
+  if (f) std::fclose(f);
+  if (!f) throw Error(Errc::read_only, fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
+  if (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16))
+    throw Error(Errc::corrupt, fmt::format("'{}' is not a SQLite database; refusing to replace it with a query db", path));
+  sql::Db db(path, sql::OpenMode::read_only, 5000);
+  bool ours = db.query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_esctl_meta'") > 0;
+  bool empty = db.query_i64("SELECT count(*) FROM sqlite_schema") == 0;
+  if (!ours && !empty)
+    throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
+                                           "refusing to replace it: choose another path",
+                                           path));
+  return true;
+}
+
+// Holds the old db's write lock, so that no drain is in a write transaction on it.
+class OldDbLock {
+ public:
+  OldDbLock(const std::string& path, int busy_timeout_ms) {
+    db_ = std::make_unique<sql::Db>(path, sql::OpenMode::read_write, busy_timeout_ms);
+    auto mode = db_->prepare_new("PRAGMA journal_mode");
+    if (mode.step() && mode.text(0) == "wal") {
+      auto to = db_->prepare_new("PRAGMA journal_mode = DELETE");
+      if (!to.step() || to.text(0) != "delete")
+        throw Error(Errc::busy, fmt::format("cannot replace '{}': it is in WAL mode and in use; close its other "
+                                            "connections and retry",
+                                            path));
+    }
+    db_->exec("BEGIN IMMEDIATE");
+    struct stat st {};
+    if (::stat((path + "-wal").c_str(), &st) == 0)
+      throw Error(Errc::busy, fmt::format("cannot replace '{}': '{}-wal' exists (a connection uses it in WAL mode); "
+                                          "close it and retry",
+                                          path, path));
+  }
+  ~OldDbLock() {
+    if (db_) db_->exec("ROLLBACK");
+  }
+
+ private:
+  std::unique_ptr<sql::Db> db_;
+};
+
+}  // namespace
+
+int remove_stale_rebuild_files(const std::string& db_path) {
+  auto [dir, base] = split_path(db_path);
+  std::string prefix = temp_prefix(base);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  int removed = 0;
+  while (dirent* ent = ::readdir(d)) {
+    std::string_view name = ent->d_name;
+    if (name.substr(0, prefix.size()) != prefix) continue;
+    std::string_view rest = name.substr(prefix.size());
+    std::size_t digits = 0;
+    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
+    std::string_view suffix = rest.substr(digits);
+    if (digits == 0 || digits > 9 || (suffix != ".tmp" && suffix != ".tmp-journal")) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(std::string(rest.substr(0, digits))));
+    if (pid == ::getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its rebuild may still be running
+    if (::unlink((dir + "/" + std::string(name)).c_str()) == 0) ++removed;
+  }
+  ::closedir(d);
+  return removed;
+}
+
+RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options) {
+  auto started = std::chrono::steady_clock::now();
+  const std::string& path = options.db_path;
+  RebuildResult result;
+  result.replaced = check_existing(path);
+
+  std::optional<QueueInfo> queue;
+  if (!options.queue.empty()) queue = Queues(store).get(options.queue);
+
+  remove_stale_rebuild_files(path);
+  auto [dir, base] = split_path(path);
+  TempFile temp(dir + "/" + temp_prefix(base) + std::to_string(::getpid()) + ".tmp");
+  auto& sdb = store.db();
+  std::vector<std::int64_t> last_version;  // per stream id: last applied version, -1 if none
+
+  {
+    detail::ProjectionDb qdb(*projection, temp.path(), sql::OpenMode::create, store.options().busy_timeout_ms);
+    auto& db = qdb.db();
+    qdb.set_interruptible();
+    db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; "
+            "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY");
+    if (result.replaced) {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) ::chmod(temp.path().c_str(), st.st_mode & 07777);
+    }
+
+    // The read snapshot: everything below is as of head H.
+    sql::Txn snapshot(sdb, sql::Txn::deferred);
+    const std::int64_t head = store.head_position();
+    result.head = head;
+
+    std::optional<sql::Txn> txn;
+    txn.emplace(db);
+    qdb.initialize();
+    qdb.prepare_statements("");
+
+    auto s = sdb.prepare_new(
+        "SELECT type, stream_id, position, version, id, data, meta, recorded_at FROM events "
+        "WHERE position <= ?1 ORDER BY position");
+    s.bind(1, head);
+    std::vector<signed char> stream_ok;  // per stream id: 0 unknown, 1 match, -1 no match
+    const EventFilter* filter = queue ? &queue->filter : nullptr;
+    const bool by_stream = filter && (!filter->stream_globs.empty() || !filter->categories.empty());
+    std::int64_t in_txn = 0, seen = 0;
+    std::string error;
+    while (s.step()) {
+      if ((++seen & 0xff) == 0) {
+        check_interrupted();
+        if (options.progress) options.progress(s.i64(2), head);
+      }
+      std::string_view type = s.text(0);
+      const detail::Plan& plan = qdb.plan(type);
+      if (plan.empty()) continue;
+      if (filter && !filter->matches_type(type)) continue;
+      std::int64_t sid = s.i64(1);
+      auto i = static_cast<std::size_t>(sid);
+      if (by_stream) {
+        if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
+        if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
+        if (stream_ok[i] < 0) continue;
+      }
+      EventRef e{s.i64(2), store.stream_name(sid), s.i64(3), s.blob(4), type, s.text(5), s.text(6), s.i64(7)};
+      ++result.read;
+      if (!qdb.run(plan, e, error))
+        throw Error(Errc::invalid_input,
+                    fmt::format("event {} of stream '{}' (version {}, position {}) failed: {}; '{}' is unchanged "
+                                "(fix the projection or the event and rebuild again)",
+                                e.type, e.stream, e.version, e.position, error, path));
+      ++result.applied;
+      if (i >= last_version.size()) last_version.resize(std::max(i + 1, last_version.size() * 2), -1);
+      if (last_version[i] < 0) ++result.streams;
+      last_version[i] = e.version;
+      if (++in_txn >= options.batch) {
+        txn->commit();
+        check_interrupted();
+        if (options.progress) options.progress(e.position, head);
+        txn.emplace(db);
+        in_txn = 0;
+      }
+    }
+    // The checkpoint: per stream, the last version applied; and what this db was built from.
+    auto& put = db.prepare("INSERT INTO _esctl_applied (stream, version) VALUES (?1, ?2)");
+    for (std::size_t i = 0; i < last_version.size(); ++i) {
+      if (last_version[i] < 0) continue;
+      sql::StmtScope p(put);
+      p->bind(1, store.stream_name(static_cast<std::int64_t>(i))).bind(2, last_version[i]);
+      p->run();
+    }
+    qdb.set_meta("projection", projection->name());
+    qdb.set_meta("projection_hash", projection->hash());
+    qdb.set_meta("created_by", "rebuild");
+    qdb.set_meta("created_at", format_rfc3339(now_us()));
+    qdb.set_meta("store", store.path());
+    if (queue) qdb.set_meta("queue", options.queue);
+    qdb.set_meta("rebuilt_through", head);
+    qdb.set_meta("last_position", head);
+    txn->commit();
+    txn.reset();
+    check_interrupted();
+    if (options.progress) options.progress(head, head);
+  }  // closes the new db: every page is written
+
+  fsync_path(temp.path(), false);
+  {
+    // Hand over and replace. The order makes a crash between the two steps harmless: if the
+    // queue's cursor is beyond H (a drain ran during the rebuild), move it back first, so the
+    // old db (which saw those events) is never left behind a queue that skipped them; else
+    // replace first, so the new db (which saw everything to H) is never behind the queue.
+    std::optional<OldDbLock> lock;
+    if (result.replaced) lock.emplace(path, store.options().busy_timeout_ms);
+    auto hand_over = [&] { Queues(store).reset(options.queue, StartPoint{StartPoint::at, result.head}); };
+    bool queue_first = queue && Queues(store).get(options.queue).cursor > result.head;
+    if (queue_first) hand_over();
+    if (::rename(temp.path().c_str(), path.c_str()) != 0)
+      throw Error(Errc::io, fmt::format("cannot rename '{}' to '{}': {}", temp.path(), path, std::strerror(errno)));
+    temp.disarm();
+    fsync_path(dir, true);
+    lock.reset();
+    if (queue && !queue_first) hand_over();
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return result;
+}
+
+}  // namespace esctl

@@ -1,0 +1,48 @@
+// `esctl rebuild`: build a query db from scratch with a projection into a temporary file beside
+// it, then atomically replace it (SPEC §7). Not the incremental path: that is Projector
+// (projection.hpp) driven by `queue drain`.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "store/projection.hpp"
+#include "store/store.hpp"
+
+namespace esctl {
+
+struct RebuildOptions {
+  std::string db_path;
+  std::string queue;             ///< empty: all events; else only that queue's, and hand over to it
+  std::int64_t batch = 10000;    ///< applied events per transaction of the new db
+  /// Called now and then with the position reached and the head being rebuilt to.
+  std::function<void(std::int64_t position, std::int64_t head)> progress;
+};
+
+struct RebuildResult {
+  std::int64_t head = 0;     ///< the store's head when the rebuild started: the db reflects every event up to it
+  std::int64_t read = 0;     ///< events the projection handles (and the queue matches) up to head
+  std::int64_t applied = 0;  ///< events whose statements ran (== read: rebuild stops on a failure)
+  std::int64_t streams = 0;  ///< streams with at least one applied event
+  bool replaced = false;     ///< an old db existed and was replaced
+  double seconds = 0;
+};
+
+/// Rebuilds `options.db_path` from a read snapshot of `store` taken at the start (head H):
+/// @init, then every event up to H that the projection handles (and, with a queue, that the
+/// queue's filter matches) in position order, into `.NAME.rebuild-PID.tmp` beside the db;
+/// then fsync, rename over the db, fsync the directory. With a queue, that queue's cursor is
+/// then set to H and its delivery state cleared, so a later drain continues with no gap and no
+/// duplicate. Temporary files of earlier rebuilds whose process is gone are removed first.
+/// Failures leave the old db as it was and remove the temporary file: an event whose statements
+/// fail throws Errc::invalid_input naming its stream, version and position; SIGINT throws
+/// Errc::interrupted; an existing file that is not a query db made by esctl (e.g. the store
+/// itself) is refused with Errc::corrupt before anything is written.
+RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options);
+
+/// Removes temporary files left beside `db_path` by rebuilds whose process no longer runs.
+/// Returns how many files were removed.
+int remove_stale_rebuild_files(const std::string& db_path);
+
+}  // namespace esctl

@@ -1,0 +1,346 @@
+// esctl rebuild (SPEC section 7): builds a query db from a projection, replaces an old one
+// atomically (readers never see a partial or missing db), leaves the old db byte-identical when
+// the projection is bad, an event fails, the process is killed or interrupted, cleans up the
+// temporary files of killed runs, and never touches the store.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli.hpp"
+
+using namespace esctl::test;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kCounter = R"sql(-- one row per event, and a total per stream
+-- @init
+CREATE TABLE t (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, n INTEGER);
+CREATE TABLE totals (stream TEXT PRIMARY KEY, n INTEGER NOT NULL);
+
+-- @on Added
+INSERT INTO t VALUES (:position, :stream, :data ->> '$.n');
+INSERT INTO totals VALUES (:stream, :data ->> '$.n')
+  ON CONFLICT (stream) DO UPDATE SET n = n + excluded.n;
+)sql";
+
+void import(const std::string& store, int count, int streams = 10, const std::string& type = "Added") {
+  std::string in;
+  for (int i = 0; i < count; ++i)
+    in += "{\"stream\":\"s-" + std::to_string(i % streams) + "\",\"type\":\"" + type + "\",\"data\":{\"n\":" +
+          std::to_string(i % 7) + "}}\n";
+  auto r = run({"--store", store, "import", "-"}, RunOptions{in, {}, ""});
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+}
+
+Result sqlite(const std::string& db, const std::string& sql) {
+  return sh("sqlite3 '" + db + "' \"$Q\"", RunOptions{"", {{"Q", sql}}, ""});
+}
+
+std::string scalar(const std::string& db, const std::string& sql) {
+  auto r = sqlite(db, sql);
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  return r.out;
+}
+
+std::vector<std::string> temp_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.find(".rebuild-") != std::string::npos) out.push_back(name);
+  }
+  return out;
+}
+
+bool wait_until(const std::function<bool()>& ready) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// A projection that takes tens of milliseconds per event, so a rebuild can be caught mid-way.
+constexpr const char* kSlow = R"sql(-- @init
+CREATE TABLE t (position INTEGER PRIMARY KEY, spin INTEGER);
+-- @on Added
+INSERT INTO t
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)
+SELECT :position, count(*) FROM c;
+)sql";
+
+struct Fixture {
+  TempDir dir;
+  std::string store = dir / "s.db", db = dir / "q.db", proj = dir / "counter.sql";
+  Fixture() { write_file(proj, kCounter); }
+  Result rebuild(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"--store", store, "rebuild", db, "--projection", proj};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("cli/rebuild") {
+  TEST_CASE("rebuild builds a query db from the events the projection handles and reports what it did") {
+    Fixture f;
+    import(f.store, 20, 4);
+    import(f.store, 5, 2, "Ignored");
+    auto r = f.rebuild();
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(r.out.find("rebuilt '" + f.db + "' with '" + f.proj + "': 20 events of 4 streams applied, through position "
+                                                                  "25,") == 0);
+    CHECK(scalar(f.db, "SELECT count(*), sum(n) FROM t") == "20|57\n");
+    CHECK(scalar(f.db, "SELECT stream, n FROM totals ORDER BY stream") == "s-0|12\ns-1|17\ns-2|15\ns-3|13\n");
+    CHECK(scalar(f.db, "SELECT stream, version FROM _esctl_applied ORDER BY stream") ==
+          "s-0|4\ns-1|4\ns-2|4\ns-3|4\n");
+    CHECK(scalar(f.db, "SELECT value FROM _esctl_meta WHERE key = 'rebuilt_through'") == "25\n");
+    CHECK(scalar(f.db, "PRAGMA journal_mode") == "delete\n");
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("rebuild --json prints one summary object, and -q nothing") {
+    Fixture f;
+    import(f.store, 3);
+    auto r = run({"--store", f.store, "--json", "rebuild", f.db, "--projection", f.proj});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    auto j = json::parse(r.out);
+    CHECK(j["db"] == f.db);
+    CHECK(j["applied"] == 3);
+    CHECK(j["head"] == 3);
+    CHECK(j["queue"].is_null());
+    CHECK(j["replaced"] == false);
+    auto q = f.rebuild({"-q"});
+    CHECK(q.status == 0);
+    CHECK(q.out.empty());
+  }
+
+  TEST_CASE("the parameters carry the event exactly as export shows it") {
+    Fixture f;
+    write_file(f.proj, R"sql(-- @init
+CREATE TABLE seen (position, stream, version, id, type, data, meta, recorded_at);
+-- @on *
+INSERT INTO seen VALUES (:position, :stream, :version, :id, :type, :data, :meta, :recorded_at);
+)sql");
+    REQUIRE(run({"--store", f.store, "append", "order-1", "Placed", R"({"total":1.5,"s":"it's \"quoted\""})", "--meta",
+                 R"({"user":"ann"})"})
+                .status == 0);
+    REQUIRE(run({"--store", f.store, "append", "x'); DROP TABLE seen; --", "T", "[1,2]"}).status == 0);
+    REQUIRE(f.rebuild().status == 0);
+    auto dumped = sh("sqlite3 -json '" + f.db + "' 'SELECT * FROM seen ORDER BY position'");
+    REQUIRE_MESSAGE(dumped.status == 0, dumped.err);
+    auto rows = json::parse(dumped.out);
+    auto exported = lines(run({"--store", f.store, "export", "--all"}).out);
+    REQUIRE(rows.size() == 2);
+    REQUIRE(exported.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+      auto e = json::parse(exported[i]);
+      auto row = rows[i];
+      CHECK(row["position"] == e["position"]);
+      CHECK(row["stream"] == e["stream"]);
+      CHECK(row["version"] == e["version"]);
+      CHECK(row["id"] == e["id"]);
+      CHECK(row["type"] == e["type"]);
+      CHECK(json::parse(row["data"].get<std::string>()) == e["data"]);
+      CHECK(json::parse(row["meta"].get<std::string>()) == e["meta"]);
+      CHECK(row["recorded_at"] == e["recorded_at"]);
+    }
+  }
+
+  TEST_CASE("rebuild replaces an existing db, and rebuilding the same store again gives the same dump") {
+    Fixture f;
+    import(f.store, 50);
+    REQUIRE(f.rebuild().status == 0);
+    std::string first = scalar(f.db, ".dump t totals");
+    import(f.store, 10);
+    auto r = f.rebuild({"--json"});
+    REQUIRE(r.status == 0);
+    CHECK(json::parse(r.out)["replaced"] == true);
+    CHECK(scalar(f.db, "SELECT count(*) FROM t") == "60\n");
+    std::string second = scalar(f.db, ".dump t totals");
+    REQUIRE(f.rebuild().status == 0);
+    CHECK(scalar(f.db, ".dump t totals") == second);
+    CHECK(second != first);
+  }
+
+  TEST_CASE("a bad projection file exits 5 naming file, line and section, and writes nothing") {
+    Fixture f;
+    import(f.store, 5);
+    std::string store_hash = file_hash(f.store);
+
+    write_file(f.proj, "-- @init\nCREATE TABLE t (x);\n\n-- @onn Added\nINSERT INTO t VALUES (1);\n");
+    auto r = f.rebuild();
+    CHECK(r.status == 5);
+    CHECK(r.err == "esctl: error: " + f.proj + ":4: unknown marker '-- @onn' (expected '-- @init' or "
+                                               "'-- @on TYPE[, TYPE...]' or '-- @on *')\n");
+    CHECK_FALSE(std::filesystem::exists(f.db));
+
+    write_file(f.proj, "-- @init\nCREATE TABLE t (x);\n-- @on Added\nINSERT INTO t VALUES (:data ->> '$.n');\n"
+                       "UPDATE t\n   SET y = 1;\n");
+    r = f.rebuild();
+    CHECK(r.status == 5);
+    // SQLite gives no position for an unknown column after SET: the statement's first line is named.
+    CHECK(r.err == "esctl: error: " + f.proj + ":5: in section '@on Added': no such column: y\n");
+
+    write_file(f.proj, "CREATE TABLE t (x);\n-- @on Added\nSELECT 1;\n");
+    r = f.rebuild();
+    CHECK(r.status == 5);
+    CHECK(r.err.find(f.proj + ":1: SQL before the first section marker") != std::string::npos);
+
+    // An existing db is left byte-identical.
+    write_file(f.proj, kCounter);
+    REQUIRE(f.rebuild().status == 0);
+    std::string db_hash = file_hash(f.db);
+    write_file(f.proj, std::string(kCounter) + "-- @on Removed\nDELETE FROM missing;\n");
+    r = f.rebuild();
+    CHECK(r.status == 5);
+    CHECK(r.err.find(":11: in section '@on Removed': no such table: missing") != std::string::npos);
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(file_hash(f.store) == store_hash);
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("a projection that tries ATTACH, or PRAGMAs or transactions, is refused and the store is unchanged") {
+    Fixture f;
+    import(f.store, 5);
+    std::string store_hash = file_hash(f.store);
+    write_file(f.proj, "-- @init\nCREATE TABLE t (x);\n-- @on Added\nATTACH '" + f.store +
+                           "' AS s;\nDELETE FROM s.events;\n");
+    auto r = f.rebuild();
+    CHECK(r.status == 5);
+    CHECK(r.err == "esctl: error: " + f.proj +
+                       ":4: in section '@on Added': ATTACH is not allowed: a projection may touch only its query db\n");
+    write_file(f.proj, "-- @init\nATTACH '" + f.store + "' AS s;\n");
+    CHECK(f.rebuild().status == 5);
+    write_file(f.proj, "-- @init\nCREATE TABLE t (x);\n-- @on Added\nPRAGMA journal_mode = WAL;\n");
+    CHECK(f.rebuild().err.find("PRAGMA journal_mode is not allowed") != std::string::npos);
+    write_file(f.proj, "-- @init\nCREATE TABLE t (x);\n-- @on Added\nCOMMIT;\n");
+    CHECK(f.rebuild().status == 5);
+    CHECK(file_hash(f.store) == store_hash);
+    CHECK_FALSE(std::filesystem::exists(f.db));
+  }
+
+  TEST_CASE("an event whose statements fail stops rebuild with exit 5 naming it, and the old db stays") {
+    Fixture f;
+    import(f.store, 6, 3);
+    REQUIRE(f.rebuild().status == 0);
+    std::string db_hash = file_hash(f.db);
+    REQUIRE(run({"--store", f.store, "append", "s-1", "Added", R"({"m":1})"}).status == 0);
+    write_file(f.proj, "-- @init\nCREATE TABLE t (n INTEGER NOT NULL);\n-- @on Added\n"
+                       "INSERT INTO t VALUES (:data ->> '$.n');\n");
+    auto r = f.rebuild();
+    CHECK(r.status == 5);
+    CHECK(r.err == "esctl: error: event Added of stream 's-1' (version 2, position 7) failed: " + f.proj +
+                       ":4: in section '@on Added': NOT NULL constraint failed: t.n; '" + f.db +
+                       "' is unchanged (fix the projection or the event and rebuild again)\n");
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("rebuild refuses to replace the store, or any db that esctl did not make") {
+    Fixture f;
+    import(f.store, 3);
+    std::string store_hash = file_hash(f.store);
+    auto r = run({"--store", f.store, "rebuild", f.store, "--projection", f.proj});
+    CHECK(r.status == 1);
+    CHECK(r.err.find("is not a query db made by esctl") != std::string::npos);
+    CHECK(file_hash(f.store) == store_hash);
+    REQUIRE(sqlite(f.dir / "mine.db", "CREATE TABLE mine (x)").status == 0);
+    CHECK(run({"--store", f.store, "rebuild", f.dir / "mine.db", "--projection", f.proj}).status == 1);
+    write_file(f.dir / "notes.txt", "not a database, but precious\n");
+    r = run({"--store", f.store, "rebuild", f.dir / "notes.txt", "--projection", f.proj});
+    CHECK(r.status == 1);
+    CHECK(read_file(f.dir / "notes.txt") == "not a database, but precious\n");
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("rebuild without a store or a projection file exits 4; without --projection 2") {
+    Fixture f;
+    CHECK(f.rebuild().status == 4);
+    import(f.store, 1);
+    auto r = run({"--store", f.store, "rebuild", f.db, "--projection", f.dir / "nope.sql"});
+    CHECK(r.status == 4);
+    CHECK(r.err.find("projection file '" + f.dir / "nope.sql" + "' not found") != std::string::npos);
+    CHECK(run({"--store", f.store, "rebuild", f.db}).status == 2);
+    CHECK_FALSE(std::filesystem::exists(f.db));
+  }
+
+  TEST_CASE("a rebuild killed with SIGKILL leaves the old db byte-identical; the next run removes its temporary file") {
+    Fixture f;
+    import(f.store, 500);
+    REQUIRE(f.rebuild().status == 0);
+    std::string db_hash = file_hash(f.db);
+    std::string slow = f.dir / "slow.sql";
+    write_file(slow, kSlow);
+    int pid = spawn({"--store", f.store, "rebuild", f.db, "--projection", slow}, f.dir / "out", f.dir / "err");
+    // Wait until it is building (its temporary file exists), then let it apply a few events.
+    REQUIRE(wait_until([&] { return !temp_files(f.dir.path()).empty(); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(pid, SIGKILL);
+    CHECK(wait_for(pid) == 128 + SIGKILL);
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(temp_files(f.dir.path()).size() == 1);
+    CHECK(scalar(f.db, "SELECT count(*) FROM t") == "500\n");
+    // The next rebuild (of this db) cleans up after the dead one.
+    REQUIRE(f.rebuild().status == 0);
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("SIGINT stops rebuild with exit 130, removes its temporary file and keeps the old db") {
+    Fixture f;
+    import(f.store, 500);
+    REQUIRE(f.rebuild().status == 0);
+    std::string db_hash = file_hash(f.db);
+    std::string slow = f.dir / "slow.sql";
+    write_file(slow, kSlow);
+    int pid = spawn({"--store", f.store, "rebuild", f.db, "--projection", slow}, f.dir / "out", f.dir / "err");
+    // Wait until it is building (its temporary file exists), then let it apply a few events.
+    REQUIRE(wait_until([&] { return !temp_files(f.dir.path()).empty(); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(pid, SIGINT);
+    CHECK(wait_for(pid) == 130);
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(temp_files(f.dir.path()).empty());
+  }
+
+  TEST_CASE("a reader counting rows during rebuilds sees the old db or the complete new one, never a partial one") {
+    Fixture f;
+    import(f.store, 20000, 50);
+    REQUIRE(f.rebuild().status == 0);
+    std::string seen = f.dir / "seen", stop = f.dir / "stop", done = f.dir / "done";
+    auto bg = sh("( while [ ! -e '" + stop + "' ]; do sqlite3 '" + f.db + "' 'SELECT count(*) FROM t' >> '" + seen +
+                 "' 2>&1 || echo FAILED >> '" + seen + "'; sleep 0.002; done; touch '" + done +
+                 "' ) >/dev/null 2>&1 &");
+    REQUIRE(bg.status == 0);
+    const int rounds = 6;
+    for (int i = 1; i <= rounds; ++i) {
+      REQUIRE(run({"--store", f.store, "append", "s-0", "Added", R"({"n":1})"}).status == 0);
+      auto r = f.rebuild();
+      REQUIRE_MESSAGE(r.status == 0, r.err);
+    }
+    write_file(stop, "");
+    REQUIRE(wait_until([&] { return std::filesystem::exists(done); }));
+    auto counts = lines(read_file(seen));
+    REQUIRE(counts.size() > 5);
+    long last = 0;
+    for (const auto& c : counts) {
+      INFO("reader saw: " << c);
+      REQUIRE(c.find_first_not_of("0123456789") == std::string::npos);
+      long n = std::stol(c);
+      CHECK(n >= 20000);
+      CHECK(n <= 20000 + rounds);
+      CHECK(n >= last);
+      last = n;
+    }
+    CHECK(scalar(f.db, "SELECT count(*) FROM t") == std::to_string(20000 + rounds) + "\n");
+  }
+}
