@@ -1,12 +1,127 @@
-// esctl import: not implemented yet (placeholder so the command table is complete).
+// esctl import: append NDJSON events (the export format) in file order, one transaction per
+// --batch lines, idempotent by id, checking each line's "version" unless --ignore-versions.
+// A bad line or a conflict stops it with nothing of the current batch written; SIGINT stops it
+// between batches. Either way the committed batches stay and a re-run finishes the job.
+#include <fmt/format.h>
+
+#include <chrono>
+
 #include "commands/command.hpp"
+#include "commands/io.hpp"
 #include "core/error.hpp"
+#include "core/ndjson.hpp"
+#include "core/signals.hpp"
+#include "render/progress.hpp"
 
 namespace esctl::cmd {
+namespace {
+
+struct ImportOptions {
+  std::string file = "-";
+  std::string batch = "10000";
+  bool ignore_versions = false;
+};
+
+struct Tally {
+  std::int64_t imported = 0, skipped = 0, batches = 0, lines = 0;
+};
+
+std::string done_note(const Tally& t) {
+  return fmt::format("{} event{} imported, {} already stored, in {} batch{}", t.imported, t.imported == 1 ? "" : "s",
+                     t.skipped, t.batches, t.batches == 1 ? "" : "es");
+}
+
+void print_summary(Context& ctx, const Tally& t, double seconds) {
+  if (ctx.quiet()) return;
+  double rate = seconds > 0 ? static_cast<double>(t.imported + t.skipped) / seconds : 0;
+  if (ctx.json()) {
+    ctx.out.write(fmt::format(
+        "{{\"imported\":{},\"skipped\":{},\"batches\":{},\"lines\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f}}}\n",
+        t.imported, t.skipped, t.batches, t.lines, seconds, rate));
+  } else {
+    ctx.out.write(fmt::format("imported {} event{} ({} already stored, skipped) in {} batch{}, {:.2f}s, {:.0f} events/s\n",
+                              t.imported, t.imported == 1 ? "" : "s", t.skipped, t.batches,
+                              t.batches == 1 ? "" : "es", seconds, rate));
+  }
+}
+
+}  // namespace
 
 Runner setup_import(CLI::App& app) {
-  app.allow_extras();
-  return [](Context&) -> int { throw Error(Errc::usage, "'esctl import' is not implemented yet"); };
+  auto o = std::make_shared<ImportOptions>();
+  app.description("Append NDJSON events (the export format) in file order, committing every --batch lines");
+  app.add_option("file", o->file, "NDJSON input file, or '-' for stdin (default)");
+  app.add_option("--batch", o->batch, "Commit every N lines (default 10000)");
+  app.add_flag("--ignore-versions", o->ignore_versions,
+               "Do not check each line's \"version\": append every event at the end of its stream");
+  return [o](Context& ctx) {
+    std::int64_t batch_size = parse_count(o->batch, "--batch");
+    if (batch_size < 1) throw Error(Errc::usage, fmt::format("invalid --batch value '{}': use 1 or more", o->batch));
+    LineReader lines(o->file);  // before the store: a missing FILE must not create one
+    Store store = ctx.open_store(Access::write);
+    Progress progress(ctx.progress, "import", "events", lines.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    Tally t;
+    std::vector<NewEvent> batch;
+    std::vector<std::int64_t> line_nos;
+    batch.reserve(static_cast<std::size_t>(std::min<std::int64_t>(batch_size, 100000)));
+    bool eof = false, cut = false;  // cut: stopped by SIGINT before the end of the input
+    while (!eof) {
+      batch.clear();
+      line_nos.clear();
+      std::string_view line;
+      try {
+        while (static_cast<std::int64_t>(batch.size()) < batch_size) {
+          if (interrupted()) {
+            cut = true;
+            break;
+          }
+          if (!lines.next(line)) {
+            eof = true;
+            break;
+          }
+          if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+          batch.push_back(parse_event_line(line, lines.line_no()));
+          line_nos.push_back(lines.line_no());
+        }
+      } catch (const Error& e) {
+        if (e.code() == Errc::interrupted) {
+          cut = true;
+          break;
+        }
+        progress.finish();
+        if (t.batches == 0) throw;
+        throw Error(e.code(), fmt::format("{}; nothing of this line's batch was written (committed before it: {}); "
+                                          "fix the line and run the same import again to finish",
+                                          e.what(), done_note(t)));
+      }
+      if (cut || batch.empty()) break;
+      std::size_t failed = 0;
+      std::vector<Appended> done;
+      try {
+        done = store.append(batch, {}, !o->ignore_versions, &failed);
+      } catch (const Error& e) {
+        progress.finish();
+        if (e.code() != Errc::conflict) throw;
+        std::string where = failed < line_nos.size() ? fmt::format("line {}: ", line_nos[failed]) : "";
+        throw Error(e.code(), fmt::format("{}{}; nothing of this line's batch was written{}", where, e.what(),
+                                          t.batches ? fmt::format(" (committed before it: {})", done_note(t)) : ""));
+      }
+      for (const auto& a : done) (a.existed ? t.skipped : t.imported) += 1;
+      t.lines += static_cast<std::int64_t>(batch.size());
+      t.batches += 1;
+      progress.update(lines.bytes(), t.imported + t.skipped);
+    }
+    progress.finish();
+    if (cut) {
+      fmt::print(stderr, "esctl: import interrupted; committed: {}; run the same import again to finish it\n",
+                 done_note(t));
+      return exit_code::kInterrupted;
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    print_summary(ctx, t, seconds);
+    return 0;
+  };
 }
 
 }  // namespace esctl::cmd

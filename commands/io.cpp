@@ -1,4 +1,8 @@
+// DATA arguments and NDJSON line input. Reads stop with Error(interrupted) on SIGINT, never
+// with a half line: a line cut by a signal is not returned.
 #include "commands/io.hpp"
+
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -7,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/signals.hpp"
 
 namespace esctl::cmd {
 
@@ -42,18 +47,29 @@ std::string read_all_input(const std::string& path) {
 
 LineReader::LineReader(const std::string& path) { f_ = open_input(path, owned_); }
 
+std::int64_t LineReader::size() const {
+  struct stat st {};
+  if (::fstat(fileno(f_), &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  return static_cast<std::int64_t>(st.st_size);
+}
+
 LineReader::~LineReader() {
   std::free(buf_);
   if (owned_) std::fclose(f_);
 }
 
 bool LineReader::next(std::string_view& line) {
+  errno = 0;
   ssize_t n = ::getline(&buf_, &cap_, f_);
-  if (n < 0) {
-    if (std::ferror(f_)) throw Error(Errc::io, fmt::format("cannot read input: {}", std::strerror(errno)));
-    return false;
+  if (n < 0 && std::ferror(f_)) {
+    // Only SIGINT/SIGTERM have handlers without SA_RESTART, so EINTR means "stop". getline may
+    // have dropped part of a line by now, so reading on is not an option anyway.
+    if (errno == EINTR) check_interrupted();
+    throw Error(Errc::io, fmt::format("cannot read input: {}", std::strerror(errno)));
   }
+  if (n < 0) return false;
   ++line_no_;
+  bytes_ += n;
   std::size_t len = static_cast<std::size_t>(n);
   if (len && buf_[len - 1] == '\n') --len;
   if (len && buf_[len - 1] == '\r') --len;

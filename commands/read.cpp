@@ -4,6 +4,7 @@
 #include "commands/command.hpp"
 #include "commands/print.hpp"
 #include "core/error.hpp"
+#include "core/names.hpp"
 
 namespace esctl::cmd {
 namespace {
@@ -30,6 +31,8 @@ Runner setup_read(CLI::App& app) {
     std::optional<std::int64_t> from, count;
     if (!o->from.empty()) from = parse_count(o->from, "--from");
     if (!o->count.empty()) count = parse_count(o->count, "--count");
+    if (!o->stream.empty()) check_stream_name(o->stream);
+    else if (o->backwards) throw Error(Errc::usage, "--backwards works with STREAM only");
     Store store = ctx.open_store(Access::read);
     EventPrinter print(ctx);
     if (!o->stream.empty()) {
@@ -50,7 +53,6 @@ Runner setup_read(CLI::App& app) {
       }
       return 0;
     }
-    if (o->backwards) throw Error(Errc::usage, "--backwards works with STREAM only");
     EventFilter f;
     f.types = o->types;
     if (!o->category.empty()) f.categories.push_back(o->category);

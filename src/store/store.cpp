@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <unordered_map>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -24,6 +24,8 @@ namespace esctl {
 namespace {
 
 constexpr std::int64_t kMarkEvery = 64;
+// Beyond this many cached stream heads the cache is dropped and refilled (bounds memory).
+constexpr std::size_t kMaxCachedStreams = 100000;
 
 constexpr const char* kSelectEvent =
     "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
@@ -34,14 +36,6 @@ std::int64_t file_size(const std::string& path) {
 }
 
 }  // namespace
-
-struct Store::StreamRow {
-  std::int64_t id = 0;  // 0: not created yet
-  std::int64_t head = -1;
-  std::int64_t head_position = 0;
-  std::int64_t updated_at = 0;
-  bool dirty = false;
-};
 
 std::string sqlite_version() { return std::string(sql::library_version()); }
 
@@ -84,14 +78,28 @@ std::string_view Store::stream_name(std::int64_t stream_id) {
   return names_[i];
 }
 
-std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions) {
+Store::StreamRow& Store::stream_row(const std::string& name) {
+  auto [it, fresh] = heads_.try_emplace(name);
+  if (fresh) {
+    sql::StmtScope s(db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1"));
+    s->bind(1, name);
+    if (s->step()) it->second = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
+  }
+  return it->second;
+}
+
+void Store::forget_cached_streams() {
+  heads_.clear();
+  heads_data_version_ = -1;
+}
+
+std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
+                                    std::size_t* failed_at) {
   std::vector<Appended> out;
   out.reserve(events.size());
-  std::unordered_map<std::string, StreamRow> streams;
   bool expect_checked = expect.kind == Expect::any;
 
   auto& find_id = db_->prepare("SELECT stream_id, type, data, position, version FROM events WHERE id = ?1");
-  auto& find_stream = db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1");
   auto& insert_stream =
       db_->prepare("INSERT INTO streams (name, category, head, head_position, updated_at) VALUES (?1, ?2, -1, 0, 0)");
   auto& insert_event = db_->prepare(
@@ -101,82 +109,106 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       db_->prepare("UPDATE streams SET head = ?2, head_position = ?3, updated_at = ?4 WHERE id = ?1");
 
   sql::Txn txn(*db_);
-  const std::int64_t now = now_us();
-  auto stream_row = [&](const std::string& name) -> StreamRow& {
-    auto [it, fresh] = streams.try_emplace(name);
-    if (fresh) {
-      sql::StmtScope s(find_stream);
-      s->bind(1, name);
-      if (s->step()) it->second = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
-    }
-    return it->second;
-  };
-
-  for (const auto& ev : events) {
-    StreamRow& row = stream_row(ev.stream);
-    if (ev.id) {
-      sql::StmtScope s(find_id);
-      s->bind_blob(1, ev.id->view());
-      if (s->step()) {
-        bool same = row.id == s->i64(0) && s->text(1) == ev.type && s->text(2) == ev.data;
-        if (!same)
-          throw Error(Errc::conflict,
-                      fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
-                                  "version {}); use a new id for new content",
-                                  format_uuid(*ev.id), s->i64(3), stream_name(s->i64(0)), s->i64(4)));
-        out.push_back(Appended{ev.stream, s->i64(4), s->i64(3), *ev.id, true});
-        continue;
-      }
-    }
-    if (!expect_checked) {
-      expect_checked = true;
-      bool ok = expect.kind == Expect::none     ? row.head < 0
-                : expect.kind == Expect::exists ? row.head >= 0
-                                                : row.head == expect.value;
-      if (!ok) {
-        std::string want = expect.kind == Expect::none     ? "to not exist"
-                           : expect.kind == Expect::exists ? "to exist"
-                                                           : fmt::format("to be at version {}", expect.value);
-        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-        throw Error(Errc::conflict,
-                    fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
-      }
-    }
-    if (check_versions && ev.version && *ev.version != row.head + 1) {
-      std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-      throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
-                                              "(expected-version conflict; --ignore-versions appends at the end)",
-                                              ev.stream, actual, *ev.version));
-    }
-    if (row.id == 0) {
-      sql::StmtScope s(insert_stream);
-      s->bind(1, ev.stream).bind(2, category_of(ev.stream));
-      s->run();
-      row.id = db_->last_insert_rowid();
-    }
-    Uuid id = ev.id ? *ev.id : new_uuid_v7();
-    std::int64_t recorded = ev.recorded_at.value_or(now);
+  std::size_t at = 0;
+  try {
+    // The cached heads are ours as of our last commit; any other writer invalidates them.
+    std::int64_t data_version;
     {
-      sql::StmtScope s(insert_event);
-      s->bind(1, row.id).bind(2, row.head + 1);
-      if (row.head >= 0) s->bind(3, row.head_position);
-      else s->bind_null(3);
-      s->bind_blob(4, id.view()).bind(5, ev.type).bind(6, ev.data).bind(7, ev.meta).bind(8, recorded);
-      s->run();
+      sql::StmtScope s(db_->prepare("PRAGMA data_version"));
+      s->step();
+      data_version = s->i64(0);
     }
-    row.head += 1;
-    row.head_position = db_->last_insert_rowid();
-    row.updated_at = recorded;
-    row.dirty = true;
-    out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
+    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
+    // Every stored id is <= max_id, so a given id above it needs no lookup: with time-ordered
+    // (UUIDv7) ids that is nearly every id of an import, and the lookup would cost a b-tree probe.
+    std::string max_id;
+    {
+      sql::StmtScope s(db_->prepare("SELECT max(id) FROM events"));
+      if (s->step() && !s->is_null(0)) max_id = std::string(s->blob(0));
+    }
+    auto above_max = [&](std::string_view id) {
+      return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
+    };
+    std::vector<StreamRow*> dirty;
+    const std::int64_t now = now_us();
+
+    for (; at < events.size(); ++at) {
+      const NewEvent& ev = events[at];
+      StreamRow& row = stream_row(ev.stream);
+      if (ev.id && !above_max(ev.id->view())) {
+        sql::StmtScope s(find_id);
+        s->bind_blob(1, ev.id->view());
+        if (s->step()) {
+          bool same = row.id == s->i64(0) && s->text(1) == ev.type && s->text(2) == ev.data;
+          if (!same)
+            throw Error(Errc::conflict,
+                        fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
+                                    "version {}); use a new id for new content",
+                                    format_uuid(*ev.id), s->i64(3), stream_name(s->i64(0)), s->i64(4)));
+          out.push_back(Appended{ev.stream, s->i64(4), s->i64(3), *ev.id, true});
+          continue;
+        }
+      }
+      if (!expect_checked) {
+        expect_checked = true;
+        bool ok = expect.kind == Expect::none     ? row.head < 0
+                  : expect.kind == Expect::exists ? row.head >= 0
+                                                  : row.head == expect.value;
+        if (!ok) {
+          std::string want = expect.kind == Expect::none     ? "to not exist"
+                             : expect.kind == Expect::exists ? "to exist"
+                                                             : fmt::format("to be at version {}", expect.value);
+          std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+          throw Error(Errc::conflict,
+                      fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
+        }
+      }
+      if (check_versions && ev.version && *ev.version != row.head + 1) {
+        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+        throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
+                                                "(expected-version conflict; --ignore-versions appends at the end)",
+                                                ev.stream, actual, *ev.version));
+      }
+      if (row.id == 0) {
+        sql::StmtScope s(insert_stream);
+        s->bind(1, ev.stream).bind(2, category_of(ev.stream));
+        s->run();
+        row.id = db_->last_insert_rowid();
+      }
+      Uuid id = ev.id ? *ev.id : new_uuid_v7();
+      std::int64_t recorded = ev.recorded_at.value_or(now);
+      {
+        sql::StmtScope s(insert_event);
+        s->bind(1, row.id).bind(2, row.head + 1);
+        if (row.head >= 0) s->bind(3, row.head_position);
+        else s->bind_null(3);
+        s->bind_blob(4, id.view()).bind(5, ev.type).bind(6, ev.data).bind(7, ev.meta).bind(8, recorded);
+        s->run();
+      }
+      if (above_max(id.view())) max_id.assign(id.view());
+      row.head += 1;
+      row.head_position = db_->last_insert_rowid();
+      row.updated_at = recorded;
+      if (!row.dirty) {
+        row.dirty = true;
+        dirty.push_back(&row);
+      }
+      out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
+    }
+    for (StreamRow* row : dirty) {
+      sql::StmtScope s(update_stream);
+      s->bind(1, row->id).bind(2, row->head).bind(3, row->head_position).bind(4, row->updated_at);
+      s->run();
+      row->dirty = false;
+    }
+    txn.commit();
+    heads_data_version_ = data_version;
+  } catch (...) {
+    forget_cached_streams();
+    names_.clear();  // the ids of streams this append created are free again for others
+    if (failed_at) *failed_at = at;
+    throw;
   }
-  for (auto& [name, row] : streams) {
-    if (!row.dirty) continue;
-    sql::StmtScope s(update_stream);
-    s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position).bind(4, row.updated_at);
-    s->run();
-  }
-  txn.commit();
   return out;
 }
 
@@ -216,6 +248,7 @@ void Store::emit_positions(const std::vector<std::int64_t>& positions, const Eve
     EventRef e{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)};
     go = fn(e);
   }
+  check_interrupted();
 }
 
 void Store::read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event.hpp"
@@ -53,9 +54,11 @@ class Store {
   /// with the same stream, type and data is not written again; its stored place is reported
   /// with existed=true. `expect` is checked against the stream of the first event that is not
   /// such a repeat. With `check_versions`, an event's own `version` (import) must be the next
-  /// version of its stream. Throws Errc::conflict on any mismatch, naming expected and actual.
+  /// version of its stream. Throws Errc::conflict on any mismatch, naming expected and actual;
+  /// then, if `failed_at` is given, *failed_at is the index of the event that did not fit.
+  /// Events must be valid (names checked, data/meta minified JSON): see core/ndjson.hpp.
   std::vector<Appended> append(const std::vector<NewEvent>& events, const Expect& expect = {},
-                               bool check_versions = true);
+                               bool check_versions = true, std::size_t* failed_at = nullptr);
 
   /// Events of one stream in version order from `from` (default 0), at most `count`; with
   /// `backwards`, from `from` (default: the last) down to 0. Errc::not_found if no such stream.
@@ -77,13 +80,25 @@ class Store {
   std::string_view stream_name(std::int64_t stream_id);
 
  private:
-  struct StreamRow;
+  struct StreamRow {
+    std::int64_t id = 0;  // 0: no such stream yet
+    std::int64_t head = -1;
+    std::int64_t head_position = 0;
+    std::int64_t updated_at = 0;
+    bool dirty = false;  // changed by the append in progress
+  };
+  StreamRow& stream_row(const std::string& name);
+  void forget_cached_streams();
   void emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go);
   std::int64_t locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version);
 
   StoreOptions options_;
   std::unique_ptr<sql::Db> db_;
   std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
+  // Stream heads as of our own last commit, reused across append() calls (import batches) for
+  // as long as no other connection has committed (PRAGMA data_version unchanged).
+  std::unordered_map<std::string, StreamRow> heads_;
+  std::int64_t heads_data_version_ = -1;
 };
 
 /// The version of the linked SQLite library.

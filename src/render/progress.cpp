@@ -1,0 +1,78 @@
+// Progress drawing: "\r" + line + erase-to-end, rewritten in place; throttled by a monotonic
+// clock so that per-item update() calls cost a clock read and a compare.
+#include "render/progress.hpp"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace esctl {
+namespace {
+
+std::int64_t clock_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = ::write(fd, s.data(), s.size());
+    if (n <= 0) return;  // progress is best effort: a failing terminal must not stop the work
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+constexpr std::int64_t kRedrawUs = 100000;
+
+}  // namespace
+
+std::string progress_line(std::string_view label, std::string_view unit, std::int64_t work, std::int64_t total,
+                          std::int64_t items, double seconds, int width) {
+  std::string line(label);
+  if (total > 0) {
+    double f = work <= 0 ? 0.0 : work >= total ? 1.0 : static_cast<double>(work) / static_cast<double>(total);
+    int full = static_cast<int>(f * width);
+    line += " [";
+    line.append(static_cast<std::size_t>(full), '#');
+    line.append(static_cast<std::size_t>(width - full), '-');
+    line += fmt::format("] {:3d}%", static_cast<int>(f * 100));
+  }
+  line += fmt::format("  {} {}", items, unit);
+  if (seconds > 0.05) line += fmt::format("  {:.0f}/s", static_cast<double>(items) / seconds);
+  return line;
+}
+
+Progress::Progress(bool enabled, std::string label, std::string unit, std::int64_t total, int fd)
+    : enabled_(enabled), fd_(fd), label_(std::move(label)), unit_(std::move(unit)), total_(total) {
+  if (enabled_) start_us_ = last_draw_us_ = clock_us();
+}
+
+Progress::~Progress() { finish(); }
+
+void Progress::update(std::int64_t work, std::int64_t items) {
+  if (!enabled_) return;
+  work_ = work;
+  items_ = items;
+  std::int64_t now = clock_us();
+  if (now - last_draw_us_ < kRedrawUs) return;
+  last_draw_us_ = now;
+  draw(now);
+}
+
+void Progress::draw(std::int64_t now_us) {
+  std::string s = "\r";
+  s += progress_line(label_, unit_, work_, total_, items_, static_cast<double>(now_us - start_us_) / 1e6);
+  s += "\x1b[K";
+  write_all(fd_, s);
+  drawn_ = true;
+}
+
+void Progress::finish() {
+  if (!enabled_ || !drawn_) return;
+  write_all(fd_, "\r\x1b[K");
+  drawn_ = false;
+}
+
+}  // namespace esctl
