@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -276,6 +277,11 @@ void Projector::Impl::open() {
   }
   qdb = std::make_unique<detail::ProjectionDb>(*projection, path, sql::OpenMode::create, options.busy_timeout_ms);
   auto& db = qdb->db();
+  // Before anything is changed: refuse a db that is not ours (the store itself, say).
+  if (!qdb->is_query_db() && !qdb->is_empty())
+    throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
+                                           "refusing to write to it: choose another path",
+                                           path));
   // Rollback journal, not WAL: the db is one file, so `rebuild` can replace it with a rename
   // (a WAL file beside it would belong to the old inode). Durable commits: an event is acked
   // to the queue only after its rows are on disk.
@@ -300,7 +306,8 @@ void Projector::Impl::open() {
       qdb->set_meta("projection_hash", projection->hash());
       qdb->set_meta("created_by", "queue drain");
       qdb->set_meta("created_at", format_rfc3339(now_us()));
-      if (!options.store_path.empty()) qdb->set_meta("store", options.store_path);
+      if (!options.store_path.empty())
+        qdb->set_meta("store", std::filesystem::absolute(options.store_path).lexically_normal().string());
       if (!options.queue.empty()) qdb->set_meta("queue", options.queue);
       qdb->set_meta("last_position", std::int64_t{0});
       created = true;

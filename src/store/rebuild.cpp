@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
@@ -251,7 +252,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     qdb.set_meta("projection_hash", projection->hash());
     qdb.set_meta("created_by", "rebuild");
     qdb.set_meta("created_at", format_rfc3339(now_us()));
-    qdb.set_meta("store", store.path());
+    qdb.set_meta("store", std::filesystem::absolute(store.path()).lexically_normal().string());
     if (queue) qdb.set_meta("queue", options.queue);
     qdb.set_meta("rebuilt_through", head);
     qdb.set_meta("last_position", head);
