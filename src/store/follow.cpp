@@ -45,6 +45,15 @@ std::int64_t ms_between(Clock::time_point a, Clock::time_point b) {
 }  // namespace
 
 ChangeWaiter::ChangeWaiter(Store& store) : store_(store) {
+  // A store we may not write, opened while no writer had it open, is read as an immutable
+  // snapshot (sql::Db): it can never change, so waiting on it would wait forever.
+  sqlite3_filename db_file = sqlite3_db_filename(store_.db().raw(), "main");
+  if (db_file && sqlite3_uri_boolean(db_file, "immutable", 0))
+    throw Error(Errc::read_only,
+                fmt::format("cannot follow store '{}': it was opened as a read-only snapshot because neither it nor "
+                            "its folder is writable by you and no writer has it open; start following while a "
+                            "writer has it open, or get write access to its folder",
+                            store_.path()));
   version_ = store_.db().query_i64("PRAGMA data_version");
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   try_watch();
