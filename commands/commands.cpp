@@ -45,6 +45,9 @@ void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& run
     sub->fallthrough();
     if (c.summary[0] == '\0') sub->group("");  // hidden helper commands
     runners[sub] = c.setup(*sub);
+    // Nested subcommands (queue create, ...) run their parent's runner, which dispatches.
+    for (auto* nested : sub->get_subcommands([](CLI::App* a) { return !a->get_name().empty(); }))
+      runners.emplace(nested, runners[sub]);
   }
 }
 

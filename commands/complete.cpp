@@ -2,7 +2,7 @@
 // prints nothing (and succeeds) when there is no store, so completion never shows errors.
 #include "commands/command.hpp"
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/queue.hpp"
 
 namespace esctl::cmd {
 namespace {
@@ -22,9 +22,7 @@ Runner setup_complete(CLI::App& app) {
         for (const auto& s : store.streams(std::nullopt, o->prefix.empty() ? std::nullopt : std::optional(o->prefix)))
           ctx.out.write(s.name + "\n");
       } else if (o->what == "queues") {
-        auto s = store.db().prepare_new("SELECT name FROM queues ORDER BY name");
-        while (s.step())
-          if (s.text(0).substr(0, o->prefix.size()) == o->prefix) ctx.out.write(std::string(s.text(0)) + "\n");
+        for (const auto& name : Queues(store).names(o->prefix)) ctx.out.write(name + "\n");
       }
     } catch (const Error&) {
       // No store, or not readable: nothing to offer.

@@ -1,12 +1,530 @@
-// esctl queue: not implemented yet (placeholder so the command table is complete).
+// esctl queue create|ls|status|pull|ack|nack|drain|parked|retry|reset|delete: parses options,
+// calls src/store/queue.hpp and drain.hpp, prints. The delivery algorithm is in store/queue.cpp.
+#include <fmt/format.h>
+
+#include <memory>
+
 #include "commands/command.hpp"
 #include "core/error.hpp"
+#include "core/json_text.hpp"
+#include "core/names.hpp"
+#include "core/time.hpp"
+#include "render/event_format.hpp"
+#include "render/progress.hpp"
+#include "render/table.hpp"
+#include "store/drain.hpp"
+#include "store/projection.hpp"
+#include "store/queue.hpp"
 
 namespace esctl::cmd {
+namespace {
+
+struct QueueOptions {
+  std::string name;
+  // create
+  std::string from = "end", max_attempts = "5", ack_timeout = "30s", on_poison = "block";
+  std::vector<std::string> streams, categories, types;
+  // pull
+  std::string max = "1", lease;
+  // ack, nack, retry
+  std::vector<std::string> positions;
+  std::string delay = "0ms", reason = "nacked";
+  bool all = false;
+  // drain
+  std::string exec, projection, into, batch = "100", parallel = "1", max_events;
+  bool follow = false;
+  // reset
+  std::string to;
+};
+
+std::int64_t duration_ms(const std::string& v, const char* option) {
+  auto ms = parse_duration_ms(v);
+  if (!ms) throw Error(Errc::usage, fmt::format("invalid {} value '{}': use a duration like 250ms, 5s, 2m or 1h", option, v));
+  return *ms;
+}
+
+std::int64_t positive(const std::string& v, const char* option) {
+  std::int64_t n = parse_count(v, option);
+  if (n < 1) throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected a positive integer", option, v));
+  return n;
+}
+
+StartPoint start_point(const std::string& v, const char* option) {
+  if (v == "start") return {StartPoint::start};
+  if (v == "end") return {StartPoint::end};
+  std::int64_t p = -1;
+  try {
+    p = parse_count(v, option);
+  } catch (const Error&) {
+    throw Error(Errc::usage, fmt::format("invalid {} value '{}': use start, end or a position", option, v));
+  }
+  return {StartPoint::at, p};
+}
+
+std::vector<std::int64_t> positions_of(const std::vector<std::string>& args) {
+  std::vector<std::int64_t> out;
+  for (const auto& a : args) out.push_back(positive(a, "POSITION"));
+  return out;
+}
+
+std::string duration_text(std::int64_t ms) {
+  if (ms > 0 && ms % 3600000 == 0) return fmt::format("{}h", ms / 3600000);
+  if (ms > 0 && ms % 60000 == 0) return fmt::format("{}m", ms / 60000);
+  if (ms > 0 && ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+std::string age_text(std::int64_t us) {
+  if (us < 0) us = 0;
+  std::int64_t s = us / 1000000;
+  if (s < 1) return fmt::format("{}ms", us / 1000);
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+  return fmt::format("{}d{:02}h", s / 86400, s / 3600 % 24);
+}
+
+std::string filter_text(const EventFilter& f) {
+  if (f.empty()) return "every event";
+  std::vector<std::string> parts;
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  if (!f.stream_globs.empty()) parts.push_back("streams " + list(f.stream_globs));
+  if (!f.categories.empty()) parts.push_back((f.stream_globs.empty() ? "categories " : "or categories ") + list(f.categories));
+  if (!f.types.empty()) parts.push_back("types " + list(f.types));
+  return list(parts);
+}
+
+void append_strings(std::string& out, const std::vector<std::string>& v) {
+  out.push_back('[');
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out.push_back(',');
+    json::append_quoted(out, v[i]);
+  }
+  out.push_back(']');
+}
+
+void append_status_json(std::string& b, const QueueStatus& st) {
+  const QueueInfo& q = st.queue;
+  b.append("{\"name\":");
+  json::append_quoted(b, q.name);
+  b.append(fmt::format(",\"cursor\":{},\"head\":{},\"lag\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}",
+                       q.cursor, st.head, st.lag, st.pending, st.leased, st.retrying, st.parked));
+  b.append(",\"oldest_unacked_position\":");
+  b.append(st.oldest_position ? std::to_string(*st.oldest_position) : "null");
+  b.append(",\"oldest_unacked_at\":");
+  if (st.oldest_recorded_at_us) {
+    b.push_back('"');
+    append_rfc3339(b, *st.oldest_recorded_at_us);
+    b.push_back('"');
+  } else {
+    b.append("null");
+  }
+  b.append(fmt::format(",\"start\":{},\"filter\":{{\"streams\":", q.start_position));
+  append_strings(b, q.filter.stream_globs);
+  b.append(",\"categories\":");
+  append_strings(b, q.filter.categories);
+  b.append(",\"types\":");
+  append_strings(b, q.filter.types);
+  b.append(fmt::format("}},\"max_attempts\":{},\"ack_timeout_ms\":{},\"on_poison\":\"{}\"}}", q.max_attempts,
+                       q.ack_timeout_ms, poison_name(q.on_poison)));
+}
+
+std::string oldest_text(const QueueStatus& st, std::int64_t now, bool long_form) {
+  if (!st.oldest_position) return long_form ? "none" : "-";
+  std::string age = st.oldest_recorded_at_us ? age_text(now - *st.oldest_recorded_at_us) : "?";
+  if (!long_form) return age;
+  return fmt::format("position {}, recorded {} ({} ago)", *st.oldest_position,
+                     st.oldest_recorded_at_us ? format_rfc3339(*st.oldest_recorded_at_us) : "?", age);
+}
+
+void print_status(Context& ctx, const QueueStatus& st) {
+  auto& b = ctx.out.buf();
+  if (ctx.json()) {
+    append_status_json(b, st);
+    b.push_back('\n');
+  } else {
+    const QueueInfo& q = st.queue;
+    b.append(fmt::format("queue:          {}\n"
+                         "filter:         {}\n"
+                         "start:          after position {}\n"
+                         "cursor:         {}\n"
+                         "head:           {}\n"
+                         "lag:            {}\n"
+                         "  pending:      {}\n"
+                         "  leased:       {}\n"
+                         "  retrying:     {}\n"
+                         "  parked:       {}\n"
+                         "oldest unacked: {}\n"
+                         "policy:         max attempts {}, ack timeout {}, on poison {}\n",
+                         q.name, filter_text(q.filter), q.start_position, q.cursor, st.head, st.lag, st.pending,
+                         st.leased, st.retrying, st.parked, oldest_text(st, now_us(), true), q.max_attempts,
+                         duration_text(q.ack_timeout_ms), poison_name(q.on_poison)));
+  }
+  ctx.out.commit();
+}
+
+int run_create(Context& ctx, const QueueOptions& o) {
+  QueueSpec spec;
+  spec.name = o.name;
+  check_queue_name(spec.name);
+  spec.filter.stream_globs = o.streams;
+  spec.filter.categories = o.categories;
+  spec.filter.types = o.types;
+  spec.max_attempts = positive(o.max_attempts, "--max-attempts");
+  spec.ack_timeout_ms = duration_ms(o.ack_timeout, "--ack-timeout");
+  if (o.on_poison != "block" && o.on_poison != "park")
+    throw Error(Errc::usage, fmt::format("invalid --on-poison value '{}': use park or block", o.on_poison));
+  spec.on_poison = o.on_poison == "park" ? Poison::park : Poison::block;
+  StartPoint from = start_point(o.from, "--from");
+  Store store = ctx.open_store(Access::write);
+  QueueInfo q = Queues(store).create(spec, from);
+  if (ctx.quiet()) return 0;
+  auto& b = ctx.out.buf();
+  if (ctx.json()) {
+    b.append("{\"name\":");
+    json::append_quoted(b, q.name);
+    b.append(fmt::format(",\"start\":{},\"cursor\":{}}}\n", q.start_position, q.cursor));
+  } else {
+    b.append(fmt::format("created queue '{}': {} after position {}\n", q.name, filter_text(q.filter), q.start_position));
+  }
+  ctx.out.commit();
+  return 0;
+}
+
+int run_ls(Context& ctx) {
+  Store store = ctx.open_store(Access::read);
+  auto all = Queues(store).statuses(Clock::now());
+  if (ctx.quiet()) return 0;
+  auto& b = ctx.out.buf();
+  if (ctx.json()) {
+    for (const auto& st : all) {
+      append_status_json(b, st);
+      b.push_back('\n');
+      ctx.out.commit();
+    }
+    return 0;
+  }
+  if (all.empty()) {
+    b.append("no queues (create one with 'esctl queue create NAME')\n");
+    ctx.out.commit();
+    return 0;
+  }
+  Table t({"NAME", "CURSOR", "HEAD", "LAG", "PENDING", "LEASED", "RETRYING", "PARKED", "OLDEST", "FILTER"});
+  for (std::size_t i = 1; i <= 8; ++i) t.right(i);
+  std::int64_t now = now_us();
+  for (const auto& st : all)
+    t.add({st.queue.name, std::to_string(st.queue.cursor), std::to_string(st.head), std::to_string(st.lag),
+           std::to_string(st.pending), std::to_string(st.leased), std::to_string(st.retrying),
+           std::to_string(st.parked), oldest_text(st, now, false), filter_text(st.queue.filter)});
+  t.render(b);
+  ctx.out.commit();
+  return 0;
+}
+
+int run_status(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  Store store = ctx.open_store(Access::read);
+  auto st = Queues(store).status(o.name, Clock::now());
+  if (!ctx.quiet()) print_status(ctx, st);
+  return 0;
+}
+
+int run_pull(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  PullOptions po;
+  po.max = positive(o.max, "--max");
+  if (!o.lease.empty()) {
+    po.lease_ms = duration_ms(o.lease, "--lease");
+    if (*po.lease_ms < 1) throw Error(Errc::usage, "invalid --lease value '0ms': a lease must be longer than 0ms");
+  }
+  Store store = ctx.open_store(Access::write);
+  auto r = Queues(store).pull(o.name, po, Clock::now());
+  if (ctx.quiet()) return 0;
+  std::string expires;
+  append_rfc3339(expires, r.lease_expires_at_us);
+  for (const auto& d : r.deliveries) {
+    auto& b = ctx.out.buf();
+    if (ctx.json())
+      append_event_json(b, d.event.ref(), fmt::format("\"attempt\":{},\"lease_expires_at\":\"{}\"", d.attempt, expires));
+    else
+      append_event_line(b, d.event.ref(), ctx.style);
+    b.push_back('\n');
+    ctx.out.commit();
+  }
+  return 0;
+}
+
+int run_ack(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  auto positions = positions_of(o.positions);
+  Store store = ctx.open_store(Access::write);
+  Queues(store).ack(o.name, positions);
+  return 0;
+}
+
+int run_nack(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  auto positions = positions_of(o.positions);
+  std::int64_t delay = duration_ms(o.delay, "--delay");
+  Store store = ctx.open_store(Access::write);
+  Queues(store).nack(o.name, positions, delay, o.reason, Clock::now());
+  return 0;
+}
+
+int run_parked(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  Store store = ctx.open_store(Access::read);
+  auto all = Queues(store).parked(o.name);
+  if (ctx.quiet()) return 0;
+  auto& b = ctx.out.buf();
+  if (ctx.json()) {
+    for (const auto& p : all) {
+      std::string extra = fmt::format("\"attempts\":{},\"reason\":", p.attempts);
+      json::append_quoted(extra, p.reason);
+      extra.append(",\"parked_at\":\"");
+      append_rfc3339(extra, p.parked_at_us);
+      extra.push_back('"');
+      append_event_json(b, p.event.ref(), extra);
+      b.push_back('\n');
+      ctx.out.commit();
+    }
+    return 0;
+  }
+  if (all.empty()) {
+    b.append(fmt::format("no parked events in queue '{}'\n", o.name));
+    ctx.out.commit();
+    return 0;
+  }
+  Table t({"POSITION", "STREAM@VERSION", "TYPE", "ATTEMPTS", "PARKED AT", "REASON"});
+  t.right(0).right(3);
+  for (const auto& p : all)
+    t.add({std::to_string(p.event.position), fmt::format("{}@{}", p.event.stream, p.event.version), p.event.type,
+           std::to_string(p.attempts), format_rfc3339(p.parked_at_us), p.reason});
+  t.render(b);
+  ctx.out.commit();
+  return 0;
+}
+
+int run_retry(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  if (o.all == !o.positions.empty())
+    throw Error(Errc::usage, "queue retry needs either POSITION... or --all (not both)");
+  std::vector<std::int64_t> positions;
+  if (!o.all) positions = positions_of(o.positions);
+  Store store = ctx.open_store(Access::write);
+  Queues queues(store);
+  std::int64_t n = o.all ? queues.retry_all(o.name) : queues.retry(o.name, positions);
+  if (ctx.quiet()) return 0;
+  if (ctx.json()) ctx.out.write(fmt::format("{{\"retried\":{}}}\n", n));
+  else ctx.out.write(fmt::format("retried {} parked event{} of queue '{}'\n", n, n == 1 ? "" : "s", o.name));
+  return 0;
+}
+
+int run_reset(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  StartPoint to = start_point(o.to, "--to");
+  Store store = ctx.open_store(Access::write);
+  QueueInfo q = Queues(store).reset(o.name, to);
+  if (ctx.quiet()) return 0;
+  if (ctx.json()) {
+    std::string b = "{\"name\":";
+    json::append_quoted(b, q.name);
+    b.append(fmt::format(",\"start\":{},\"cursor\":{}}}\n", q.start_position, q.cursor));
+    ctx.out.write(b);
+  } else {
+    ctx.out.write(fmt::format("reset queue '{}': it delivers the matching events after position {}\n", q.name,
+                              q.start_position));
+  }
+  return 0;
+}
+
+int run_delete(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  Store store = ctx.open_store(Access::write);
+  Queues(store).remove(o.name);
+  if (ctx.quiet()) return 0;
+  if (ctx.json()) {
+    std::string b = "{\"deleted\":";
+    json::append_quoted(b, o.name);
+    b.append("}\n");
+    ctx.out.write(b);
+  } else {
+    ctx.out.write(fmt::format("deleted queue '{}'\n", o.name));
+  }
+  return 0;
+}
+
+// `drain --projection FILE --into DB`: the projection module provides the handler.
+HandlerFactory projection_handlers(Context& ctx, const QueueOptions& o) {
+  // A bad file, or an unknown queue, is reported before DB is created.
+  auto projection = std::make_shared<const Projection>(Projection::load(o.projection));
+  {
+    Store store = ctx.open_store(Access::read);
+    Queues(store).get(o.name);
+  }
+  ProjectorOptions po{ctx.store_options.busy_timeout_ms, ctx.store_options.path, o.name};
+  {
+    // Creates DB (running @init) if needed, and checks the statements against it.
+    Projector check(projection, o.into, po);
+    if (check.projection_changed() && !ctx.quiet())
+      fmt::print(stderr,
+                 "esctl: warning: '{}' is not the projection '{}' was built with; events applied before keep the "
+                 "old statements' effects (to apply it to every event: esctl rebuild {} --projection {} --queue {})\n",
+                 o.projection, o.into, o.into, o.projection, o.name);
+  }
+  return [projection, into = o.into, po](int) { return make_projection_handler(projection, into, po); };
+}
+
+int run_drain(Context& ctx, const QueueOptions& o) {
+  check_queue_name(o.name);
+  const bool exec = !o.exec.empty(), projection = !o.projection.empty();
+  if (exec == projection)
+    throw Error(Errc::usage, "queue drain needs exactly one of --exec CMD or --projection FILE --into DB");
+  if (projection && o.into.empty()) throw Error(Errc::usage, "queue drain --projection needs --into DB");
+  if (exec && !o.into.empty()) throw Error(Errc::usage, "--into goes with --projection, not with --exec");
+  DrainOptions d;
+  d.queue = o.name;
+  d.batch = positive(o.batch, "--batch");
+  std::int64_t parallel = positive(o.parallel, "--parallel");
+  if (parallel > 256) throw Error(Errc::usage, fmt::format("invalid --parallel value '{}': at most 256", o.parallel));
+  d.parallel = static_cast<int>(parallel);
+  d.follow = o.follow;
+  if (!o.max_events.empty()) d.max_events = parse_count(o.max_events, "--max-events");
+
+  HandlerFactory factory;
+  if (exec) {
+    ExecOptions eo;
+    eo.command = o.exec;
+    eo.stdout_fd = ctx.json() ? 2 : 1;  // keep stdout for the JSON summary
+    eo.format = [](std::string& out, const Delivery& dl) {
+      char extra[32];
+      auto r = fmt::format_to_n(extra, sizeof extra, "\"attempt\":{}", dl.attempt);
+      append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
+    };
+    factory = [eo](int) { return make_exec_handler(eo); };
+  } else {
+    factory = projection_handlers(ctx, o);
+  }
+  ctx.out.flush();  // nothing of ours may be buffered when handlers write to the same stdout
+
+  Progress progress(ctx.progress, "drain " + o.name, "events");
+  d.progress = [&progress](const DrainTotals& t) { progress.update(t.delivered); };
+  DrainSummary s = drain(ctx.store_options, d, factory);
+  progress.finish();
+
+  const auto& t = s.totals;
+  double rate = s.elapsed_s > 0 ? static_cast<double>(t.delivered) / s.elapsed_s : 0;
+  if (!ctx.quiet()) {
+    if (ctx.json()) {
+      std::string b = "{\"queue\":";
+      json::append_quoted(b, o.name);
+      b.append(fmt::format(",\"delivered\":{},\"acked\":{},\"retried\":{},\"parked\":{},\"elapsed\":{:.3f},"
+                           "\"events_per_s\":{:.0f}}}\n",
+                           t.delivered, t.acked, t.retried, t.parked, s.elapsed_s, rate));
+      ctx.out.write(b);
+    } else {
+      ctx.out.write(fmt::format("drained queue '{}': {} delivered, {} acked, {} retried, {} parked in {:.2f}s "
+                                "({:.0f} events/s){}\n",
+                                o.name, t.delivered, t.acked, t.retried, t.parked, s.elapsed_s, rate,
+                                s.interrupted ? " (interrupted)" : ""));
+    }
+  }
+  if (s.interrupted) return exit_code::kInterrupted;
+  if (t.parked > 0) {
+    if (!ctx.quiet() && !ctx.json())
+      fmt::print(stderr, "esctl: {} event{} parked in this run (see 'esctl queue parked {}')\n", t.parked,
+                 t.parked == 1 ? " was" : "s were", o.name);
+    return exit_code::kParked;
+  }
+  return 0;
+}
+
+CLI::App* sub(CLI::App& app, const char* name, const char* about) {
+  auto* s = app.add_subcommand(name, about);
+  s->fallthrough();
+  return s;
+}
+
+}  // namespace
 
 Runner setup_queue(CLI::App& app) {
-  app.allow_extras();
-  return [](Context&) -> int { throw Error(Errc::usage, "'esctl queue' is not implemented yet"); };
+  auto o = std::make_shared<QueueOptions>();
+  app.description("Manage projector queues: durable subscriptions with at-least-once delivery and per-stream order");
+  app.require_subcommand(1);
+
+  auto* create = sub(app, "create", "Create a queue with a filter and a delivery policy");
+  create->add_option("name", o->name, "Queue name ([A-Za-z0-9._-], 1-64 characters)")->required();
+  create->add_option("--from", o->from, "Where it starts: start, end (default) or a position");
+  create->add_option("--stream", o->streams, "Match streams whose name matches GLOB (repeatable)");
+  create->add_option("--category", o->categories, "Match the streams of category C (repeatable)");
+  create->add_option("--type", o->types, "Match only events of type T (repeatable)");
+  create->add_option("--max-attempts", o->max_attempts, "Park an event after N failed deliveries (default 5)");
+  create->add_option("--ack-timeout", o->ack_timeout, "Lease length: unacked this long, an event is delivered again (default 30s)");
+  create->add_option("--on-poison", o->on_poison, "What a parked event does to its stream: block (default) or park");
+
+  auto* ls = sub(app, "ls", "List all queues with their lag");
+  auto* status = sub(app, "status", "Show the cursor, lag, leases, retries and parked events of a queue");
+  status->add_option("name", o->name, "Queue name")->required();
+
+  auto* pull = sub(app, "pull", "Lease deliverable events and print them");
+  pull->add_option("name", o->name, "Queue name")->required();
+  pull->add_option("--max", o->max, "Lease at most N events (default 1)");
+  pull->add_option("--lease", o->lease, "Lease length (default: the queue's --ack-timeout)");
+
+  auto* ack = sub(app, "ack", "Acknowledge delivered events: they are done");
+  ack->add_option("name", o->name, "Queue name")->required();
+  ack->add_option("positions", o->positions, "Positions of the events")->required();
+
+  auto* nack = sub(app, "nack", "Report delivered events as failed: delivered again, or parked");
+  nack->add_option("name", o->name, "Queue name")->required();
+  nack->add_option("positions", o->positions, "Positions of the events")->required();
+  nack->add_option("--delay", o->delay, "Deliver them again no sooner than DUR from now (default 0ms)");
+  nack->add_option("--reason", o->reason, "Why they failed (shown by 'queue parked')");
+
+  auto* drain_app = sub(app, "drain", "Deliver batches to a command or a projection, acking what succeeds");
+  drain_app->add_option("name", o->name, "Queue name")->required();
+  drain_app->add_option("--exec", o->exec, "Run CMD with /bin/sh -c per batch, the batch as NDJSON on its stdin");
+  drain_app->add_option("--projection", o->projection, "Apply events with this projection file (needs --into)");
+  drain_app->add_option("--into", o->into, "The query db that --projection keeps up to date");
+  drain_app->add_option("--batch", o->batch, "At most N events per batch (default 100)");
+  drain_app->add_option("--parallel", o->parallel, "Run up to K batches at once, partitioned by stream (default 1)");
+  drain_app->add_flag("--follow", o->follow, "Wait for new events instead of stopping when nothing is deliverable");
+  drain_app->add_option("--max-events", o->max_events, "Stop after delivering N events");
+
+  auto* parked = sub(app, "parked", "List parked events with their last failure");
+  parked->add_option("name", o->name, "Queue name")->required();
+
+  auto* retry = sub(app, "retry", "Put parked events back (their next delivery has attempt 1)");
+  retry->add_option("name", o->name, "Queue name")->required();
+  retry->add_option("positions", o->positions, "Positions of parked events");
+  retry->add_flag("--all", o->all, "Retry every parked event of the queue");
+
+  auto* reset = sub(app, "reset", "Replay this queue from a point, clearing its delivery state");
+  reset->add_option("name", o->name, "Queue name")->required();
+  reset->add_option("--to", o->to, "start, end or a position: the matching events after it are delivered again")
+      ->required();
+
+  auto* del = sub(app, "delete", "Delete a queue and its delivery state");
+  del->add_option("name", o->name, "Queue name")->required();
+
+  return [=](Context& ctx) -> int {
+    if (create->parsed()) return run_create(ctx, *o);
+    if (ls->parsed()) return run_ls(ctx);
+    if (status->parsed()) return run_status(ctx, *o);
+    if (pull->parsed()) return run_pull(ctx, *o);
+    if (ack->parsed()) return run_ack(ctx, *o);
+    if (nack->parsed()) return run_nack(ctx, *o);
+    if (drain_app->parsed()) return run_drain(ctx, *o);
+    if (parked->parsed()) return run_parked(ctx, *o);
+    if (retry->parsed()) return run_retry(ctx, *o);
+    if (reset->parsed()) return run_reset(ctx, *o);
+    if (del->parsed()) return run_delete(ctx, *o);
+    throw Error(Errc::usage, "missing queue subcommand (see 'esctl queue --help')");
+  };
 }
 
 }  // namespace esctl::cmd

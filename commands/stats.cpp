@@ -1,10 +1,68 @@
 // esctl stats: a summary of the store (path, schema, size, events, streams) and its queues.
+// Built as a list of fields, each printed as an aligned "label: value" line and as one member
+// of the --json object, so a module (queues) adds its part with add() / add_block().
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
+#include "render/table.hpp"
+#include "store/queue.hpp"
 
 namespace esctl::cmd {
+namespace {
+
+class Summary {
+ public:
+  /// A field: `label` for humans (none: JSON only), `key` and `json` (a JSON value text) for --json.
+  void add(std::string label, std::string human, std::string key, std::string json) {
+    fields_.push_back({std::move(label), std::move(human), std::move(key), std::move(json)});
+  }
+  void add(std::string label, std::int64_t v, std::string key) { add(std::move(label), std::to_string(v), std::move(key), std::to_string(v)); }
+  void add_text(std::string label, std::string_view v, std::string key) {
+    std::string j;
+    json::append_quoted(j, v);
+    add(std::move(label), std::string(v), std::move(key), std::move(j));
+  }
+  /// A member of the JSON object that is shown to humans as its own block of lines (a table).
+  void add_block(std::string human_block, std::string key, std::string json) {
+    blocks_.push_back({std::move(human_block), std::move(key), std::move(json)});
+  }
+
+  void render(std::string& out, bool as_json) const {
+    if (as_json) {
+      out.push_back('{');
+      bool first = true;
+      auto member = [&](const std::string& key, const std::string& value) {
+        if (!first) out.push_back(',');
+        first = false;
+        json::append_quoted(out, key);
+        out.push_back(':');
+        out.append(value);
+      };
+      for (const auto& f : fields_) member(f.key, f.json);
+      for (const auto& b : blocks_) member(b.key, b.json);
+      out.append("}\n");
+      return;
+    }
+    std::size_t width = 0;
+    for (const auto& f : fields_) width = std::max(width, f.label.size());
+    for (const auto& f : fields_)
+      if (!f.label.empty()) out.append(fmt::format("{:<{}} {}\n", f.label + ":", width + 1, f.human));
+    for (const auto& b : blocks_) out.append("\n").append(b.human);
+  }
+
+ private:
+  struct Field {
+    std::string label, human, key, json;
+  };
+  struct Block {
+    std::string human, key, json;
+  };
+  std::vector<Field> fields_;
+  std::vector<Block> blocks_;
+};
+
+}  // namespace
 
 Runner setup_stats(CLI::App& app) {
   app.description("Summarise the store: path, schema version, file size, events, streams, queues with lag");
@@ -12,19 +70,36 @@ Runner setup_stats(CLI::App& app) {
     Store store = ctx.open_store(Access::read);
     auto st = store.stats();
     if (ctx.quiet()) return 0;
-    auto& b = ctx.out.buf();
-    if (ctx.json()) {
-      b.append("{\"store\":");
-      json::append_quoted(b, st.path);
-      b.append(fmt::format(",\"schema_version\":{},\"file_bytes\":{},\"wal_bytes\":{},\"events\":{},\"streams\":{},"
-                           "\"head_position\":{}}}\n",
-                           st.schema_version, st.file_bytes, st.wal_bytes, st.events, st.streams, st.head_position));
-    } else {
-      b.append(fmt::format("store:          {}\nschema version: {}\nfile size:      {} bytes (+{} WAL)\n"
-                           "events:         {}\nstreams:        {}\nhead position:  {}\n",
-                           st.path, st.schema_version, st.file_bytes, st.wal_bytes, st.events, st.streams,
-                           st.head_position));
+    Summary sum;
+    sum.add_text("store", st.path, "store");
+    sum.add("schema version", st.schema_version, "schema_version");
+    sum.add("file size", fmt::format("{} bytes (+{} WAL)", st.file_bytes, st.wal_bytes), "file_bytes",
+            std::to_string(st.file_bytes));
+    sum.add("", "", "wal_bytes", std::to_string(st.wal_bytes));
+    sum.add("events", st.events, "events");
+    sum.add("streams", st.streams, "streams");
+    sum.add("head position", st.head_position, "head_position");
+    // Queues with their lag.
+    {
+      auto queues = Queues(store).statuses(Clock::now());
+      std::string js = "[";
+      Table t({"QUEUE", "LAG", "CURSOR", "PARKED"});
+      t.right(1).right(2).right(3);
+      for (const auto& q : queues) {
+        if (js.size() > 1) js.push_back(',');
+        js.append("{\"name\":");
+        json::append_quoted(js, q.queue.name);
+        js.append(fmt::format(",\"lag\":{},\"cursor\":{},\"parked\":{}}}", q.lag, q.queue.cursor, q.parked));
+        t.add({q.queue.name, std::to_string(q.lag), std::to_string(q.queue.cursor), std::to_string(q.parked)});
+      }
+      js.push_back(']');
+      std::string human;
+      if (queues.empty()) human = "no queues\n";
+      else t.render(human);
+      sum.add("queues", static_cast<std::int64_t>(queues.size()), "queue_count");
+      sum.add_block(std::move(human), "queues", std::move(js));
     }
+    sum.render(ctx.out.buf(), ctx.json());
     ctx.out.commit();
     return 0;
   };

@@ -51,7 +51,7 @@ void append_line(std::string& b, const Violation& v, const Style& style) {
   style.paint(b, "31", v.kind);
   std::string where;
   if (v.stream) where = *v.stream;
-  if (v.version) where.append("@").append(std::to_string(*v.version));
+  if (v.stream && v.version) where.append("@").append(std::to_string(*v.version));
   if (v.position) where.append(where.empty() ? "#" : " #").append(std::to_string(*v.position));
   if (v.line) where.append(where.empty() ? "line " : " (line ").append(std::to_string(*v.line)).append(where.empty() ? "" : ")");
   b.append(": ");

@@ -376,6 +376,8 @@ std::vector<ApplyResult> Projector::apply(std::span<const EventRef> batch) {
   auto& add_pending = db->prepare(
       "INSERT OR REPLACE INTO _esctl_pending (stream, version, position, reason) VALUES (?1, ?2, ?3, ?4)");
   auto& del_pending = db->prepare("DELETE FROM _esctl_pending WHERE stream = ?1 AND version = ?2");
+  auto& savepoint = db->prepare("SAVEPOINT esctl_event");
+  auto& release = db->prepare("RELEASE esctl_event");
 
   bool any_pending = db->query_i64("SELECT EXISTS (SELECT 1 FROM _esctl_pending)") != 0;
   std::unordered_map<std::string_view, std::int64_t> applied;  // stream -> version, this batch
@@ -427,7 +429,7 @@ std::vector<ApplyResult> Projector::apply(std::span<const EventRef> batch) {
       }
       continue;
     }
-    db->exec("SAVEPOINT esctl_event");
+    savepoint.run();
     std::string error;
     if (!qdb.run(plan, e, error)) {
       db->exec("ROLLBACK TO esctl_event; RELEASE esctl_event");
@@ -447,7 +449,7 @@ std::vector<ApplyResult> Projector::apply(std::span<const EventRef> batch) {
       s->bind(1, e.stream).bind(2, e.version);
       s->run();
     }
-    db->exec("RELEASE esctl_event");
+    release.run();
     applied[e.stream] = std::max(done, e.version);
     r.applied = true;
     last = std::max(last, e.position);

@@ -82,6 +82,9 @@ class TempFile {
 // What is at DB now: nothing, or a query db made by esctl (anything else is refused).
 bool check_existing(const std::string& path) {
   struct stat st {};
+  std::string dir = split_path(path).dir;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw Error(Errc::not_found, fmt::format("cannot build query db '{}': no directory '{}'", path, dir));
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
     throw Error(Errc::io, fmt::format("cannot look at '{}': {}", path, std::strerror(errno)));

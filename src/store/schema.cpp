@@ -11,9 +11,10 @@
 // - Ids are 16-byte blobs with a unique index; generated ids are UUIDv7, so that index too
 //   grows at its right edge.
 // - streams: one small row per stream holding its head; the hot set stays in a few pages.
-// - queues / queue_items: projector queues. A queue is a cursor plus rows only for events in
-//   flight (leased, waiting for retry, parked, or held behind one of those); acked events
-//   below the cursor have no row, so a queue costs nothing per event until it is drained.
+// - queues / queue_items / queue_runs: projector queues. A queue is a cursor plus state only for
+//   events in flight (leased, waiting for retry, parked, or held behind one of those); acked
+//   events below the cursor leave no trace, so a queue costs nothing per event until it is
+//   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
 #include "store/schema.hpp"
 
 #include <fmt/format.h>
@@ -70,26 +71,45 @@ CREATE TABLE queues (
   filter_categories TEXT NOT NULL DEFAULT '[]', -- JSON array
   filter_types    TEXT NOT NULL DEFAULT '[]',   -- JSON array
   start_position  INTEGER NOT NULL,             -- the queue holds matching events after this
-  cursor          INTEGER NOT NULL,             -- matching events <= cursor are acked or in queue_items
+  cursor          INTEGER NOT NULL,             -- matching events <= cursor are acked or in flight
   max_attempts    INTEGER NOT NULL,
   ack_timeout_ms  INTEGER NOT NULL,
   on_poison       TEXT NOT NULL CHECK (on_poison IN ('park', 'block')),
+  generation      INTEGER NOT NULL DEFAULT 0,   -- bumped by reset: late outcomes of older deliveries are ignored
   created_at      INTEGER NOT NULL
 );
 
+-- Events in flight one by one (see src/store/queue.cpp): held behind their stream, redelivered,
+-- parked, or leased singly. due_* is a lease expiry or retry time.
 CREATE TABLE queue_items (
   queue_id    INTEGER NOT NULL,
   position    INTEGER NOT NULL,
   stream_id   INTEGER NOT NULL,
-  state       INTEGER NOT NULL,      -- 0 ready, 1 leased, 2 retry, 3 parked
-  attempts    INTEGER NOT NULL DEFAULT 0,
-  due_mono    INTEGER,               -- lease expiry / retry time: CLOCK_BOOTTIME µs ...
-  due_boot    TEXT,                  -- ... valid only on this boot
-  due_wall    INTEGER,               -- the same instant, wall clock µs (display only)
-  reason      TEXT,
+  state       INTEGER NOT NULL,      -- 0 pending, 1 leased, 2 retry, 3 parked
+  attempts    INTEGER NOT NULL DEFAULT 0,   -- deliveries so far
+  due_mono    INTEGER,               -- CLOCK_BOOTTIME µs ...
+  due_boot    INTEGER,               -- ... valid only on this boot (a number derived from its boot id)
+  due_wall    INTEGER,               -- wall clock µs of the same instant (display only); parked: when
+  reason      TEXT,                  -- the last failure
+  head        INTEGER NOT NULL DEFAULT 0,   -- 1 on the lowest row of its stream in this queue
   PRIMARY KEY (queue_id, position)
 ) WITHOUT ROWID;
 CREATE INDEX queue_items_by_stream ON queue_items(queue_id, stream_id, position);
+CREATE INDEX queue_items_heads ON queue_items(queue_id, position) WHERE head;
+
+-- Runs of first deliveries leased together by one pull (attempt 1, one due time): `members`
+-- packs (position delta, stream id) varint pairs for positions first..last.
+CREATE TABLE queue_runs (
+  queue_id    INTEGER NOT NULL,
+  first       INTEGER NOT NULL,
+  last        INTEGER NOT NULL,
+  count       INTEGER NOT NULL,
+  members     BLOB NOT NULL,
+  due_mono    INTEGER NOT NULL,
+  due_boot    INTEGER NOT NULL,
+  due_wall    INTEGER NOT NULL,
+  PRIMARY KEY (queue_id, first)
+) WITHOUT ROWID;
 )sql";
 
 bool has_user_tables(sql::Db& db) {

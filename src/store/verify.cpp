@@ -59,7 +59,7 @@ struct StreamState {
   bool has_row = false;            // the streams table has this id
   bool missing_reported = false;
   bool holes_overflow = false;
-  std::vector<Hole> holes;
+  std::unique_ptr<std::map<std::int64_t, Hole>> holes;  // by lo; only for damaged streams
 };
 
 std::string versions_text(std::int64_t lo, std::int64_t hi) {
@@ -378,8 +378,9 @@ class Verifier {
       return;
     }
     if (v > st.next) {
-      if (st.holes.size() < kMaxHoles && holes_ < kMaxHoles) {
-        st.holes.push_back(Hole{st.next, v - 1, v, p});
+      if (holes_ < kMaxHoles) {
+        if (!st.holes) st.holes = std::make_unique<std::map<std::int64_t, Hole>>();
+        st.holes->emplace(st.next, Hole{st.next, v - 1, v, p});
         ++holes_;
       } else {
         st.holes_overflow = true;
@@ -390,28 +391,27 @@ class Verifier {
       return;
     }
     // v < next: a late version (it fills a hole) or a repeat.
-    for (std::size_t i = 0; i < st.holes.size(); ++i) {
-      Hole& h = st.holes[i];
-      if (v < h.lo || v > h.hi) continue;
-      report("version_order", sid, v, p,
-             fmt::format("version {} is at position {}, after version {} at position {}: positions must increase "
-                         "with version",
-                         v, p, h.after_version, h.after_position));
-      if (h.lo == h.hi) {
-        st.holes.erase(st.holes.begin() + static_cast<std::ptrdiff_t>(i));
+    if (st.holes) {
+      auto it = st.holes->upper_bound(v);
+      if (it != st.holes->begin() && std::prev(it)->second.hi >= v) {
+        Hole h = std::prev(it)->second;
+        st.holes->erase(std::prev(it));
         --holes_;
-      } else if (v == h.lo) {
-        ++h.lo;
-      } else if (v == h.hi) {
-        --h.hi;
-      } else {
-        Hole upper{v + 1, h.hi, h.after_version, h.after_position};
-        h.hi = v - 1;
-        st.holes.insert(st.holes.begin() + static_cast<std::ptrdiff_t>(i) + 1, upper);
-        ++holes_;
+        report("version_order", sid, v, p,
+               fmt::format("version {} is at position {}, after version {} at position {}: positions must increase "
+                           "with version",
+                           v, p, h.after_version, h.after_position));
+        if (v > h.lo) {
+          st.holes->emplace(h.lo, Hole{h.lo, v - 1, h.after_version, h.after_position});
+          ++holes_;
+        }
+        if (v < h.hi) {
+          st.holes->emplace(v + 1, Hole{v + 1, h.hi, h.after_version, h.after_position});
+          ++holes_;
+        }
+        check_prev_slow(sid, v, p, prev_null, prev);
+        return;
       }
-      check_prev_slow(sid, v, p, prev_null, prev);
-      return;
     }
     if (st.holes_overflow) {
       report("version_order", sid, v, p,
@@ -504,21 +504,26 @@ class Verifier {
 
   void report_gaps() {
     auto emit = [&](std::int64_t sid, StreamState& st) {
-      for (const Hole& h : st.holes)
-        report("version_gap", sid, h.lo, h.after_position,
-               h.lo == 0 ? fmt::format("{} missing: the stream starts at version {} (position {})",
-                                       versions_text(h.lo, h.hi), h.after_version, h.after_position)
-                         : fmt::format("{} missing: version {} is followed by version {} at position {}",
-                                       versions_text(h.lo, h.hi), h.lo - 1, h.after_version, h.after_position));
+      if (st.holes)
+        for (const auto& entry : *st.holes) {
+          const Hole& h = entry.second;
+          report("version_gap", sid, h.lo, h.after_position,
+                 h.lo == 0 ? fmt::format("{} missing: the stream starts at version {} (position {})",
+                                         versions_text(h.lo, h.hi), h.after_version, h.after_position)
+                           : fmt::format("{} missing: no event holds {}; the stream went on with version {} at "
+                                         "position {}",
+                                         versions_text(h.lo, h.hi), h.lo == h.hi ? "it" : "them", h.after_version,
+                                         h.after_position));
+        }
       if (st.holes_overflow)
         report("version_gap", sid, std::nullopt, std::nullopt,
                "versions are too disordered to list every gap; the gaps above are the first ones");
     };
     for (std::size_t i = 0; i < states_.size(); ++i)
-      if (!states_[i].holes.empty() || states_[i].holes_overflow) emit(static_cast<std::int64_t>(i), states_[i]);
+      if (states_[i].holes || states_[i].holes_overflow) emit(static_cast<std::int64_t>(i), states_[i]);
     std::map<std::int64_t, StreamState*> others;  // report in id order
     for (auto& [id, st] : other_states_)
-      if (!st.holes.empty() || st.holes_overflow) others.emplace(id, &st);
+      if (st.holes || st.holes_overflow) others.emplace(id, &st);
     for (auto& [id, st] : others) emit(id, *st);
   }
 
@@ -618,7 +623,7 @@ class Verifier {
     const bool runs_table = has("table", "queue_runs");
     const bool head_flags = db_.query_i64("SELECT count(*) FROM pragma_table_info('queue_items') WHERE name = 'head'") > 0;
     auto queues = db_.prepare_new(
-        "SELECT id, name, cursor, start_position, filter_streams, filter_categories, filter_types FROM queues ORDER BY name");
+        "SELECT id, name, cursor, filter_streams, filter_categories, filter_types FROM queues ORDER BY name");
     auto& event_at = db_.prepare(
         "SELECT e.stream_id, e.version, e.type, s.name FROM events e LEFT JOIN streams s ON s.id = e.stream_id "
         "WHERE e.position = ?1");
@@ -631,14 +636,14 @@ class Verifier {
       if (!queue_ids_.empty() && std::find(queue_ids_.begin(), queue_ids_.end(), qid) == queue_ids_.end()) continue;
       ++counts_.queues;
       const std::string name(queues.text(1));
-      const std::int64_t cursor = queues.i64(2), start = queues.i64(3);
-      // A queue created to start after the current head waits there: its cursor is its start.
-      if (cursor > head && cursor != start)
+      const std::int64_t cursor = queues.i64(2);
+      // Positions are never taken back, so no cursor can be past the head (create and reset refuse it).
+      if (cursor > head)
         report("queue_cursor", std::nullopt, std::nullopt, cursor,
                fmt::format("queue '{}' has cursor {}, past the store's head position {}", name, cursor, head));
       if (cursor < 0)
         report("queue_cursor", std::nullopt, std::nullopt, cursor, fmt::format("queue '{}' has a negative cursor {}", name, cursor));
-      const std::optional<EventFilter> filter = queue_filter(name, queues.text(4), queues.text(5), queues.text(6));
+      const std::optional<EventFilter> filter = queue_filter(name, queues.text(3), queues.text(4), queues.text(5));
 
       // One event in flight (`what`: "item" or "run member"), checked against the events.
       auto in_flight = [&](const char* what, std::int64_t pos, std::int64_t stream_id) {

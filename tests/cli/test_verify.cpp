@@ -312,11 +312,12 @@ TEST_SUITE("cli/verify") {
     // verify runs again and again until they are done.
     std::vector<int> pids;
     for (int w = 0; w < 3; ++w) {
-      RunOptions o;
+      std::string input, file = dir / ("in" + std::to_string(w) + ".ndjson");
       for (int i = 0; i < 3000; ++i)
-        o.input += "{\"stream\":\"s" + std::to_string((i + w) % 5) + "-x\",\"type\":\"T\",\"data\":{\"w\":" +
-                   std::to_string(w) + "}}\n";
-      pids.push_back(spawn({"--store", store, "import", "--batch", "10", "-"}, "/dev/null", "/dev/null", o));
+        input += "{\"stream\":\"s" + std::to_string((i + w) % 5) + "-x\",\"type\":\"T\",\"data\":{\"w\":" +
+                 std::to_string(w) + "}}\n";
+      write_file(file, input);
+      pids.push_back(spawn({"--store", store, "import", "--batch", "10", file}, "/dev/null", dir / "err.txt"));
     }
     std::vector<int> status(pids.size(), -1);
     auto running = [&] {
@@ -337,7 +338,7 @@ TEST_SUITE("cli/verify") {
     }
     for (std::size_t i = 0; i < pids.size(); ++i)
       if (status[i] == -1) status[i] = wait_for(pids[i]);
-    for (int st : status) CHECK(st == 0);
+    for (int st : status) CHECK_MESSAGE(st == 0, read_file(dir / "err.txt"));
     MESSAGE("verify ran " << runs << " times while appenders wrote");
     auto j = verify_json(store, {}, 0);
     CHECK(j["checked"]["events"] == 60 + 9000);

@@ -234,6 +234,41 @@ TEST_SUITE("store/verify") {
       if (v.kind == "prev_link") CHECK((v.version == 2 || v.version == 3));
   }
 
+  TEST_CASE("a scrambled stream reports each late version once and no gap") {
+    TempStore t;
+    fill(t.path, 1, 10);
+    // Positions 2..6 held versions 1..5; now they hold 5, 2, 1, 3, 4.
+    tamper(t.path, "UPDATE events SET position = -position WHERE position BETWEEN 2 AND 6;"
+                   "UPDATE events SET position = CASE position WHEN -6 THEN 2 WHEN -3 THEN 3 WHEN -2 THEN 4 "
+                   "WHEN -4 THEN 5 WHEN -5 THEN 6 END WHERE position < 0;");
+    auto r = verify(t.path);
+    expect_only(r, {"version_order", "prev_link"});
+    std::vector<std::int64_t> late;
+    for (const auto& v : r.found)
+      if (v.kind == "version_order") late.push_back(*v.version);
+    CHECK(late == std::vector<std::int64_t>{2, 1, 3, 4});
+  }
+
+  TEST_CASE("a late version and a missing one in the same stream are told apart") {
+    TempStore t;
+    fill(t.path, 1, 4);
+    tamper(t.path, "DELETE FROM events WHERE position = 3;"  // version 2
+                   "UPDATE events SET position = -2 WHERE position = 2;"
+                   "UPDATE events SET position = 2 WHERE position = 4;"
+                   "UPDATE events SET position = 4 WHERE position = -2;");  // now: 0, 3, 1
+    auto r = verify(t.path);
+    INFO(r.dump());
+    auto order = r.find("version_order");
+    REQUIRE(order);
+    CHECK(order->version == 1);
+    CHECK(order->position == 4);
+    auto gap = r.find("version_gap");
+    REQUIRE(gap);
+    CHECK(gap->version == 2);
+    CHECK(gap->detail.find("version 2 missing") == 0);
+    CHECK(!r.find("version_duplicate"));
+  }
+
   TEST_CASE("corrupt JSON in data or meta is reported with its stream, version and position") {
     TempStore t;
     fill(t.path, 2, 4);

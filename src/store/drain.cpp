@@ -1,0 +1,338 @@
+// The drain loop. Each worker owns a connection and repeats: one transaction that settles its
+// previous batch and pulls the next (so a batch costs one commit), then the handler. A lease
+// keeper thread renews the leases of batches in progress. SIGINT is honoured between batches:
+// the batch in hand is settled (acked if its handler succeeded, else given back without counting
+// the attempt) before the drain returns.
+#include "store/drain.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/signals.hpp"
+#include "store/follow.hpp"
+
+extern char** environ;
+
+namespace esctl {
+namespace {
+
+// How long an idle --follow worker sleeps at most between pulls when no commit wakes it: lease
+// expiries and retry times come due without any commit.
+constexpr int kIdleRecheckMs = 1000;
+
+// Renews the leases of the batches workers are handling, on its own connection.
+class LeaseKeeper {
+ public:
+  LeaseKeeper(const StoreOptions& store, std::string queue, std::int64_t lease_ms)
+      : store_(store), queue_(std::move(queue)), lease_ms_(lease_ms) {
+    period_ = std::chrono::milliseconds(std::clamp<std::int64_t>(lease_ms / 3, 10, 10000));
+    thread_ = std::thread([this] { run(); });
+  }
+  ~LeaseKeeper() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void hold(int worker, const Lease& lease) {
+    std::lock_guard<std::mutex> lock(m_);
+    held_[worker] = lease;
+  }
+  void drop(int worker) {
+    std::lock_guard<std::mutex> lock(m_);
+    held_.erase(worker);
+  }
+
+ private:
+  void run() {
+    std::unique_ptr<Store> store;
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait_for(lock, period_, [this] { return stop_; });
+      if (stop_) return;
+      if (held_.empty()) continue;
+      std::vector<Lease> leases;
+      for (const auto& [w, l] : held_) leases.push_back(l);
+      lock.unlock();
+      try {
+        if (!store) store = std::make_unique<Store>(store_, Access::write);
+        Queues queues(*store);
+        for (const auto& l : leases) queues.renew(queue_, l, lease_ms_, Clock::now());
+      } catch (const Error&) {
+        // Busy or gone: the next round tries again; a lease that lapses only means a redelivery.
+      }
+      lock.lock();
+    }
+  }
+
+  StoreOptions store_;
+  std::string queue_;
+  std::int64_t lease_ms_;
+  std::chrono::milliseconds period_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::map<int, Lease> held_;
+  std::thread thread_;
+};
+
+struct Shared {
+  const DrainOptions& options;
+  const StoreOptions& store;
+  const HandlerFactory& make_handler;
+  LeaseKeeper& keeper;
+  std::atomic<std::int64_t> budget;
+  std::atomic<bool> stop{false};
+  std::mutex m;
+  DrainTotals totals;
+  std::exception_ptr error;
+
+  std::int64_t take(std::int64_t want) {
+    std::int64_t cur = budget.load();
+    for (;;) {
+      if (cur <= 0) return 0;
+      std::int64_t n = std::min(cur, want);
+      if (budget.compare_exchange_weak(cur, cur - n)) return n;
+    }
+  }
+  void add(const SettleCounts& c, std::int64_t delivered, std::int64_t parked_on_expiry) {
+    std::lock_guard<std::mutex> lock(m);
+    totals.delivered += delivered;
+    totals.acked += c.acked;
+    totals.retried += c.retried + c.released + c.stale;
+    totals.parked += c.parked + parked_on_expiry;
+    if (options.progress && delivered) options.progress(totals);
+  }
+};
+
+Settlement settlement_for(const PullResult& r, const BatchOutcome& out, bool interrupted) {
+  std::unordered_map<std::int64_t, const std::optional<std::string>*> by_position;
+  for (const auto& [p, v] : out.results) by_position[p] = &v;
+  Settlement s;
+  s.generation = r.lease.generation;
+  for (const auto& d : r.deliveries) {
+    auto it = by_position.find(d.event.position);
+    Settlement::Item item{d.event.position, Settlement::ack, {}};
+    if (it == by_position.end()) {
+      item.kind = Settlement::nack;
+      item.reason = "the handler reported no outcome for it";
+    } else if (*it->second) {
+      item.kind = Settlement::nack;
+      item.reason = **it->second;
+    }
+    // Stopped by SIGINT: the failure is most likely the interrupt itself; do not count it.
+    if (item.kind == Settlement::nack && interrupted) item.kind = Settlement::release;
+    s.items.push_back(std::move(item));
+  }
+  return s;
+}
+
+Settlement release_all(const PullResult& r) {
+  Settlement s;
+  s.generation = r.lease.generation;
+  for (const auto& d : r.deliveries) s.items.push_back({d.event.position, Settlement::release, {}});
+  return s;
+}
+
+void run_worker(Shared& sh, int index) {
+  const DrainOptions& o = sh.options;
+  std::optional<Settlement> pending;
+  std::unique_ptr<Store> store;
+  try {
+    store = std::make_unique<Store>(sh.store, Access::write);
+    Queues queues(*store);
+    BatchHandler handler = sh.make_handler(index);
+    std::optional<ChangeWaiter> waiter;
+    if (o.follow) waiter.emplace(*store);
+    while (!sh.stop.load() && !interrupted()) {
+      std::int64_t want = sh.take(o.batch);
+      if (want == 0) break;
+      SettleCounts counts;
+      PullOptions po;
+      po.max = want;
+      po.isolate_retries = true;
+      PullResult r = queues.pull(o.queue, po, Clock::now(), pending ? &*pending : nullptr, &counts);
+      pending.reset();
+      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
+      sh.add(counts, 0, r.parked);
+      if (r.deliveries.empty()) {
+        if (!o.follow) break;
+        waiter->wait(kIdleRecheckMs);
+        continue;
+      }
+      sh.keeper.hold(index, r.lease);
+      BatchOutcome out;
+      try {
+        out = handler(r.deliveries);
+      } catch (...) {
+        sh.keeper.drop(index);
+        pending = release_all(r);
+        sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+        throw;
+      }
+      sh.keeper.drop(index);
+      pending = settlement_for(r, out, interrupted());
+      sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(sh.m);
+    if (!sh.error) sh.error = std::current_exception();
+    sh.stop = true;
+  }
+  if (pending && store) {
+    try {
+      auto c = Queues(*store).settle(o.queue, *pending, Clock::now());
+      sh.add(c, 0, 0);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(sh.m);
+      if (!sh.error) sh.error = std::current_exception();
+      sh.stop = true;
+    }
+  }
+}
+
+// ---- the --exec handler ----
+
+std::string signal_text(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? fmt::format("{} (SIG{})", sig, abbrev) : std::to_string(sig);
+}
+
+class ExecHandler {
+ public:
+  explicit ExecHandler(ExecOptions o) : o_(std::move(o)) {}
+
+  BatchOutcome operator()(const std::vector<Delivery>& batch) {
+    buf_.clear();
+    for (const auto& d : batch) {
+      o_.format(buf_, d);
+      buf_.push_back('\n');
+    }
+    int status = run();
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return BatchOutcome::ack_all(batch);
+    if (WIFEXITED(status) && (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127))
+      throw Error(Errc::io, fmt::format("handler '{}' could not be run: /bin/sh exited with status {} ({}); "
+                                        "check the command (nothing was acked or counted as an attempt)",
+                                        o_.command, WEXITSTATUS(status),
+                                        WEXITSTATUS(status) == 127 ? "command not found" : "not executable"));
+    if (WIFSIGNALED(status))
+      return BatchOutcome::nack_all(batch, fmt::format("handler was killed by signal {}", signal_text(WTERMSIG(status))));
+    return BatchOutcome::nack_all(batch, fmt::format("handler exited with status {}", WEXITSTATUS(status)));
+  }
+
+ private:
+  int run() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+      throw Error(Errc::io, fmt::format("cannot start handler '{}': pipe: {}", o_.command, std::strerror(errno)));
+    const char* argv[] = {"sh", "-c", o_.command.c_str(), nullptr};
+    const int out_fd = o_.stdout_fd;
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      int err = errno;
+      ::close(fds[0]);
+      ::close(fds[1]);
+      throw Error(Errc::io, fmt::format("cannot start handler '{}': fork: {}", o_.command, std::strerror(err)));
+    }
+    if (pid == 0) {
+      // Child: async-signal-safe calls only (the parent may have other threads).
+      restore_default_signals();
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (fds[0] == 0) ::fcntl(0, F_SETFD, 0);
+      else ::dup2(fds[0], 0);
+      if (out_fd != 1) ::dup2(out_fd, 1);
+      else ::fcntl(1, F_SETFD, 0);
+      ::execve("/bin/sh", const_cast<char* const*>(argv), environ);
+      _exit(127);
+    }
+    ::close(fds[0]);
+    std::size_t off = 0;
+    while (off < buf_.size()) {
+      ssize_t n = ::write(fds[1], buf_.data() + off, buf_.size() - off);
+      if (n > 0) off += static_cast<std::size_t>(n);
+      else if (n < 0 && errno == EINTR) continue;
+      else break;  // EPIPE: the handler stopped reading; its exit status decides
+    }
+    ::close(fds[1]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR)
+        throw Error(Errc::io, fmt::format("lost handler '{}': waitpid: {}", o_.command, std::strerror(errno)));
+    }
+    return status;
+  }
+
+  ExecOptions o_;
+  std::string buf_;
+};
+
+}  // namespace
+
+BatchOutcome BatchOutcome::ack_all(const std::vector<Delivery>& batch) {
+  BatchOutcome out;
+  out.results.reserve(batch.size());
+  for (const auto& d : batch) out.results.emplace_back(d.event.position, std::nullopt);
+  return out;
+}
+
+BatchOutcome BatchOutcome::nack_all(const std::vector<Delivery>& batch, const std::string& reason) {
+  BatchOutcome out;
+  out.results.reserve(batch.size());
+  for (const auto& d : batch) out.results.emplace_back(d.event.position, reason);
+  return out;
+}
+
+BatchHandler make_exec_handler(ExecOptions options) {
+  auto h = std::make_shared<ExecHandler>(std::move(options));
+  return [h](const std::vector<Delivery>& batch) { return (*h)(batch); };
+}
+
+DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, const HandlerFactory& make_handler) {
+  if (o.batch < 1) throw Error(Errc::usage, fmt::format("invalid --batch {}: a batch holds at least 1 event", o.batch));
+  if (o.parallel < 1) throw Error(Errc::usage, fmt::format("invalid --parallel {}: run at least 1 handler", o.parallel));
+  if (o.max_events && *o.max_events < 0) throw Error(Errc::usage, "invalid --max-events: it must not be negative");
+  std::int64_t lease_ms;
+  {
+    Store store(store_options, Access::write);
+    lease_ms = Queues(store).get(o.queue).ack_timeout_ms;  // also: the queue exists
+  }
+  const auto started = std::chrono::steady_clock::now();
+  LeaseKeeper keeper(store_options, o.queue, lease_ms);
+  Shared sh{o, store_options, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}};
+  if (o.parallel == 1) {
+    run_worker(sh, 0);
+  } else {
+    std::vector<std::thread> workers;
+    for (int i = 0; i < o.parallel; ++i) workers.emplace_back([&sh, i] { run_worker(sh, i); });
+    for (auto& t : workers) t.join();
+  }
+  DrainSummary sum;
+  sum.totals = sh.totals;
+  sum.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  sum.interrupted = interrupted();
+  if (sh.error) std::rethrow_exception(sh.error);
+  return sum;
+}
+
+}  // namespace esctl

@@ -1,0 +1,79 @@
+// `queue drain`: the loop that pulls batches from a queue, hands them to a handler and settles
+// the outcome (ack / nack), with K workers, lease renewal, --follow and SIGINT at batch
+// boundaries; plus the --exec handler. Not here: the queue algorithm (queue.hpp), the
+// --projection handler (projection.hpp), printing (commands/queue.cpp).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/queue.hpp"
+#include "store/store.hpp"
+
+namespace esctl {
+
+/// What a handler made of one batch.
+struct BatchOutcome {
+  /// One entry per delivered event, by position: nullopt acks it, a string nacks it with that
+  /// reason. An event the handler leaves out is nacked ("the handler reported no outcome").
+  std::vector<std::pair<std::int64_t, std::optional<std::string>>> results;
+
+  static BatchOutcome ack_all(const std::vector<Delivery>& batch);
+  static BatchOutcome nack_all(const std::vector<Delivery>& batch, const std::string& reason);
+};
+
+/// Handles one batch (events in position order; a stream's events in version order). Runs on
+/// one drain worker's thread. Throwing esctl::Error stops the whole drain: the batch is given
+/// back without counting the attempt, and the error ends the command.
+using BatchHandler = std::function<BatchOutcome(const std::vector<Delivery>& batch)>;
+/// Makes the handler of worker `index` (0 .. parallel-1), called on that worker's thread.
+using HandlerFactory = std::function<BatchHandler(int index)>;
+
+struct DrainTotals {
+  std::int64_t delivered = 0;  ///< events handed to the handler (redeliveries count again)
+  std::int64_t acked = 0;
+  std::int64_t retried = 0;  ///< nacked (or given back at SIGINT) and to be delivered again
+  std::int64_t parked = 0;   ///< parked by this run (nacked for the last time, or lease expired for the last time)
+};
+
+struct DrainOptions {
+  std::string queue;
+  std::int64_t batch = 100;  ///< events per batch, at most
+  int parallel = 1;          ///< workers, each with its own connection, pulling its own batches
+  bool follow = false;       ///< wait for new events instead of stopping when nothing is deliverable
+  std::optional<std::int64_t> max_events;  ///< stop after delivering this many
+  /// Called after each batch with running totals (serialized; from worker threads).
+  std::function<void(const DrainTotals&)> progress;
+};
+
+struct DrainSummary {
+  DrainTotals totals;
+  double elapsed_s = 0;
+  bool interrupted = false;  ///< stopped by SIGINT/SIGTERM (after settling the batches in hand)
+};
+
+/// Drains `options.queue` until nothing is deliverable to this drainer (or forever with
+/// `follow`), `max_events`, or SIGINT. Per-stream order holds across workers because a pull
+/// never hands out a stream that another lease holds. A failed batch is retried one event at a
+/// time (PullOptions::isolate_retries), at once. While a handler works, its lease is renewed
+/// every third of the queue's ack timeout, so only a dead drainer's leases expire.
+/// Throws Errc::not_found for an unknown queue, and the first error a worker hit.
+DrainSummary drain(const StoreOptions& store, const DrainOptions& options, const HandlerFactory& make_handler);
+
+struct ExecOptions {
+  std::string command;  ///< run as `/bin/sh -c command`
+  int stdout_fd = 1;    ///< the handler's stdout (its stdin is the batch; stderr is inherited)
+  /// Appends one event's NDJSON line (without the newline) to `out`.
+  std::function<void(std::string& out, const Delivery& d)> format;
+};
+
+/// The --exec handler: runs the command once per batch with the batch as NDJSON on its stdin.
+/// Exit status 0 acks the batch; another status or a signal nacks it ("handler exited with
+/// status N", "handler was killed by signal N (NAME)"). When the command cannot be run at all
+/// (fork fails, or the shell exits 126/127: not executable / not found) it throws Errc::io.
+BatchHandler make_exec_handler(ExecOptions options);
+
+}  // namespace esctl

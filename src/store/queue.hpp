@@ -1,0 +1,201 @@
+// Projector queues (SPEC §6): durable subscriptions with at-least-once delivery, per-stream
+// order, leases, retries and parking. The algorithm and the table layout are explained at the
+// top of queue.cpp. Not here: running handlers (drain.hpp) and printing (commands/queue.cpp).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event.hpp"
+#include "core/filter.hpp"
+
+namespace esctl {
+
+class Store;
+
+/// The clocks a queue operation runs on. Lease expiry and retry delays are measured on the
+/// monotonic clock of the boot that set them; a deadline set on another boot counts as past
+/// (whoever held the lease died with that boot). Wall time is kept for display only.
+struct Clock {
+  std::int64_t mono_us = 0;  ///< CLOCK_BOOTTIME, µs
+  std::int64_t boot = 0;     ///< this boot, as a number derived from its boot id
+  std::int64_t wall_us = 0;  ///< µs since the epoch
+  /// The real clocks, now.
+  static Clock now();
+  Clock plus_ms(std::int64_t ms) const { return Clock{mono_us + ms * 1000, boot, wall_us + ms * 1000}; }
+};
+
+/// What a parked event does to the rest of its stream.
+enum class Poison {
+  block,  ///< the stream is held until the event is retried and acked
+  park,   ///< the stream moves on past it
+};
+
+/// How a queue is created.
+struct QueueSpec {
+  std::string name;
+  EventFilter filter;
+  std::int64_t max_attempts = 5;
+  std::int64_t ack_timeout_ms = 30000;
+  Poison on_poison = Poison::block;
+};
+
+/// A point in the store's history: where a queue starts (create --from) or restarts (reset --to).
+struct StartPoint {
+  enum Kind { start, end, at } kind = end;
+  std::int64_t position = 0;  ///< for Kind::at: the queue holds the matching events after it
+};
+
+/// One queue's definition and cursor.
+struct QueueInfo {
+  std::int64_t id = 0;
+  std::string name;
+  EventFilter filter;
+  std::int64_t start_position = 0;  ///< the queue holds the matching events after this position
+  std::int64_t cursor = 0;          ///< matching events up to here are acked or in flight
+  std::int64_t max_attempts = 5;
+  std::int64_t ack_timeout_ms = 30000;
+  Poison on_poison = Poison::block;
+  std::int64_t generation = 0;  ///< bumped by reset: outcomes of older deliveries are ignored
+  std::int64_t created_at_us = 0;
+};
+
+/// `queue status`: counts of the matching events after the queue's start that are not acked.
+/// lag = pending + leased + retrying + parked.
+struct QueueStatus {
+  QueueInfo queue;
+  std::int64_t head = 0;      ///< the store's head position
+  std::int64_t lag = 0;       ///< not acked, whatever their state
+  std::int64_t pending = 0;   ///< never delivered (or put back by retry): new, or held behind their stream
+  std::int64_t leased = 0;    ///< handed out, lease not expired
+  std::int64_t retrying = 0;  ///< nacked or lease expired: will be delivered again
+  std::int64_t parked = 0;
+  std::optional<std::int64_t> oldest_position;        ///< the lowest unacked position
+  std::optional<std::int64_t> oldest_recorded_at_us;  ///< its recorded_at
+};
+
+/// One event handed out by pull, with its delivery number (1 for the first delivery).
+struct Delivery {
+  Event event;
+  std::int64_t attempt = 1;
+};
+
+/// What a pull leased, so that it can be renewed while a handler works (Queues::renew).
+struct Lease {
+  std::int64_t generation = 0;
+  std::optional<std::int64_t> run;  ///< id of the run of first deliveries, if any (see queue.cpp)
+  std::vector<std::int64_t> rows;   ///< positions leased one by one (redeliveries)
+};
+
+struct PullOptions {
+  std::int64_t max = 1;                 ///< lease at most this many events
+  std::optional<std::int64_t> lease_ms;  ///< default: the queue's ack timeout
+  /// A redelivery is handed out alone: a batch that failed as a whole is retried one event at a
+  /// time, so one poison event does not use up its batch-mates' attempts (drain).
+  bool isolate_retries = false;
+};
+
+struct PullResult {
+  std::vector<Delivery> deliveries;  ///< in position order; empty: nothing deliverable now
+  Lease lease;
+  std::int64_t lease_expires_at_us = 0;  ///< wall clock, for display
+  std::int64_t parked = 0;               ///< events whose lease had expired for the last time, parked by this pull
+};
+
+/// The outcome of a delivered batch (drain), applied by Queues::settle or by the next pull.
+/// Lenient: an outcome for an event that is no longer leased is ignored, and outcomes from an
+/// older generation (the queue was reset meanwhile) are all ignored.
+struct Settlement {
+  enum Kind { ack, nack, release };  ///< release: give it back without counting the attempt
+  struct Item {
+    std::int64_t position = 0;
+    Kind kind = ack;
+    std::string reason;  ///< for nack
+  };
+  std::int64_t generation = 0;
+  std::vector<Item> items;
+};
+
+/// What a settlement did.
+struct SettleCounts {
+  std::int64_t acked = 0, retried = 0, parked = 0, released = 0, stale = 0;
+};
+
+/// A parked event with its last failure.
+struct ParkedEvent {
+  Event event;
+  std::int64_t attempts = 0;
+  std::string reason;
+  std::int64_t parked_at_us = 0;
+};
+
+/// Queue operations on one store connection. Every mutating call is one BEGIN IMMEDIATE
+/// transaction (pull may use several short ones when its filter skips many events). Queue
+/// names are checked (Errc::usage); an unknown queue is Errc::not_found.
+///
+/// Durability: create/reset/delete/retry commit with the store's fsync; pull, ack, nack,
+/// settle and renew commit with synchronous=NORMAL (atomic, survive a crash of the process,
+/// but the last ones may be lost in a power failure — which at-least-once tolerates: a lost
+/// ack or lease means a redelivery).
+class Queues {
+ public:
+  explicit Queues(Store& store);
+
+  /// Creates a queue. Errc::conflict if the name is taken; Errc::usage for a bad spec or a
+  /// start position beyond the head. Costs nothing per stored event.
+  QueueInfo create(const QueueSpec& spec, StartPoint from);
+  /// All queues, by name.
+  std::vector<QueueInfo> list();
+  QueueInfo get(std::string_view name);
+  /// Names starting with `prefix`, sorted (completion).
+  std::vector<std::string> names(std::string_view prefix = {});
+  /// Counts for one queue, from one read snapshot. Counting the new events costs a scan of the
+  /// events after the cursor when the queue has a filter.
+  QueueStatus status(std::string_view name, const Clock& clock);
+  std::vector<QueueStatus> statuses(const Clock& clock);
+
+  /// Leases up to `max` deliverable events, lowest position first, keeping per-stream order
+  /// (see queue.cpp). With `settle_first`, applies it in the same transaction first (adding to
+  /// `counts`). Empty when nothing is deliverable now.
+  PullResult pull(std::string_view name, const PullOptions& options, const Clock& clock,
+                  const Settlement* settle_first = nullptr, SettleCounts* counts = nullptr);
+  /// Applies a settlement on its own.
+  SettleCounts settle(std::string_view name, const Settlement& settlement, const Clock& clock);
+  /// Extends a lease to `lease_ms` from now (a handler is still working). Ignores what is no
+  /// longer leased.
+  void renew(std::string_view name, const Lease& lease, std::int64_t lease_ms, const Clock& clock);
+
+  /// Acks events: they are done. Acking an acked event is a no-op. Errc::usage (nothing acked)
+  /// for a position the queue has not reached yet (after its cursor: never delivered) or that
+  /// is not one of its events (before its start, not matching its filter, no such event).
+  void ack(std::string_view name, const std::vector<std::int64_t>& positions);
+  /// Nacks delivered events: each is delivered again after `delay_ms`, or parked with `reason`
+  /// when it has had max-attempts deliveries. A nack of an event already waiting for retry
+  /// updates its delay and reason; of a parked event, nothing. Errc::usage (nothing changed)
+  /// for an event that is acked, never delivered, or not in the queue.
+  void nack(std::string_view name, const std::vector<std::int64_t>& positions, std::int64_t delay_ms,
+            const std::string& reason, const Clock& clock);
+
+  /// Parked events in position order.
+  std::vector<ParkedEvent> parked(std::string_view name);
+  /// Puts parked events back (next delivery: attempt 1). Errc::usage (nothing changed) if a
+  /// position is not parked. Returns how many.
+  std::int64_t retry(std::string_view name, const std::vector<std::int64_t>& positions);
+  std::int64_t retry_all(std::string_view name);
+
+  /// Clears the queue's delivery state and moves its start and cursor to `to`: every matching
+  /// event after it becomes deliverable. Other queues are untouched.
+  QueueInfo reset(std::string_view name, StartPoint to);
+  /// Deletes the queue and its delivery state.
+  void remove(std::string_view name);
+
+ private:
+  Store& store_;
+};
+
+/// The text of a Poison value: "block" or "park".
+const char* poison_name(Poison p);
+
+}  // namespace esctl

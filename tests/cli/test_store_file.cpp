@@ -1,0 +1,181 @@
+// The store file through the binary (SPEC section 3): init, where the store is, read-only
+// commands on a missing store, refusing files that are not esctl stores (left byte-identical),
+// what sqlite3 sees, immutability, stats, and a lock held elsewhere.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli.hpp"
+
+using namespace esctl::test;
+using nlohmann::json;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+Result sqlite3(const std::string& db, const std::string& sql) {
+  return sh("sqlite3 '" + db + "' \"$SQL\"", RunOptions{"", {{"SQL", sql}}, ""});
+}
+
+/// Every command that only reads, with the arguments it needs.
+const std::vector<std::vector<std::string>>& reading_commands() {
+  static const std::vector<std::vector<std::string>> all{
+      {"read", "s"}, {"read", "--all"}, {"read", "--category", "s"}, {"streams"}, {"stats"}, {"export"}};
+  return all;
+}
+
+/// Runs every command against `store` and checks each refuses it with `code` and a message
+/// containing `what`, leaving the file as it was.
+void all_refuse(const std::string& store, int code, const std::string& what) {
+  auto before = file_hash(store);
+  std::vector<std::vector<std::string>> commands = reading_commands();
+  commands.push_back({"init"});
+  commands.push_back({"append", "s", "T"});
+  commands.push_back({"append", "s", "--ndjson"});
+  commands.push_back({"import"});
+  for (auto args : commands) {
+    INFO(args[0], " ", args.size() > 1 ? args[1] : "");
+    args.insert(args.begin(), {"--store", store});
+    auto r = run(args, RunOptions{"{\"type\":\"T\"}\n", {}, ""});
+    CHECK(r.status == code);
+    CHECK(contains(r.err, what));
+    CHECK(r.out.empty());
+  }
+  CHECK(file_hash(store) == before);
+  CHECK_FALSE(std::filesystem::exists(store + "-journal"));
+}
+
+}  // namespace
+
+TEST_SUITE("cli/store_file") {
+  TEST_CASE("init creates an empty WAL-mode store that sqlite3 can read, and is a no-op on an existing one") {
+    TempDir d;
+    auto store = d / "s.db";
+    auto r = run({"--store", store, "init"});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(contains(r.out, store));
+    auto q = sqlite3(store, "PRAGMA application_id; PRAGMA user_version; PRAGMA journal_mode; SELECT count(*) FROM events;");
+    CHECK(q.out == "1163084628\n1\nwal\n0\n");
+    REQUIRE(run({"--store", store, "append", "s", "T", "{\"a\":1}"}).status == 0);
+    r = run({"--store", store, "--json", "init"});
+    REQUIRE(r.status == 0);
+    CHECK(json::parse(r.out)["events"] == 1);
+    CHECK(sqlite3(store, "SELECT stream, version, type, data FROM event_log;").out == "s|0|T|{\"a\":1}\n");
+  }
+
+  TEST_CASE("the store is --store, else $ESCTL_STORE, else ./events.db") {
+    TempDir d;
+    REQUIRE(run({"init"}, RunOptions{"", {}, d.path()}).status == 0);
+    CHECK(std::filesystem::exists(d / "events.db"));
+    REQUIRE(run({"init"}, RunOptions{"", {{"ESCTL_STORE", d / "env.db"}}, d.path()}).status == 0);
+    CHECK(std::filesystem::exists(d / "env.db"));
+    REQUIRE(run({"--store", d / "opt.db", "init"}, RunOptions{"", {{"ESCTL_STORE", d / "env2.db"}}, d.path()}).status == 0);
+    CHECK(std::filesystem::exists(d / "opt.db"));
+    CHECK_FALSE(std::filesystem::exists(d / "env2.db"));
+  }
+
+  TEST_CASE("commands that only read exit 4 on a missing store and do not create it") {
+    TempDir d;
+    auto store = d / "missing.db";
+    for (auto args : reading_commands()) {
+      INFO(args[0]);
+      args.insert(args.begin(), {"--store", store});
+      auto r = run(args);
+      CHECK(r.status == 4);
+      CHECK(contains(r.err, "no store at '" + store + "'"));
+      CHECK_FALSE(std::filesystem::exists(store));
+    }
+    auto r = run({"read", "s"}, RunOptions{"", {}, d.path()});
+    CHECK(r.status == 4);
+    CHECK_FALSE(std::filesystem::exists(d / "events.db"));
+  }
+
+  TEST_CASE("a file that is not SQLite is refused by every command with exit 1 and left unchanged") {
+    TempDir d;
+    auto store = d / "notes.txt";
+    write_file(store, "these are my notes, not a database\n");
+    all_refuse(store, 1, "not an esctl store (not a SQLite database)");
+    write_file(store, "tiny");
+    all_refuse(store, 1, "not an esctl store");
+  }
+
+  TEST_CASE("a SQLite database of another application is refused with exit 1 and left unchanged") {
+    TempDir d;
+    auto store = d / "app.db";
+    REQUIRE(sqlite3(store, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users VALUES (1, 'ann');")
+                .status == 0);
+    all_refuse(store, 1, "is a SQLite database but not an esctl store");
+    auto other = d / "other.db";
+    REQUIRE(sqlite3(other, "PRAGMA application_id = 42; CREATE TABLE t (x);").status == 0);
+    all_refuse(other, 1, "not an esctl store (application_id 0x2a)");
+    CHECK(sqlite3(store, "SELECT name FROM users;").out == "ann\n");
+  }
+
+  TEST_CASE("a store with a newer schema version is refused with exit 1, naming the upgrade, and left unchanged") {
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(run({"--store", store, "append", "s", "T"}).status == 0);
+    REQUIRE(sqlite3(store, "PRAGMA user_version = 2;").status == 0);
+    all_refuse(store, 1, "has schema version 2, newer than this esctl understands (1); upgrade esctl");
+  }
+
+  TEST_CASE("stored events cannot be changed or deleted, even with sqlite3") {
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(run({"--store", store, "append", "s", "T", "{\"a\":1}"}).status == 0);
+    auto r = sqlite3(store, "UPDATE events SET data = '{}';");
+    CHECK(r.status != 0);
+    CHECK(contains(r.err, "immutable"));
+    r = sqlite3(store, "DELETE FROM events;");
+    CHECK(r.status != 0);
+    CHECK(contains(r.err, "immutable"));
+    CHECK(sqlite3(store, "SELECT data FROM events;").out == "{\"a\":1}\n");
+  }
+
+  TEST_CASE("stats shows path, schema version, size, events, streams and head position; --json one object") {
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(run({"--store", store, "append", "a-1", "T"}).status == 0);
+    REQUIRE(run({"--store", store, "append", "a-1", "T"}).status == 0);
+    REQUIRE(run({"--store", store, "append", "b-1", "T"}).status == 0);
+    auto r = run({"--store", store, "stats"});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(contains(r.out, "store:"));
+    CHECK(contains(r.out, store));
+    CHECK(contains(r.out, "schema version: 1"));
+    CHECK(contains(r.out, "events:         3"));
+    CHECK(contains(r.out, "streams:        2"));
+    CHECK(contains(r.out, "bytes"));
+    auto j = json::parse(run({"--store", store, "--json", "stats"}).out);
+    CHECK(j["store"] == store);
+    CHECK(j["schema_version"] == 1);
+    CHECK(j["events"] == 3);
+    CHECK(j["streams"] == 2);
+    CHECK(j["head_position"] == 3);
+    CHECK(j["file_bytes"].get<std::int64_t>() > 0);
+    CHECK(j.contains("wal_bytes"));
+    CHECK(run({"--store", store, "-q", "stats"}).out.empty());
+  }
+
+  TEST_CASE("a write lock held by another process makes append exit 7 after --busy-timeout, writing nothing") {
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(run({"--store", store, "append", "s", "T"}).status == 0);
+    // sqlite3 holds the write lock until the marker file is removed.
+    auto marker = d / "locked";
+    write_file(d / "hold.sh", "touch '" + marker + "'; while [ -e '" + marker + "' ]; do sleep 0.05; done\n");
+    std::string script = "sqlite3 '" + store + "' 'BEGIN IMMEDIATE;' '.shell sh " + (d / "hold.sh") + "' 'COMMIT;' &"
+                         " i=0; while [ ! -e '" + marker + "' ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done;"
+                         " \"$ESCTL\" --store '" + store + "' --busy-timeout 200ms append s T; echo \"rc=$?\";"
+                         " rm -f '" + marker + "'; wait";
+    auto r = sh(script);
+    CHECK(contains(r.out, "rc=7"));
+    CHECK(contains(r.err, "busy"));
+    CHECK(contains(r.err, "--busy-timeout"));
+    auto j = json::parse(run({"--store", store, "--json", "stats"}).out);
+    CHECK(j["events"] == 1);
+  }
+}

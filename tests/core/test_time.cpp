@@ -1,0 +1,62 @@
+// core/time: RFC 3339 formatting and parsing (µs, offsets, rejects), durations, clocks.
+#include <doctest/doctest.h>
+
+#include "core/time.hpp"
+
+using namespace esctl;
+
+TEST_SUITE("core/time") {
+  TEST_CASE("timestamps print as UTC RFC 3339 with six fraction digits") {
+    CHECK(format_rfc3339(0) == "1970-01-01T00:00:00.000000Z");
+    CHECK(format_rfc3339(1) == "1970-01-01T00:00:00.000001Z");
+    CHECK(format_rfc3339(951782400000000) == "2000-02-29T00:00:00.000000Z");
+    CHECK(format_rfc3339(1798391472123456) == "2026-12-27T17:11:12.123456Z");
+    CHECK(format_rfc3339(-1) == "1969-12-31T23:59:59.999999Z");
+  }
+
+  TEST_CASE("formatting then parsing gives the same microsecond back") {
+    for (std::int64_t us : {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1}, std::int64_t{951782400000000},
+                            std::int64_t{1798391472123456}, std::int64_t{4102444799999999}}) {
+      auto back = parse_rfc3339(format_rfc3339(us));
+      REQUIRE(back.has_value());
+      CHECK(*back == us);
+    }
+  }
+
+  TEST_CASE("parsing accepts offsets, lower-case separators and shorter or zero-padded fractions") {
+    CHECK(parse_rfc3339("1970-01-01T01:00:00+01:00") == 0);
+    CHECK(parse_rfc3339("1969-12-31T23:00:00-01:00") == 0);
+    CHECK(parse_rfc3339("1970-01-01t00:00:00.5z") == 500000);
+    CHECK(parse_rfc3339("1970-01-01 00:00:00.000001Z") == 1);
+    CHECK(parse_rfc3339("1970-01-01T00:00:00.123456000Z") == 123456);
+  }
+
+  TEST_CASE("parsing refuses malformed times and precision finer than a microsecond") {
+    for (const char* bad : {"", "1970-01-01", "1970-01-01T00:00:00", "1970-13-01T00:00:00Z", "1970-01-32T00:00:00Z",
+                            "1970-01-01T24:00:00Z", "1970-01-01T00:00:00.Z", "1970-01-01T00:00:00.1234567Z",
+                            "1970-01-01T00:00:00Zjunk", "1970-01-01T00:00:00+0100", "70-01-01T00:00:00Z"}) {
+      INFO(bad);
+      CHECK_FALSE(parse_rfc3339(bad).has_value());
+    }
+  }
+
+  TEST_CASE("durations take ms, s, m and h units and refuse bare or negative numbers") {
+    CHECK(parse_duration_ms("250ms") == 250);
+    CHECK(parse_duration_ms("5s") == 5000);
+    CHECK(parse_duration_ms("1.5s") == 1500);
+    CHECK(parse_duration_ms("2m") == 120000);
+    CHECK(parse_duration_ms("1h") == 3600000);
+    CHECK(parse_duration_ms("0s") == 0);
+    for (const char* bad : {"", "5", "s", "-1s", "5 s", "5sec", "1d", "abc"}) {
+      INFO(bad);
+      CHECK_FALSE(parse_duration_ms(bad).has_value());
+    }
+  }
+
+  TEST_CASE("the wall clock is in microseconds since the epoch and the monotonic clock does not go back") {
+    auto now = now_us();
+    CHECK(now > 1700000000LL * 1000000);  // after 2023
+    auto a = mono_us(), b = mono_us();
+    CHECK(b >= a);
+  }
+}
