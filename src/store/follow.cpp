@@ -2,8 +2,8 @@
 // write()s the frames to <store>-wal (which raises inotify IN_MODIFY), syncs, and only then
 // updates the wal-index header in the mmap'ed -shm file (which raises nothing). So a
 // notification means "a commit is on its way"; PRAGMA data_version on our connection says
-// whether one is visible yet. After a notification we re-check data_version with a short
-// backoff (1, 2, 4, 8, 8... ms) for up to a second, then fall back to a check every 250 ms.
+// whether one is visible yet. After a notification we re-check data_version after 1 ms, then
+// every 2 ms for 100 ms, then every 8 ms up to a second, then every 250 ms as a fallback.
 // The WAL file keeps its inode while any connection has the store open (the last connection
 // to close is the one that deletes it, and ours is open), so one watch normally lasts;
 // should it go away (IN_IGNORED), the watch is re-added on the next slow tick.
@@ -33,7 +33,9 @@ namespace {
 
 constexpr int kSlowPollMs = 250;      // fallback check while the WAL is quiet
 constexpr int kNoNotifyPollMs = 10;   // without inotify
-constexpr int kHotMaxStepMs = 8;      // backoff cap after a WAL write
+constexpr int kHotEarlyStepMs = 2;    // check interval just after a WAL write ...
+constexpr int kHotEarlyMs = 100;      // ... for this long
+constexpr int kHotMaxStepMs = 8;      // then this, until the window ends
 constexpr int kHotWindowMs = 1000;    // how long after a WAL write to keep checking quickly
 
 using Clock = std::chrono::steady_clock;
@@ -121,8 +123,11 @@ Wake ChangeWaiter::wait(int timeout_ms) {
     if (wd_ < 0) try_watch();
     int step;
     if (now < hot_until_) {
-      hot_step_ = hot_step_ == 0 ? 1 : std::min(hot_step_ * 2, kHotMaxStepMs);
-      step = hot_step_;
+      // Most commits become visible within a few ms of their WAL write (one fsync): check
+      // every 2 ms at first, then back off to every 8 ms.
+      bool early = ms_between(now, hot_until_) > kHotWindowMs - kHotEarlyMs;
+      step = hot_step_ == 0 ? 1 : early ? kHotEarlyStepMs : kHotMaxStepMs;
+      hot_step_ = step;
     } else {
       step = wd_ >= 0 ? kSlowPollMs : kNoNotifyPollMs;
     }

@@ -31,8 +31,8 @@ enum class Wake {
 /// Between calls and while sleeping it holds no read transaction: the WAL stays checkpointable.
 /// Cost: an idle waiter sleeps in ppoll(2) on an inotify descriptor for the store's -wal file and
 /// checks data_version every 250 ms as a fallback (a few µs each). After the WAL is written it
-/// checks data_version every 1..8 ms for up to a second until the commit becomes visible (the WAL
-/// is written before the commit is published in the -shm index). Without inotify it checks
+/// checks data_version every 2 ms (for 100 ms, then every 8 ms up to a second) until the commit
+/// becomes visible (the WAL is written before the commit is published in the -shm index). Without inotify it checks
 /// every 10 ms. Not thread-safe; one waiter per Store.
 class ChangeWaiter {
  public:
