@@ -90,7 +90,7 @@ TEST_SUITE("cli/queue_basic") {
   TEST_CASE("bad queue names exit 2, an unknown queue exits 4, a taken name exits 3") {
     Store s;
     s.ok({"create", "ok.name_1-x"});
-    for (const std::string bad : {"has space", "", "x/y", std::string(65, 'a'), "é"}) {
+    for (const std::string bad : std::vector<std::string>{"has space", "", "x/y", std::string(65, 'a'), "é"}) {
       CAPTURE(bad);
       CHECK(s.q({"create", bad}).status == 2);
       CHECK(s.q({"status", bad}).status == 2);
