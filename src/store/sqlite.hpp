@@ -28,6 +28,9 @@ class Stmt {
   Stmt& bind(int i, std::string_view text);  ///< TEXT, copied
   Stmt& bind(int i, const char* text) { return bind(i, std::string_view(text)); }
   Stmt& bind_blob(int i, std::string_view bytes);
+  /// Like bind/bind_blob but not copied: the bytes must stay valid until reset() (hot paths).
+  Stmt& bind_static(int i, std::string_view text);
+  Stmt& bind_blob_static(int i, std::string_view bytes);
   Stmt& bind_null(int i);
   /// Binds by name (":name"); silently ignores names the statement does not use.
   int param_index(const char* name) const;

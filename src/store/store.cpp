@@ -63,6 +63,9 @@ Store::Store(const StoreOptions& options, Access access) : options_(options) {
   db_ = std::make_unique<sql::Db>(options_.path, mode, options_.busy_timeout_ms);
   prepare_schema(*db_, access == Access::write ? OpenIntent::write : OpenIntent::read);
   configure_connection(*db_);
+  // Readers mostly scan: a small page cache is recycled instead of growing (every new cache page
+  // costs a malloc and page faults, a third of a `read --all`), and keeps their RSS flat.
+  if (access == Access::read) db_->exec("PRAGMA cache_size = -2048");
 }
 
 Store::~Store() = default;
@@ -182,7 +185,8 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
         s->bind(1, row.id).bind(2, row.head + 1);
         if (row.head >= 0) s->bind(3, row.head_position);
         else s->bind_null(3);
-        s->bind_blob(4, id.view()).bind(5, ev.type).bind(6, ev.data).bind(7, ev.meta).bind(8, recorded);
+        s->bind_blob_static(4, id.view()).bind_static(5, ev.type).bind_static(6, ev.data).bind_static(7, ev.meta);
+        s->bind(8, recorded);
         s->run();
       }
       if (above_max(id.view())) max_id.assign(id.view());

@@ -60,12 +60,37 @@ struct Row {
 
 struct ChildResult {
   int status = -1;
-  double seconds = 0;
-  long max_rss_kb = 0;
+  double seconds = 0;      // wall clock
+  double cpu_seconds = 0;  // user + system (the load of other processes does not count)
+  long max_rss_kb = 0;     // peak RSS after exec: VmHWM, sampled until exit
 };
 
-/// Runs argv with stdin from `in` and stdout to `out` (paths), waits with wait4 for its rusage.
-/// `while_running` is called every few milliseconds until the child exits.
+double cpu_of(const rusage& ru) {
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+double self_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return cpu_of(ru);
+}
+
+/// VmHWM of a running process in kB, or -1. (wait4's ru_maxrss cannot be used: a child
+/// spawned with vfork semantics inherits its parent's high-water mark across exec.)
+long vm_hwm_kb(pid_t pid) {
+  std::FILE* f = std::fopen(fmt::format("/proc/{}/status", pid).c_str(), "r");
+  if (!f) return -1;
+  char line[256];
+  long kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb;
+}
+
+/// Runs argv with stdin from `in` and stdout to `out` (paths), samples its peak RSS until it
+/// exits, and calls `while_running` every few milliseconds meanwhile.
 ChildResult run_child(const std::vector<std::string>& args, const std::string& in, const std::string& out,
                       const std::function<void()>& while_running = {}) {
   posix_spawn_file_actions_t fa;
@@ -86,16 +111,16 @@ ChildResult run_child(const std::vector<std::string>& args, const std::string& i
   int status = 0;
   rusage ru{};
   for (;;) {
-    pid_t done = wait4(pid, &status, while_running ? WNOHANG : 0, &ru);
+    long hwm = vm_hwm_kb(pid);  // before wait4: a reaped child has no /proc entry
+    pid_t done = wait4(pid, &status, WNOHANG, &ru);
     if (done == pid) break;
-    if (while_running) {
-      while_running();
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    r.max_rss_kb = std::max(r.max_rss_kb, hwm);
+    if (while_running) while_running();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   r.seconds = seconds_since(t0);
+  r.cpu_seconds = cpu_of(ru);
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.max_rss_kb = ru.ru_maxrss;
   return r;
 }
 
@@ -150,7 +175,7 @@ void write_ndjson(const std::vector<Row>& rows, const std::string& path, bool id
 }
 
 struct Rates {
-  double total = 0, first10 = 0, last10 = 0, seconds = 0;
+  double total = 0, first10 = 0, last10 = 0, seconds = 0, cpu_seconds = 0;
 };
 
 /// The plain-table bulk insert: the same rows, the same batch size, the same durability.
@@ -170,6 +195,7 @@ Rates baseline_insert(const std::vector<Row>& rows, const std::string& path, int
   const auto n = static_cast<std::int64_t>(rows.size());
   const std::int64_t tenth = std::max<std::int64_t>(1, n / 10);
   auto t0 = Clock::now();
+  double cpu0 = self_cpu();
   double t_first = 0, t_last_start = 0;
   for (std::int64_t i = 0; i < n; ++i) {
     if (i % batch == 0) exec(db, "BEGIN");
@@ -192,6 +218,7 @@ Rates baseline_insert(const std::vector<Row>& rows, const std::string& path, int
   }
   Rates out;
   out.seconds = seconds_since(t0);
+  out.cpu_seconds = self_cpu() - cpu0;
   sqlite3_finalize(ins);
   sqlite3_close(db);
   out.total = static_cast<double>(n) / out.seconds;
@@ -339,11 +366,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   Rates er = watch.rates(imp.seconds);
-  fmt::print("import ({} events)                 events/s   first 10%   last 10%   last/first   seconds\n", c.events);
-  fmt::print("  raw SQLite, plain rowid table  {:>10.0f}  {:>10.0f}  {:>9.0f}  {:>10.2f}x  {:>8.2f}\n", base.total,
-             base.first10, base.last10, base.first10 / base.last10, base.seconds);
-  fmt::print("  esctl import                   {:>10.0f}  {:>10.0f}  {:>9.0f}  {:>10.2f}x  {:>8.2f}\n", er.total, er.first10,
-             er.last10, er.last10 > 0 ? er.first10 / er.last10 : 0.0, er.seconds);
+  er.cpu_seconds = imp.cpu_seconds;
+  const double n = static_cast<double>(c.events);
+  fmt::print("import ({} events)                 events/s   first 10%   last 10%   first/last   seconds   CPU events/s\n",
+             c.events);
+  fmt::print("  raw SQLite, plain rowid table  {:>10.0f}  {:>10.0f}  {:>9.0f}  {:>10.2f}x  {:>8.2f}  {:>12.0f}\n", base.total,
+             base.first10, base.last10, base.first10 / base.last10, base.seconds, n / base.cpu_seconds);
+  fmt::print("  esctl import                   {:>10.0f}  {:>10.0f}  {:>9.0f}  {:>10.2f}x  {:>8.2f}  {:>12.0f}\n", er.total,
+             er.first10, er.last10, er.last10 > 0 ? er.first10 / er.last10 : 0.0, er.seconds, n / er.cpu_seconds);
   double share = er.total / base.total;
   double slowdown = er.last10 > 0 ? er.first10 / er.last10 : 99;
   fmt::print("  esctl / baseline: {:.0f}% (target >= 50%: {});  last 10% slower than first by {:.2f}x (target <= 1.5x: {})\n",
@@ -353,23 +383,25 @@ int main(int argc, char** argv) {
 
   // 2. Reading everything.
   std::int64_t scanned = 0;
+  double scan_cpu0 = self_cpu();
   double scan_s = raw_scan(path("store.db"), scanned);
+  double scan_cpu = self_cpu() - scan_cpu0;
   auto rd = run_child({esctl, "--store", path("store.db"), "--json", "read", "--all"}, "/dev/null", "/dev/null");
   auto ex = run_child({esctl, "--store", path("store.db"), "export"}, "/dev/null", "/dev/null");
-  double read_rate = static_cast<double>(c.events) / rd.seconds;
-  fmt::print("read everything                    events/s   seconds   peak RSS\n");
-  fmt::print("  raw scan, every column         {:>10.0f}  {:>8.2f}          -\n", static_cast<double>(scanned) / scan_s,
-             scan_s);
-  fmt::print("  esctl read --all --json        {:>10.0f}  {:>8.2f}  {:>6.1f} MB\n", read_rate, rd.seconds,
-             rd.max_rss_kb / 1024.0);
-  fmt::print("  esctl export                   {:>10.0f}  {:>8.2f}  {:>6.1f} MB\n", static_cast<double>(c.events) / ex.seconds,
-             ex.seconds, ex.max_rss_kb / 1024.0);
+  double read_rate = n / rd.seconds;
+  fmt::print("read everything                    events/s   seconds   peak RSS   CPU events/s\n");
+  fmt::print("  raw scan, every column         {:>10.0f}  {:>8.2f}          -  {:>12.0f}\n",
+             static_cast<double>(scanned) / scan_s, scan_s, static_cast<double>(scanned) / scan_cpu);
+  fmt::print("  esctl read --all --json        {:>10.0f}  {:>8.2f}  {:>6.1f} MB  {:>12.0f}\n", read_rate, rd.seconds,
+             rd.max_rss_kb / 1024.0, n / rd.cpu_seconds);
+  fmt::print("  esctl export                   {:>10.0f}  {:>8.2f}  {:>6.1f} MB  {:>12.0f}\n", n / ex.seconds, ex.seconds,
+             ex.max_rss_kb / 1024.0, n / ex.cpu_seconds);
   fmt::print("  read --all --json >= 1M events/s: {};  export peak RSS <= 64 MB: {}\n\n", verdict(read_rate >= 1e6),
              verdict(ex.max_rss_kb <= 64 * 1024));
 
   // 3. One process per append, alternating with the sqlite3 shell doing one INSERT.
   bool have_sqlite3 = system("command -v sqlite3 >/dev/null 2>&1") == 0;
-  std::vector<double> esctl_s, shell_s;
+  std::vector<double> esctl_s, shell_s, esctl_cpu, shell_cpu;
   for (int i = 0; i < c.appends; ++i) {
     auto stream = fmt::format("order-{}", i % c.streams);
     auto a = run_child({esctl, "--store", path("store.db"), "append", stream, "ItemAdded",
@@ -380,6 +412,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     esctl_s.push_back(a.seconds);
+    esctl_cpu.push_back(a.cpu_seconds);
     if (have_sqlite3) {
       auto sql = fmt::format(
           "PRAGMA synchronous=FULL; INSERT INTO events (stream, version, id, type, data, meta, recorded_at) "
@@ -387,12 +420,14 @@ int main(int argc, char** argv) {
           stream, i, esctl::now_us());
       auto s = run_child({"sqlite3", path("plain.db"), sql}, "/dev/null", "/dev/null");
       shell_s.push_back(s.seconds);
+      shell_cpu.push_back(s.cpu_seconds);
     }
   }
   double em = median(esctl_s) * 1000, sm = median(shell_s) * 1000;
-  fmt::print("append, one process per event ({} runs)   median ms\n", c.appends);
-  if (have_sqlite3) fmt::print("  sqlite3 FILE \"INSERT ...\"           {:>8.2f}\n", sm);
-  fmt::print("  esctl append                         {:>8.2f}\n", em);
+  fmt::print("append, one process per event ({} runs)   median ms   median CPU ms\n", c.appends);
+  if (have_sqlite3)
+    fmt::print("  sqlite3 FILE \"INSERT ...\"           {:>8.2f}   {:>12.2f}\n", sm, median(shell_cpu) * 1000);
+  fmt::print("  esctl append                         {:>8.2f}   {:>12.2f}\n", em, median(esctl_cpu) * 1000);
   if (have_sqlite3)
     fmt::print("  esctl / sqlite3: {:.2f}x (target <= 1.2x: {})\n", em / sm, verdict(em / sm <= 1.2));
   else

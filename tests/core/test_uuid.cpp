@@ -1,6 +1,10 @@
 // core/uuid: parsing and printing the 8-4-4-4-12 form, raw bytes, and UUIDv7 generation order.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <set>
 
 #include "core/time.hpp"
@@ -52,5 +56,26 @@ TEST_SUITE("core/uuid") {
     for (int i = 0; i < 6; ++i) ms = (ms << 8) | prev.bytes[static_cast<std::size_t>(i)];
     CHECK(ms >= before_ms);
     CHECK(ms <= static_cast<std::uint64_t>(now_us() / 1000) + 1000);  // the counter may run ahead a little
+  }
+
+  TEST_CASE("a forked child does not generate the random bits its parent generates next") {
+    new_uuid_v7();  // the parent has buffered randomness now
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      Uuid u = new_uuid_v7();
+      ssize_t n = ::write(fds[1], u.bytes.data(), 16);
+      ::_exit(n == 16 ? 0 : 1);
+    }
+    Uuid mine = new_uuid_v7();
+    Uuid theirs;
+    REQUIRE(::read(fds[0], theirs.bytes.data(), 16) == 16);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    CHECK(std::memcmp(mine.bytes.data() + 8, theirs.bytes.data() + 8, 8) != 0);
   }
 }
