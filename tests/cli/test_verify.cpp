@@ -313,11 +313,11 @@ TEST_SUITE("cli/verify") {
     std::vector<int> pids;
     for (int w = 0; w < 3; ++w) {
       std::string input, file = dir / ("in" + std::to_string(w) + ".ndjson");
-      for (int i = 0; i < 3000; ++i)
+      for (int i = 0; i < 2000; ++i)
         input += "{\"stream\":\"s" + std::to_string((i + w) % 5) + "-x\",\"type\":\"T\",\"data\":{\"w\":" +
                  std::to_string(w) + "}}\n";
       write_file(file, input);
-      pids.push_back(spawn({"--store", store, "import", "--batch", "10", file}, "/dev/null", dir / "err.txt"));
+      pids.push_back(spawn({"--store", store, "import", "--batch", "2", file}, "/dev/null", dir / "err.txt"));
     }
     std::vector<int> status(pids.size(), -1);
     auto running = [&] {
@@ -341,7 +341,7 @@ TEST_SUITE("cli/verify") {
     for (int st : status) CHECK_MESSAGE(st == 0, read_file(dir / "err.txt"));
     MESSAGE("verify ran " << runs << " times while appenders wrote");
     auto j = verify_json(store, {}, 0);
-    CHECK(j["checked"]["events"] == 60 + 9000);
+    CHECK(j["checked"]["events"] == 60 + 6000);
   }
 
   TEST_CASE("a delivery log in order passes; redelivered batches are counted") {
