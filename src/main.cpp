@@ -20,12 +20,14 @@ int fail(std::string_view message, int code) {
   return code;
 }
 
-const CLI::App* chosen(const CLI::App& app) {
-  const CLI::App* at = &app;
-  for (;;) {
+/// "esctl queue drain --help" for the innermost command the user named.
+std::string help_hint(const CLI::App& app) {
+  std::string hint = "esctl";
+  for (const CLI::App* at = &app;;) {
     auto subs = at->get_subcommands();
-    if (subs.empty()) return at;
+    if (subs.empty()) return hint + " --help";
     at = subs.front();
+    hint += " " + at->get_name();
   }
 }
 
@@ -52,9 +54,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      auto* at = chosen(app);
-      std::string where = at == &app ? "esctl --help" : fmt::format("esctl {} --help", at->get_name());
-      return fail(fmt::format("{} (see '{}')", e.what(), where), exit_code::kUsage);
+      return fail(fmt::format("{} (see '{}')", e.what(), help_hint(app)), exit_code::kUsage);
     }
     if (help->parsed()) {
       CLI::App* target = &app;

@@ -41,7 +41,12 @@ TEST_SUITE("cli/output") {
     auto r = run({"frobnicate"});
     CHECK(r.status == 2);
     CHECK(r.err.find("esctl: error:") == 0);
-    CHECK(run({"--store", dir / "s.db", "read", "--all", "--bogus"}).status == 2);
+    auto flag = run({"--store", dir / "s.db", "read", "--all", "--bogus"});
+    CHECK(flag.status == 2);
+    CHECK(flag.err.find("(see 'esctl read --help')") != std::string::npos);
+    auto nested = run({"--store", dir / "s.db", "queue", "drain", "q", "--bogus"});
+    CHECK(nested.status == 2);
+    CHECK_MESSAGE(nested.err.find("(see 'esctl queue drain --help')") != std::string::npos, nested.err);
     CHECK(run({"--store", dir / "s.db", "--color", "purple", "read", "--all"}).status == 2);
     auto t = run({"--store", dir / "s.db", "--busy-timeout", "5", "read", "--all"});
     CHECK(t.status == 2);
