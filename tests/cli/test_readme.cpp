@@ -158,7 +158,8 @@ TEST_SUITE("cli/readme") {
     write_file(tmp / "readme.sh", script);
     RunOptions o;
     o.cwd = tmp.path();
-    o.env["PATH"] = tmp / "bin" + ":" + std::getenv("PATH");
+    const char* path = std::getenv("PATH");
+    o.env["PATH"] = tmp / "bin" + ":" + (path ? path : "/usr/bin:/bin");
     auto r = sh("exec bash readme.sh", o);
     auto err_tail = r.err.substr(r.err.size() > 3000 ? r.err.size() - 3000 : 0);
     REQUIRE_MESSAGE(r.status == 0, "README commands failed (status " << r.status << "); the last '>>>' line names the block\n"
@@ -186,7 +187,7 @@ TEST_SUITE("cli/readme") {
     // The followers: the walkthrough's `tail -f` (the first background command) saw the order
     // appended after it started, and the following relay copied order-4 into billing.db.
     bool tailed = false, relayed = false;
-    for (int i = 0; i < 100 && !(tailed && relayed); ++i) {
+    for (int i = 0; i < 200 && !(tailed && relayed); ++i) {  // up to 10 s on a loaded machine
       tailed = read_file(tmp / "bg-1.out").find("order-3@0 OrderPlaced") != std::string::npos;
       relayed = relayed || run({"--store", tmp / "billing.db", "read", "order-4"}).status == 0;
       if (!(tailed && relayed)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
