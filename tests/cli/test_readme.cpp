@@ -4,7 +4,7 @@
 // tests in tests/cli do that; this one checks that the README's commands succeed and show what
 // the README says they show.
 //
-// Conventions (stated at the top of README.md's walkthrough):
+// Conventions (stated in README.md just before the walkthrough):
 //   ```sh             run in the foreground; each `## ` section runs in its own subshell (so its
 //                     `export`s stay inside it) but all share the directory, in README order
 //   ```sh background  each line is a long-running command for "a second terminal": started in
