@@ -94,7 +94,7 @@ Ran run(const std::vector<std::string>& argv, bool capture, const std::string* i
   return r;
 }
 
-std::vector<std::string> esctl(const std::string& store, std::vector<std::string> args) {
+std::vector<std::string> esctl_argv(const std::string& store, std::vector<std::string> args) {
   args.insert(args.begin(), {ESCTL_BIN, "--store", store});
   return args;
 }
@@ -137,20 +137,20 @@ int main(int argc, char** argv) {
              static_cast<double>(std::filesystem::file_size(store)) / 1e6);
 
   // --- 1. drain throughput ---
-  must(run(esctl(store, {"queue", "create", "bench", "--from", "start"}), false), "queue create");
+  must(run(esctl_argv(store, {"queue", "create", "bench", "--from", "start"}), false), "queue create");
   std::vector<double> drain_s, export_s;
   std::string sample;  // the NDJSON of one batch, for the handler baseline
   for (int i = 0; i < 3; ++i) {
-    auto e = run(esctl(store, {"export", "--all"}), false);
+    auto e = run(esctl_argv(store, {"export", "--all"}), false);
     must(e, "export");
     export_s.push_back(e.seconds);
-    auto d = run(esctl(store, {"queue", "drain", "bench", "--batch", "1000", "--exec", "cat >/dev/null"}), false);
+    auto d = run(esctl_argv(store, {"queue", "drain", "bench", "--batch", "1000", "--exec", "cat >/dev/null"}), false);
     must(d, "drain");
     drain_s.push_back(d.seconds);
-    must(run(esctl(store, {"queue", "reset", "bench", "--to", "start"}), false), "reset");
+    must(run(esctl_argv(store, {"queue", "reset", "bench", "--to", "start"}), false), "reset");
   }
   {
-    auto e = run(esctl(store, {"export", "--all"}), true);
+    auto e = run(esctl_argv(store, {"export", "--all"}), true);
     std::size_t cut = 0;
     for (int k = 0; k < 1000 && cut != std::string::npos; ++k) cut = e.out.find('\n', cut + 1);
     sample = e.out.substr(0, cut == std::string::npos ? e.out.size() : cut + 1);
@@ -170,13 +170,13 @@ int main(int argc, char** argv) {
              n / (ex + h), d / (ex + h));
 
   // --- 2. single pull + ack per invocation vs append ---
-  must(run(esctl(store, {"queue", "create", "single"}), false), "queue create");
+  must(run(esctl_argv(store, {"queue", "create", "single"}), false), "queue create");
   std::vector<double> append_s, pull_s, ack_s;
   for (int i = 0; i < rounds; ++i) {
-    auto a = run(esctl(store, {"append", "order-1", "OrderPlaced", "{\"n\":1}"}), false);
+    auto a = run(esctl_argv(store, {"append", "order-1", "OrderPlaced", "{\"n\":1}"}), false);
     must(a, "append");
     append_s.push_back(a.seconds);
-    auto p = run(esctl(store, {"queue", "pull", "single"}), true);
+    auto p = run(esctl_argv(store, {"queue", "pull", "single"}), true);
     must(p, "pull");
     pull_s.push_back(p.seconds);
     std::string pos = p.out.substr(0, p.out.find(' '));
@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "pull delivered nothing\n");
       return 1;
     }
-    auto k = run(esctl(store, {"queue", "ack", "single", pos}), false);
+    auto k = run(esctl_argv(store, {"queue", "ack", "single", pos}), false);
     must(k, "ack");
     ack_s.push_back(k.seconds);
   }
