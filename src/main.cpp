@@ -20,6 +20,12 @@ int fail(std::string_view message, int code) {
   return code;
 }
 
+const CLI::App* chosen(const CLI::App& app) {
+  const CLI::App* at = &app;
+  while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
+  return at;
+}
+
 /// "esctl queue drain --help" for the innermost command the user named.
 std::string help_hint(const CLI::App& app) {
   std::string hint = "esctl";
