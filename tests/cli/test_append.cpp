@@ -81,7 +81,7 @@ TEST_SUITE("cli/append") {
     CHECK(ev[0]["id"] == "0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b77");
   }
 
-  TEST_CASE("DATA is read from stdin with '-' and from a file with @FILE; scalars are data too") {
+  TEST_CASE("DATA is read from stdin with '-' and from a file with @FILE, scalars are data too") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(append(store, {"s", "T", "-"}, RunOptions{R"( {"from": "stdin"} )", {}, ""}).status == 0);

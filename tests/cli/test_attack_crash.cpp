@@ -116,7 +116,7 @@ TEST_SUITE("cli/attack_crash") {
     check_sound(store);
   }
 
-  TEST_CASE("kill -9 of import --batch leaves whole batches in file order; a re-run finishes without duplicates") {
+  TEST_CASE("kill -9 of import --batch leaves whole batches in file order, a re-run finishes without duplicates") {
     const int attempts = full_size() ? 200 : 15, total = 3000, batch = 100;
     TempDir d;
     auto input = d / "in.ndjson";

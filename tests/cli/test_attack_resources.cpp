@@ -56,7 +56,7 @@ std::string as_nobody() {
 }  // namespace
 
 TEST_SUITE("cli/attack_resources") {
-  TEST_CASE("a file size limit makes append and import fail with exit 1 naming the cause; earlier events stay") {
+  TEST_CASE("a file size limit makes append and import fail with exit 1 naming the cause, earlier events stay") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(run({"--store", store, "append", "early-1", "T", R"({"n":1})"}).status == 0);
@@ -143,7 +143,7 @@ TEST_SUITE("cli/attack_resources") {
     check_sound(store);
   }
 
-  TEST_CASE("a write lock held by sqlite3 makes append and import exit 7 after --busy-timeout; readers go on") {
+  TEST_CASE("a write lock held by sqlite3 makes append and import exit 7 after --busy-timeout, readers go on") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(run({"--store", store, "append", "s-1", "T"}).status == 0);

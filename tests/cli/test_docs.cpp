@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <set>
 
@@ -196,5 +197,21 @@ TEST_SUITE("cli/docs") {
       if (c.sub.empty()) CHECK_MESSAGE(!read_file(dir / ("share/man/man1/esctl-" + c.name + ".1")).empty(), c.name);
     auto v = sh("'" + dir.path() + "/bin/esctl' --version");
     CHECK(v.out.find("SQLite") != std::string::npos);
+  }
+
+  TEST_CASE("no test case name has a semicolon, which CTest would split into names that match nothing") {
+    // doctest_discover_tests registers each case by name as a CMake list item: "a; b" would
+    // become two CTest tests that each run zero cases and pass.
+    const std::regex named(R"re(TEST_CASE\("([^"]*)"\))re");
+    int cases = 0;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(kSrc + "/tests")) {
+      if (f.path().extension() != ".cpp") continue;
+      std::string text = read_file(f.path().string());
+      for (std::sregex_iterator m(text.begin(), text.end(), named), end; m != end; ++m) {
+        ++cases;
+        CHECK_MESSAGE((*m)[1].str().find(';') == std::string::npos, f.path().filename().string(), ": ", (*m)[1].str());
+      }
+    }
+    CHECK(cases > 100);
   }
 }

@@ -118,7 +118,7 @@ TEST_SUITE("cli/import_export") {
     CHECK(export_all(b) == first);
   }
 
-  TEST_CASE("import reads a FILE argument; a missing FILE exits 4 without creating the store") {
+  TEST_CASE("import reads a FILE argument, a missing FILE exits 4 without creating the store") {
     TempDir d;
     auto store = d / "s.db";
     write_file(d / "in.ndjson", line("s", "T") + "\n   \n" + line("s", "U"));
@@ -132,7 +132,7 @@ TEST_SUITE("cli/import_export") {
     CHECK_FALSE(std::filesystem::exists(other));
   }
 
-  TEST_CASE("a bad line exits 5 naming its line; its batch is not written, earlier batches stay") {
+  TEST_CASE("a bad line exits 5 naming its line, its batch is not written, earlier batches stay") {
     TempDir d;
     auto store = d / "s.db";
     std::string input = numbered(5, 2) + "{\"stream\":\"s-0\",\"type\":\"T\",\"data\":{oops}}\n" + numbered(3, 2);
@@ -245,7 +245,7 @@ TEST_SUITE("cli/import_export") {
     CHECK(lines(r.out).size() == 1);
   }
 
-  TEST_CASE("SIGINT stops an import between batches with exit 130; committed batches stay, a re-run finishes") {
+  TEST_CASE("SIGINT stops an import between batches with exit 130, committed batches stay, a re-run finishes") {
     TempDir d;
     auto store = d / "s.db";
     auto input = numbered(10, 2);
@@ -329,7 +329,7 @@ TEST_SUITE("cli/import_export") {
     CHECK(run({"--store", store, "export", "--from", "99"}).out.empty());
   }
 
-  TEST_CASE("export of a missing stream or store exits 4; conflicting selections exit 2") {
+  TEST_CASE("export of a missing stream or store exits 4, conflicting selections exit 2") {
     TempDir d;
     auto store = d / "s.db";
     CHECK(run({"--store", store, "export"}).status == 4);

@@ -174,7 +174,7 @@ TEST_SUITE("cli/projection") {
     CHECK(dump(e.db) == dump(e.dir / "r.db"));
   }
 
-  TEST_CASE("a failing event is nacked, retried and parked with nothing of it applied; exit 8") {
+  TEST_CASE("a failing event is nacked, retried and parked with nothing of it applied, exit 8") {
     Env e;
     write_file(e.proj, "-- @init\nCREATE TABLE log (stream TEXT, n INTEGER NOT NULL);\n-- @on T\n"
                        "INSERT INTO log VALUES (:stream, 0);\nINSERT INTO log VALUES (:stream, :data ->> '$.n');\n");

@@ -55,7 +55,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(s.pull_positions("q") == std::vector<std::int64_t>{p});
   }
 
-  TEST_CASE("--from start delivers the backlog; --from POSITION the events after it") {
+  TEST_CASE("--from start delivers the backlog, --from POSITION the events after it") {
     Store s;
     for (int i = 0; i < 5; ++i) s.append("a-" + std::to_string(i));
     s.ok({"create", "all", "--from", "start"});
@@ -136,7 +136,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(names.size() == 1);
   }
 
-  TEST_CASE("commands that only read need a store; pull creates none") {
+  TEST_CASE("commands that only read need a store, pull creates none") {
     TempDir d;
     for (const std::vector<std::string> args :
          {std::vector<std::string>{"ls"}, {"status", "q"}, {"parked", "q"}}) {
@@ -191,7 +191,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(json::parse(js[0]) == s.status("one"));
   }
 
-  TEST_CASE("ack: repeating it is a no-op; a position never delivered or not in the queue exits 2") {
+  TEST_CASE("ack: repeating it is a no-op, a position never delivered or not in the queue exits 2") {
     Store s;
     s.ok({"create", "q", "--type", "T"});
     auto p1 = s.append("s-1");
@@ -227,7 +227,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(s.status("q")["lag"] == 0);
   }
 
-  TEST_CASE("pull prints events like read; nothing deliverable prints nothing and succeeds") {
+  TEST_CASE("pull prints events like read, nothing deliverable prints nothing and succeeds") {
     Store s;
     s.ok({"create", "q"});
     CHECK(s.ok({"pull", "q"}).out.empty());
@@ -237,7 +237,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(out == read);
   }
 
-  TEST_CASE("parked lists parked events with attempts and reason; retry puts them back with attempt 1") {
+  TEST_CASE("parked lists parked events with attempts and reason, retry puts them back with attempt 1") {
     Store s;
     s.ok({"create", "q", "--max-attempts", "2"});
     auto p = s.append("s-1");

@@ -92,7 +92,7 @@ TEST_SUITE("cli/queue_drain") {
     CHECK(s.ok({"drain", "q", "--exec", s.logger()}).out.find("0 delivered") != std::string::npos);
   }
 
-  TEST_CASE("a failing batch is nacked and retried one event at a time; the poison event is parked, exit 8") {
+  TEST_CASE("a failing batch is nacked and retried one event at a time, the poison event is parked, exit 8") {
     Store s;
     s.fill(4, 3);  // s-0..s-3, versions 0..2
     // s-1@1 (position 6) is poison.

@@ -157,7 +157,7 @@ TEST_SUITE("cli/read") {
     CHECK(f.read({"--all", "--from", "100000"}).empty());
   }
 
-  TEST_CASE("read of a missing stream exits 4; a bad name exits 5; a wrong mix of sources exits 2") {
+  TEST_CASE("read of a missing stream exits 4, a bad name exits 5, a wrong mix of sources exits 2") {
     Fixture f;
     auto r = run({"--store", f.store, "read", "missing-1"});
     CHECK(r.status == 4);
@@ -188,7 +188,7 @@ TEST_SUITE("cli/read") {
     CHECK(read_file(d / "err").empty());
   }
 
-  TEST_CASE("streams lists name, version, events, last position and last recorded_at; filters by category and prefix") {
+  TEST_CASE("streams lists name, version, events, last position and last recorded_at, filters by category and prefix") {
     Fixture f;
     auto r = run({"--store", f.store, "streams"});
     REQUIRE_MESSAGE(r.status == 0, r.err);

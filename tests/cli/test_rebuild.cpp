@@ -263,7 +263,7 @@ INSERT INTO seen VALUES (:position, :stream, :version, :id, :type, :data, :meta,
     CHECK(temp_files(f.dir.path()).empty());
   }
 
-  TEST_CASE("rebuild without a store or a projection file exits 4; without --projection 2") {
+  TEST_CASE("rebuild without a store or a projection file exits 4, without --projection 2") {
     Fixture f;
     CHECK(f.rebuild().status == 4);
     import(f.store, 1);
@@ -274,7 +274,7 @@ INSERT INTO seen VALUES (:position, :stream, :version, :id, :type, :data, :meta,
     CHECK_FALSE(std::filesystem::exists(f.db));
   }
 
-  TEST_CASE("a rebuild killed with SIGKILL leaves the old db byte-identical; the next run removes its temporary file") {
+  TEST_CASE("a rebuild killed with SIGKILL leaves the old db byte-identical, the next run removes its temporary file") {
     Fixture f;
     import(f.store, 500);
     REQUIRE(f.rebuild().status == 0);

@@ -135,7 +135,7 @@ TEST_SUITE("cli/store_file") {
     CHECK(sqlite3(store, "SELECT data FROM events;").out == "{\"a\":1}\n");
   }
 
-  TEST_CASE("stats shows path, schema version, size, events, streams and head position; --json one object") {
+  TEST_CASE("stats shows path, schema version, size, events, streams and head position, --json one object") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(run({"--store", store, "append", "a-1", "T"}).status == 0);

@@ -221,7 +221,7 @@ TEST_SUITE("cli/verify") {
     CHECK(run({"--store", store, "verify", "--queue", "nope"}).status == 4);
   }
 
-  TEST_CASE("flipped bytes in a page are integrity violations (exit 6); an unreadable schema exits 1") {
+  TEST_CASE("flipped bytes in a page are integrity violations (exit 6), an unreadable schema exits 1") {
     TempDir dir;
     auto store = make_store(dir, 5, 400);
     const std::int64_t page = 4096, pages = file_size(store) / page;
@@ -265,7 +265,7 @@ TEST_SUITE("cli/verify") {
     }
   }
 
-  TEST_CASE("missing stores, streams and queues exit 4; bad option mixes exit 2") {
+  TEST_CASE("missing stores, streams and queues exit 4, bad option mixes exit 2") {
     TempDir dir;
     auto r = run({"--store", dir / "none.db", "verify"});
     CHECK(r.status == 4);
@@ -344,7 +344,7 @@ TEST_SUITE("cli/verify") {
     CHECK(j["checked"]["events"] == 60 + 6000);
   }
 
-  TEST_CASE("a delivery log in order passes; redelivered batches are counted") {
+  TEST_CASE("a delivery log in order passes, redelivered batches are counted") {
     TempDir dir;
     auto r = verify_log(dir,
                         "{\"position\":1,\"stream\":\"a-1\",\"version\":0,\"type\":\"T\",\"data\":{}}\n"
@@ -403,7 +403,7 @@ TEST_SUITE("cli/verify") {
     CHECK(j["violations"][0]["line"] == 2);
   }
 
-  TEST_CASE("a malformed log line exits 5 naming the line; a missing log exits 4") {
+  TEST_CASE("a malformed log line exits 5 naming the line, a missing log exits 4") {
     TempDir dir;
     auto r = verify_log(dir, "{\"stream\":\"a-1\",\"version\":0}\n{\"stream\":\"a-1\",\"vers\n");
     CHECK(r.status == 5);

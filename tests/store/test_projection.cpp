@@ -134,7 +134,7 @@ INSERT INTO t VALUES ('a;b'); /* ; */ INSERT INTO t VALUES (:type)
     CHECK(msg.find("p.sql:3: unknown marker '-- @onn'") == 0);
   }
 
-  TEST_CASE("SQL before the first marker is refused; comments there are not") {
+  TEST_CASE("SQL before the first marker is refused, comments there are not") {
     CHECK(bad("-- header\n\nCREATE TABLE t (x);\n-- @on A\nSELECT 1;\n").find("p.sql:3: SQL before the first section "
                                                                              "marker") == 0);
     CHECK_NOTHROW(Projection::from_text("-- just a comment\n/* and\nanother */\n-- @on A\nSELECT 1;\n", "p.sql"));

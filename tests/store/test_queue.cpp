@@ -88,7 +88,7 @@ Settlement settle_all(const PullResult& r, Settlement::Kind kind, const std::str
 }  // namespace
 
 TEST_SUITE("store/queue") {
-  TEST_CASE("a queue from the end delivers only later events; from start every event, lowest position first") {
+  TEST_CASE("a queue from the end delivers only later events, from start every event, lowest position first") {
     Fixture f;
     f.append("a-1");
     f.append("b-1");
@@ -162,7 +162,7 @@ TEST_SUITE("store/queue") {
     CHECK(attempts(r) == std::vector<std::int64_t>{2, 1});
   }
 
-  TEST_CASE("an expired lease is delivered again; after the last attempt it is parked as 'lease expired'") {
+  TEST_CASE("an expired lease is delivered again, after the last attempt it is parked as 'lease expired'") {
     Fixture f;
     f.create("q", {StartPoint::start}, 2);
     f.append("s-1");
@@ -204,7 +204,7 @@ TEST_SUITE("store/queue") {
     CHECK(f.pull("q").deliveries.empty());
   }
 
-  TEST_CASE("on-poison block holds the stream behind a parked event; park lets it move on") {
+  TEST_CASE("on-poison block holds the stream behind a parked event, park lets it move on") {
     for (Poison p : {Poison::block, Poison::park}) {
       CAPTURE(poison_name(p));
       Fixture f;
@@ -251,7 +251,7 @@ TEST_SUITE("store/queue") {
     CHECK(positions(f.pull("q", 10, true)) == std::vector<std::int64_t>{3});
   }
 
-  TEST_CASE("a whole batch acked removes its run; the queue ends at lag 0") {
+  TEST_CASE("a whole batch acked removes its run, the queue ends at lag 0") {
     Fixture f;
     f.create("q");
     for (int i = 0; i < 50; ++i) f.append("s-" + std::to_string(i % 7));
@@ -296,7 +296,7 @@ TEST_SUITE("store/queue") {
     CHECK_THROWS_AS(f.queues.reset("q", {StartPoint::at, 99}), Error);
   }
 
-  TEST_CASE("ack: a repeat is a no-op; a position never delivered or not in the queue is refused") {
+  TEST_CASE("ack: a repeat is a no-op, a position never delivered or not in the queue is refused") {
     Fixture f;
     f.append("x-1", "Other");  // 1: before the start
     f.create("q", {StartPoint::end}, 5, Poison::block, EventFilter{{}, {}, {"T"}});

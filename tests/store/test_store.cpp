@@ -155,7 +155,7 @@ TEST_SUITE("store/store") {
     CHECK(r[0].position == 2);
   }
 
-  TEST_CASE("with check_versions an event's version must be its stream's next one; without, it is ignored") {
+  TEST_CASE("with check_versions an event's version must be its stream's next one, without, it is ignored") {
     TempStore t;
     Store s(t.options(), Access::write);
     auto e0 = event("s", "T");
@@ -171,7 +171,7 @@ TEST_SUITE("store/store") {
     CHECK(s.append({e5}, {}, false)[0].version == 2);
   }
 
-  TEST_CASE("re-appending an id with the same content reports the stored event; other content conflicts") {
+  TEST_CASE("re-appending an id with the same content reports the stored event, other content conflicts") {
     TempStore t;
     Store s(t.options(), Access::write);
     const char* id = "0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b77";
