@@ -216,14 +216,19 @@ Projection Projection::load(const std::string& path) {
   return from_text(ss.str(), path);
 }
 
+std::vector<ProjectionSection> Projection::parse_sections(std::string_view text, const std::string& name) {
+  // sqlite3_complete() and sqlite3_prepare() stop at a NUL: SQL after one would be silently dropped.
+  if (text.find('\0') != std::string_view::npos)
+    throw Error(Errc::invalid_input, fmt::format("{}: contains a NUL byte; a projection file is SQL text", name));
+  return parse(text, name);
+}
+
 Projection Projection::from_text(std::string text, std::string name) {
   Projection p;
   p.name_ = std::move(name);
   p.text_ = std::move(text);
   p.hash_ = fnv1a_hex(p.text_);
-  if (p.text_.find('\0') != std::string::npos)
-    throw Error(Errc::invalid_input, fmt::format("{}: contains a NUL byte; a projection file is SQL text", p.name_));
-  p.sections_ = parse(p.text_, p.name_);
+  p.sections_ = parse_sections(p.text_, p.name_);
   for (const auto& s : p.sections_) {
     if (s.init) continue;
     p.all_types_ |= s.all_types;
