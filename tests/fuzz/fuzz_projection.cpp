@@ -38,6 +38,8 @@ std::string_view g_input;
   } while (0)
 
 bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
+// SQLite's whitespace (no '\v'): what may be trimmed off a statement.
+bool sql_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f'; }
 
 // Byte offset where each 1-based line starts; entry 0 unused, one past the last line = size+1.
 std::vector<std::size_t> line_starts(std::string_view s) {
@@ -82,7 +84,7 @@ void check_sections(std::string_view text, const std::vector<ProjectionSection>&
       const ProjectionStatement& st = s.statements[j];
       CHECK(st.line > s.line && st.line < next && st.line >= prev_stmt);
       prev_stmt = st.line;
-      CHECK(!st.sql.empty() && !blank(st.sql.front()) && !blank(st.sql.back()));
+      CHECK(!st.sql.empty() && !sql_space(st.sql.front()) && !sql_space(st.sql.back()));
       std::size_t at = text.find(st.sql, starts[static_cast<std::size_t>(st.line)]);
       CHECK(at != std::string_view::npos && at < starts[static_cast<std::size_t>(st.line) + 1]);
       if (j + 1 < s.statements.size()) CHECK(sqlite3_complete(st.sql.c_str()));
@@ -94,13 +96,13 @@ void check_sections(std::string_view text, const std::vector<ProjectionSection>&
   const int first = sections.empty() ? lines + 1 : sections.front().line;
   std::string_view pre = text.substr(0, starts[static_cast<std::size_t>(first)] - (first > lines ? 1 : 0));
   for (char c : pre)
-    if (!blank(c) && c != ';' && c != '-' && c != '/' && c != '*') {
+    if (!sql_space(c) && c != ';' && c != '-' && c != '/' && c != '*') {
       // Some non-filler byte: it must be inside a comment. A '--' comment runs to its line's end;
       // a '/*' comment to the next '*/' (or the end of the text).
       std::string p(pre);
       std::size_t i = 0;
       while (i < p.size()) {
-        if (blank(p[i]) || p[i] == ';') {
+        if (sql_space(p[i]) || p[i] == ';') {
           ++i;
         } else if (p.compare(i, 2, "--") == 0) {
           std::size_t e = p.find('\n', i);

@@ -129,6 +129,22 @@ INSERT INTO t VALUES ('a;b'); /* ; */ INSERT INTO t VALUES (:type)
     CHECK(p.handles("anything"));
   }
 
+  TEST_CASE("statements split where SQLite would: a vertical tab is not whitespace to it") {
+    // Found by tests/fuzz/fuzz_projection: '\v' was trimmed before a statement, so
+    // sqlite3_complete() saw "\vCREATE TRIGGER" (no trigger: complete at the first ';') while the
+    // statement kept was "CREATE TRIGGER ...; " alone, cut inside its body.
+    auto sections = Projection::parse_sections(
+        "-- @init\nCREATE TABLE t (a);\n\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n"
+        "-- @on A\nSELECT 1;\n",
+        "p.sql");
+    REQUIRE(sections.size() == 2);
+    REQUIRE(sections[0].statements.size() == 2);
+    CHECK(sections[0].statements[1].sql == "\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;");
+    CHECK(sections[0].statements[1].line == 3);
+    // SQLite refuses the '\v' itself, so the file is refused, at the right line.
+    CHECK(bad("-- @init\nCREATE TABLE t (a);\n\vCREATE TABLE u (a);\n").find("p.sql:3:") == 0);
+  }
+
   TEST_CASE("an unknown marker is refused naming the file and line") {
     std::string msg = bad("-- @init\nCREATE TABLE t (x);\n-- @onn A\nINSERT INTO t VALUES (1);\n");
     CHECK(msg.find("p.sql:3: unknown marker '-- @onn'") == 0);
