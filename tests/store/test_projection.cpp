@@ -129,20 +129,21 @@ INSERT INTO t VALUES ('a;b'); /* ; */ INSERT INTO t VALUES (:type)
     CHECK(p.handles("anything"));
   }
 
-  TEST_CASE("statements split where SQLite would: a vertical tab is not whitespace to it") {
-    // Found by tests/fuzz/fuzz_projection: '\v' was trimmed before a statement, so
-    // sqlite3_complete() saw "\vCREATE TRIGGER" (no trigger: complete at the first ';') while the
-    // statement kept was "CREATE TRIGGER ...; " alone, cut inside its body.
-    auto sections = Projection::parse_sections(
-        "-- @init\nCREATE TABLE t (a);\n\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n"
-        "-- @on A\nSELECT 1;\n",
-        "p.sql");
-    REQUIRE(sections.size() == 2);
-    REQUIRE(sections[0].statements.size() == 2);
-    CHECK(sections[0].statements[1].sql == "\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;");
+  TEST_CASE("a statement keeps a leading vertical tab, which SQLite does not take for whitespace") {
+    // Found by tests/fuzz/fuzz_projection: '\v' was trimmed off the front of a statement, so the
+    // statement kept was not the text sqlite3_complete() had judged ("\vCREATE TRIGGER" is no
+    // trigger to it: complete at the first ';'), and the file was refused as "incomplete input"
+    // instead of for the '\v' itself.
+    const std::string text =
+        "-- @init\nCREATE TABLE t (a);\n\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;\n";
+    auto sections = Projection::parse_sections(text, "p.sql");
+    REQUIRE(sections.size() == 1);
+    REQUIRE(sections[0].statements.size() >= 2);
+    CHECK(sections[0].statements[1].sql.rfind("\vCREATE TRIGGER tr", 0) == 0);
     CHECK(sections[0].statements[1].line == 3);
-    // SQLite refuses the '\v' itself, so the file is refused, at the right line.
-    CHECK(bad("-- @init\nCREATE TABLE t (a);\n\vCREATE TABLE u (a);\n").find("p.sql:3:") == 0);
+    std::string msg = bad(text);
+    CHECK(msg.find("p.sql:3:") == 0);
+    CHECK(msg.find("unrecognized token") != std::string::npos);
   }
 
   TEST_CASE("an unknown marker is refused naming the file and line") {
