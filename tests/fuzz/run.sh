@@ -69,7 +69,7 @@ for t in "${targets[@]}"; do
     echo "run.sh: $t found a problem; the input is in $build/artifacts/$name-*"
     status=1
   fi
-  grep -E '^#[0-9]+ +DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$build/artifacts/$name.log" || true
+  grep -E '^#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$build/artifacts/$name.log" || true
 done
 echo "run.sh: done in $((SECONDS - start)) s"
 exit $status
