@@ -33,6 +33,16 @@ void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) 
   y += m <= 2;
 }
 
+int days_in_month(int y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
+// 0000-01-01T00:00:00.000000Z and 9999-12-31T23:59:59.999999Z: the times RFC 3339 can write.
+const std::int64_t kMinUs = days_from_civil(0, 1, 1) * 86400 * 1000000;
+const std::int64_t kMaxUs = (days_from_civil(9999, 12, 31) + 1) * 86400 * 1000000 - 1;
+
 void put_digits(char* p, std::int64_t v, int n) {
   for (int i = n - 1; i >= 0; --i) {
     p[i] = static_cast<char>('0' + v % 10);
@@ -106,7 +116,7 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
       !read_digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !read_digits(s, 11, 2, h) ||
       s[13] != ':' || !read_digits(s, 14, 2, mi) || s[16] != ':' || !read_digits(s, 17, 2, se))
     return std::nullopt;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60) return std::nullopt;
   std::size_t i = 19;
   std::int64_t frac = 0;
   if (i < s.size() && s[i] == '.') {
@@ -139,7 +149,11 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
   if (i != s.size()) return std::nullopt;
   std::int64_t secs = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
                       h * 3600 + mi * 60 + se - offset;
-  return secs * 1000000 + frac;
+  std::int64_t us = secs * 1000000 + frac;
+  // An offset (or a leap second) can carry a time past the four-digit years: it would print as
+  // something no parser reads back (export | import must round-trip), so it is refused.
+  if (us < kMinUs || us > kMaxUs) return std::nullopt;
+  return us;
 }
 
 std::optional<std::int64_t> parse_duration_ms(std::string_view s) {

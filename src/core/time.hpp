@@ -14,6 +14,8 @@ std::int64_t now_us();
 void append_rfc3339(std::string& out, std::int64_t us);
 std::string format_rfc3339(std::int64_t us);
 /// Parses RFC 3339 ("Z" or "+hh:mm" offset, 0–9 fraction digits; finer than µs is refused).
+/// Refuses days a month does not have (02-30) and times outside 0000-01-01T00:00:00Z ..
+/// 9999-12-31T23:59:59.999999Z once the offset is applied, so every result formats back.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
 /// "250ms", "5s", "2m", "1h", "1.5s"; a bare number is refused (ambiguous). Result in milliseconds.
 std::optional<std::int64_t> parse_duration_ms(std::string_view text);

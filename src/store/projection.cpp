@@ -35,11 +35,15 @@ namespace esctl {
 namespace {
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
+// Whitespace as SQLite's tokenizer sees it: no '\v'. Statement boundaries come from
+// sqlite3_complete(), so what is trimmed from a statement must be what SQLite would skip; a '\v'
+// trimmed here made "\vCREATE TRIGGER ... BEGIN ...; END;" split inside its body.
+bool is_sql_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f'; }
 
 // Offset of the first character that is not blank, a comment or a lone ';'.
 std::size_t skip_filler(std::string_view s, std::size_t i = 0) {
   for (;;) {
-    while (i < s.size() && (is_blank(s[i]) || s[i] == ';')) ++i;
+    while (i < s.size() && (is_sql_space(s[i]) || s[i] == ';')) ++i;
     if (s.substr(i, 2) == "--") {
       i = s.find('\n', i);
       if (i == std::string_view::npos) return s.size();
@@ -102,7 +106,7 @@ void split_statements(ProjectionSection& section, const Body& body, const std::s
     if (f >= chunk.size()) return;
     ProjectionStatement st;
     std::string_view body_text = chunk.substr(f);
-    while (!body_text.empty() && is_blank(body_text.back())) body_text.remove_suffix(1);
+    while (!body_text.empty() && is_sql_space(body_text.back())) body_text.remove_suffix(1);
     st.sql = std::string(body_text);
     st.line = body.first_line + count_lines(text.substr(0, from + f));
     std::string_view head = std::string_view(st.sql).substr(0, 7);
@@ -216,14 +220,19 @@ Projection Projection::load(const std::string& path) {
   return from_text(ss.str(), path);
 }
 
+std::vector<ProjectionSection> Projection::parse_sections(std::string_view text, const std::string& name) {
+  // sqlite3_complete() and sqlite3_prepare() stop at a NUL: SQL after one would be silently dropped.
+  if (text.find('\0') != std::string_view::npos)
+    throw Error(Errc::invalid_input, fmt::format("{}: contains a NUL byte; a projection file is SQL text", name));
+  return parse(text, name);
+}
+
 Projection Projection::from_text(std::string text, std::string name) {
   Projection p;
   p.name_ = std::move(name);
   p.text_ = std::move(text);
   p.hash_ = fnv1a_hex(p.text_);
-  if (p.text_.find('\0') != std::string::npos)
-    throw Error(Errc::invalid_input, fmt::format("{}: contains a NUL byte; a projection file is SQL text", p.name_));
-  p.sections_ = parse(p.text_, p.name_);
+  p.sections_ = parse_sections(p.text_, p.name_);
   for (const auto& s : p.sections_) {
     if (s.init) continue;
     p.all_types_ |= s.all_types;

@@ -41,6 +41,10 @@ class Projection {
   /// with only the documented parameters, inside the sandbox. Throws Errc::invalid_input naming
   /// `name:line`, the section and the problem; nothing outside memory is touched.
   static Projection from_text(std::string text, std::string name);
+  /// The first half of from_text: splits `text` into sections and statements without looking at
+  /// the SQL (no db is opened). Throws Errc::invalid_input for a bad marker, SQL before the first
+  /// marker, VACUUM or a NUL byte. For tests and fuzzing.
+  static std::vector<ProjectionSection> parse_sections(std::string_view text, const std::string& name);
 
   const std::string& name() const { return name_; }
   const std::string& text() const { return text_; }

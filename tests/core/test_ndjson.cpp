@@ -74,6 +74,17 @@ TEST_SUITE("core/ndjson") {
     }
   }
 
+  TEST_CASE("a recorded_at that export could not write back is refused") {
+    // Found by tests/fuzz/fuzz_ndjson (export | import round trip): the offset moved these
+    // times out of years 0000..9999, and they were exported as unreadable or different text.
+    for (const char* t : {"0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01", "2026-02-30T00:00:00Z"}) {
+      INFO(t);
+      auto e = failure(std::string(R"({"stream":"s","type":"T","recorded_at":")") + t + "\"}");
+      CHECK(e.code() == Errc::invalid_input);
+      CHECK(std::string(e.what()).find("is not an RFC 3339 time") != std::string::npos);
+    }
+  }
+
   TEST_CASE("checked_json minifies valid JSON and names what was wrong and where") {
     CHECK(checked_json(" { \"a\" : [ 1 , true ] } ", "data") == R"({"a":[1,true]})");
     try {

@@ -40,6 +40,28 @@ TEST_SUITE("core/time") {
     }
   }
 
+  TEST_CASE("parsing refuses days a month lacks and times an offset carries past year 0000 or 9999") {
+    // Found by tests/fuzz/fuzz_ndjson: such times were accepted, then exported as text that no
+    // parser reads back ("000/-12-31T23:59:00.000000Z") or as another time (year 10000 -> 0000).
+    for (const char* bad : {"2026-02-29T00:00:00Z", "2024-02-30T00:00:00Z", "2026-04-31T00:00:00Z",
+                            "1900-02-29T00:00:00Z", "0000-01-01T00:00:00+00:01", "0000-01-01T00:00:00.5+00:01",
+                            "9999-12-31T23:59:59-00:01", "9999-12-31T23:59:60Z"}) {
+      INFO(bad);
+      CHECK_FALSE(parse_rfc3339(bad).has_value());
+    }
+    CHECK(parse_rfc3339("2024-02-29T00:00:00Z").has_value());
+    CHECK(parse_rfc3339("2000-02-29T00:00:00Z").has_value());
+    for (const char* edge : {"0000-01-01T00:00:00Z", "0000-01-01T00:00:00-23:59", "9999-12-31T23:59:59.999999Z",
+                             "9999-12-31T23:59:59+23:59"}) {
+      INFO(edge);
+      auto us = parse_rfc3339(edge);
+      REQUIRE(us.has_value());
+      CHECK(parse_rfc3339(format_rfc3339(*us)) == us);
+    }
+    CHECK(format_rfc3339(*parse_rfc3339("0000-01-01T00:00:00Z")) == "0000-01-01T00:00:00.000000Z");
+    CHECK(format_rfc3339(*parse_rfc3339("9999-12-31T23:59:59.999999Z")) == "9999-12-31T23:59:59.999999Z");
+  }
+
   TEST_CASE("durations take ms, s, m and h units and refuse bare or negative numbers") {
     CHECK(parse_duration_ms("250ms") == 250);
     CHECK(parse_duration_ms("5s") == 5000);

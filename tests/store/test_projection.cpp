@@ -129,6 +129,23 @@ INSERT INTO t VALUES ('a;b'); /* ; */ INSERT INTO t VALUES (:type)
     CHECK(p.handles("anything"));
   }
 
+  TEST_CASE("a statement keeps a leading vertical tab, which SQLite does not take for whitespace") {
+    // Found by tests/fuzz/fuzz_projection: '\v' was trimmed off the front of a statement, so the
+    // statement kept was not the text sqlite3_complete() had judged ("\vCREATE TRIGGER" is no
+    // trigger to it: complete at the first ';'), and the file was refused as "incomplete input"
+    // instead of for the '\v' itself.
+    const std::string text =
+        "-- @init\nCREATE TABLE t (a);\n\vCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;\n";
+    auto sections = Projection::parse_sections(text, "p.sql");
+    REQUIRE(sections.size() == 1);
+    REQUIRE(sections[0].statements.size() >= 2);
+    CHECK(sections[0].statements[1].sql.rfind("\vCREATE TRIGGER tr", 0) == 0);
+    CHECK(sections[0].statements[1].line == 3);
+    std::string msg = bad(text);
+    CHECK(msg.find("p.sql:3:") == 0);
+    CHECK(msg.find("unrecognized token") != std::string::npos);
+  }
+
   TEST_CASE("an unknown marker is refused naming the file and line") {
     std::string msg = bad("-- @init\nCREATE TABLE t (x);\n-- @onn A\nINSERT INTO t VALUES (1);\n");
     CHECK(msg.find("p.sql:3: unknown marker '-- @onn'") == 0);

@@ -1,0 +1,4 @@
+-- @init
+CREATE TABLE t(a);
+-- @onn X
+SELECT 1;

@@ -1,0 +1,4 @@
+-- @init
+/* unterminated
+-- @on A
+*/ SELECT 1;

@@ -1,0 +1,3 @@
+SELECT 1;
+-- @init
+CREATE TABLE t(a);

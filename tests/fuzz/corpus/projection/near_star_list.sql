@@ -1,0 +1,4 @@
+-- @on A, *
+SELECT 1;
+-- @on A,
+SELECT 2;

@@ -1,0 +1,4 @@
+-- @init
+CREATE TABLE t(a);
+-- @init
+CREATE TABLE u(a);

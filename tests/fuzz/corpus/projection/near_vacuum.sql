@@ -1,0 +1,3 @@
+-- @init x
+-- @on *
+vacuum;

@@ -1,0 +1,2 @@
+-- @on X
+SELECT 1
