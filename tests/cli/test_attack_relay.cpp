@@ -3,7 +3,7 @@
 // is killed with SIGKILL at random moments and restarted, while another process keeps appending
 // to several streams of A. At the end B holds every event of A exactly once, each stream in A's
 // order, and both stores verify. Not: a relay that is stopped cleanly (test_queue_drain.cpp).
-// CI runs 20 kills of the whole relay and 10 of the drainer alone; ESCTL_ATTACK_FULL=1 runs
+// CI runs 20 kills of the whole relay and 8 of the drainer alone; ESCTL_ATTACK_FULL=1 runs
 // 200 and 100.
 #include <doctest/doctest.h>
 
@@ -145,15 +145,18 @@ void attack_relay(int kills, bool whole_service) {
   // The relay of SPEC §10, with two handlers at once so B sees concurrent imports too.
   const std::string import = bin() + " --store " + b + " --busy-timeout 60s import --ignore-versions -";
   const std::string relay =
-      fmt::format("exec {} --store {} --busy-timeout 60s queue drain relay --batch 7 --parallel 2 {}--exec {}",
-                  q(bin()), q(a), "{follow}", q(import));
-  const std::string follow = fmt::format(fmt::runtime(relay), fmt::arg("follow", "--follow "));
-  const std::string once = fmt::format(fmt::runtime(relay), fmt::arg("follow", ""));
+      fmt::format("exec {} --store {} --busy-timeout 60s queue drain relay --parallel 2 {}--exec {}", q(bin()), q(a),
+                  "{options}", q(import));
+  // Small batches while it is attacked (more batch boundaries for the kills to hit), bigger
+  // ones to catch up at the end.
+  const std::string follow = fmt::format(fmt::runtime(relay), fmt::arg("options", "--batch 7 --follow "));
+  const std::string once = fmt::format(fmt::runtime(relay), fmt::arg("options", "--batch 50 "));
 
+  const auto t0 = std::chrono::steady_clock::now();
   std::mt19937 rng(20261127);
   // A relay (sanitizer build, busy CI machine) needs ~0.3 s to start and ~0.5 s per batch,
   // most of it the import process: kills land before, during and after its first batches.
-  std::uniform_int_distribution<int> delay_ms(0, 2499);
+  std::uniform_int_distribution<int> delay_ms(0, 1999);
   int killed = 0;
   std::vector<int> groups;
   for (int k = 0; k < kills; ++k) {
@@ -179,7 +182,8 @@ void attack_relay(int kills, bool whole_service) {
   CHECK(wait_for(appending.pid) == 0);
   appending.pid = -1;
   CHECK_MESSAGE(read_file(d / "append.err").empty(), read_file(d / "append.err"));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  const auto t1 = std::chrono::steady_clock::now();
+  auto deadline = t1 + std::chrono::seconds(120);
   json status;
   for (;;) {
     auto r = sh(once + " >> " + q(relay_out));
@@ -190,6 +194,8 @@ void attack_relay(int kills, bool whole_service) {
   }
   CHECK(status["lag"] == 0);
   CHECK(status["parked"] == 0);
+  const auto seconds = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::seconds>(b - a).count(); };
+  const auto kill_phase_s = seconds(t0, t1), final_s = seconds(t1, std::chrono::steady_clock::now());
 
   // B holds A's events exactly once (ids unique), each stream with A's events in A's order,
   // at A's versions, with the same ids, types, data, meta and recorded_at.
@@ -220,8 +226,9 @@ void attack_relay(int kills, bool whole_service) {
     if (std::sscanf(l.c_str(), "imported %lld event%*[s ](%lld already stored", &i, &s) == 2)
       imported += i, skipped += s;
   }
-  MESSAGE("kills: ", killed, ", events: ", events_a, " in ", in_a.size(), " streams; imports reported ", imported,
-          " imported, ", skipped, " re-delivered and skipped");
+  MESSAGE("kills: ", killed, " (", std::string(whole_service ? "whole relay" : "drainer alone"), "), relay phase ", kill_phase_s,
+          " s, final drain ", final_s, " s; events: ", events_a, " in ", in_a.size(), " streams; imports reported ",
+          imported, " imported, ", skipped, " re-delivered and skipped");
   CHECK(imported <= static_cast<std::int64_t>(events_a));
   check_sound(a);
   check_sound(b);
@@ -236,6 +243,6 @@ TEST_SUITE("cli/attack_relay") {
 
   TEST_CASE(
       "a relay whose drainer alone is killed (its import finishes the batch) still copies each event once, in order") {
-    attack_relay(full_size() ? 100 : 10, false);
+    attack_relay(full_size() ? 100 : 8, false);
   }
 }
