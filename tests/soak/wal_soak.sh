@@ -10,8 +10,8 @@
 # writes from the start of the file again, so the file stops growing. journal_size_limit is not
 # set: the file is not cut back while the store is open, it keeps its largest size (and is
 # reused from the start) until the last connection closes, which checkpoints and removes it.
-# esctl's readers (tail -f, drain --follow, read) hold a read snapshot only while a query runs,
-# never while they wait or print, so in steady operation the WAL stays within
+# The long-running readers (tail -f, drain --follow) hold a read snapshot only while a query
+# runs, never while they wait or print, so in steady operation the WAL stays within
 #     WAL_LIMIT_BYTES = 2 x 1000 pages x (4096 + 24) bytes + 1 MiB  (about 9 MiB)
 # — two checkpoint intervals (a checkpoint can find a reader mid-query and complete only at a
 # later commit) plus one transaction's frames (this script's are ~25 KB; a big import batch
