@@ -365,4 +365,27 @@ TEST_SUITE("store/store") {
     CHECK(at[0] == 123456789);
     CHECK(at[1] > 1700000000LL * 1000000);
   }
+
+  TEST_CASE("a WAL grown behind a held snapshot is cut back to 8 MiB once the snapshot ends") {
+    TempStore t;
+    Store s(t.options(), Access::write);
+    s.append({event("a-1", "T")});
+    auto wal_size = [&] { return std::filesystem::file_size(t.path + "-wal"); };
+    const std::string big = "\"" + std::string(10000, 'x') + "\"";
+    {
+      sql::Db reader(t.path, sql::OpenMode::read_only, 5000);
+      reader.exec("BEGIN");
+      CHECK(reader.query_i64("SELECT count(*) FROM events") == 1);  // holds its snapshot from here
+      for (int b = 0; b < 150; ++b) {
+        std::vector<NewEvent> batch;
+        for (int i = 0; i < 10; ++i) batch.push_back(event("a-1", "T", big));
+        s.append(batch);
+      }
+      CHECK(wal_size() > 12u << 20);  // no checkpoint could pass the reader
+      reader.exec("COMMIT");
+    }
+    // The next commits checkpoint, then start the WAL over and truncate it.
+    for (int i = 0; i < 10 && wal_size() > 8u << 20; ++i) s.append({event("a-1", "T")});
+    CHECK(wal_size() <= 8u << 20);
+  }
 }
