@@ -86,6 +86,47 @@ TEST_SUITE("cli/output") {
     CHECK_FALSE(has_escape(json.out));
   }
 
+  TEST_CASE("progress is drawn on a terminal's stderr for import, drain, rebuild and verify, never when piped or with -q") {
+    TempDir dir;
+    const std::string store = dir / "s.db", input = dir / "in.ndjson", proj = dir / "p.sql";
+    std::string nd;
+    for (int i = 0; i < 150000; ++i)
+      nd += "{\"stream\":\"s-" + std::to_string(i % 100) + "\",\"type\":\"T\",\"data\":{\"i\":" + std::to_string(i) + "}}\n";
+    write_file(input, nd);
+    write_file(proj, "-- @init\nCREATE TABLE t (stream TEXT);\n-- @on T\nINSERT INTO t VALUES (:stream);\n");
+    const std::string e = "\\\"$ESCTL\\\" --store '" + store + "' ";
+    // Each command runs well over the 100 ms before the first draw; a drawn line starts with
+    // a carriage return and ends by erasing the rest of the terminal line.
+    auto drawn = [](const Result& r, const std::string& label) {
+      return r.out.find("\r" + label) != std::string::npos && r.out.find("\x1b[K") != std::string::npos;
+    };
+    auto imp = under_tty(e + "import '" + input + "'");
+    if (imp.status == 77) return;
+    CHECK(imp.status == 0);
+    CHECK_MESSAGE(drawn(imp, "import ["), imp.out);
+    REQUIRE(run({"--store", store, "queue", "create", "q", "--from", "start"}).status == 0);
+    auto drain = under_tty(e + "queue drain q --batch 1000 --exec 'cat >/dev/null'");
+    CHECK(drain.status == 0);
+    CHECK_MESSAGE(drawn(drain, "drain q"), drain.out);
+    auto rb = under_tty(e + "rebuild '" + (dir / "view.db") + "' --projection '" + proj + "'");
+    CHECK(rb.status == 0);
+    CHECK_MESSAGE(drawn(rb, "rebuild"), rb.out);
+    auto v = under_tty(e + "verify");
+    CHECK(v.status == 0);
+    CHECK_MESSAGE(drawn(v, "verify"), v.out);
+    auto quiet = under_tty(e + "-q verify");
+    CHECK(quiet.status == 0);
+    CHECK(quiet.out.find('\r') == std::string::npos);
+    // Piped: stderr is not a terminal, so nothing but the result.
+    auto piped = run({"--store", store, "verify"});
+    CHECK(piped.status == 0);
+    CHECK(piped.err.find('\r') == std::string::npos);
+    REQUIRE(run({"--store", store, "queue", "reset", "q", "--to", "start"}).status == 0);
+    auto pdrain = run({"--store", store, "queue", "drain", "q", "--batch", "1000", "--exec", "cat >/dev/null"});
+    CHECK(pdrain.status == 0);
+    CHECK(pdrain.err.find('\r') == std::string::npos);
+  }
+
   TEST_CASE("a closed pipe ends the command quietly with status 0") {
     TempDir dir;
     std::string nd;
