@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fuzz_check.hpp"
 #include "core/error.hpp"
 #include "core/json_text.hpp"
 #include "core/order_log.hpp"
@@ -30,15 +31,7 @@ namespace {
 
 std::string_view g_input;
 
-[[noreturn]] void fail(const char* what, std::string_view line) {
-  std::fprintf(stderr, "fuzz_log: property violated: %s\nline (%zu bytes): %.*s\n", what, line.size(),
-               static_cast<int>(line.size() > 2000 ? 2000 : line.size()), line.data());
-  std::abort();
-}
-#define CHECK(cond, line) \
-  do {                    \
-    if (!(cond)) fail(#cond, line); \
-  } while (0)
+constexpr const char* kTarget = "fuzz_log";
 
 // The checker's contract (order_log.hpp), written the obvious way.
 struct Model {
@@ -69,18 +62,18 @@ struct Model {
 };
 
 void check_entry(const LogEntry& e, std::string_view line) {
-  CHECK(!json::validate(line), line);
-  CHECK(e.version >= 0, line);
+  FUZZ_CHECK(!json::validate(line), line);
+  FUZZ_CHECK(e.version >= 0, line);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line.begin(), line.end());
   } catch (const nlohmann::json::out_of_range&) {
     return;  // holds a number nlohmann cannot (1e400): no opinion
   } catch (const nlohmann::json::parse_error&) {
-    fail("nlohmann parses an accepted line", line);
+    fuzz::fail(kTarget, "nlohmann parses an accepted line", line);
   }
-  CHECK(j.is_object() && j["stream"].is_string() && j["stream"].get<std::string>() == e.stream, line);
-  CHECK(j["version"].is_number_integer() && j["version"].get<std::int64_t>() == e.version, line);
+  FUZZ_CHECK(j.is_object() && j["stream"].is_string() && j["stream"].get<std::string>() == e.stream, line);
+  FUZZ_CHECK(j["version"].is_number_integer() && j["version"].get<std::int64_t>() == e.version, line);
 }
 
 }  // namespace
@@ -102,11 +95,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
       e = parse_log_line(line, line_no);
     } catch (const Error& err) {
-      CHECK(err.code() == Errc::invalid_input, line);
+      FUZZ_CHECK(err.code() == Errc::invalid_input, line);
       continue;
     }
     if (!e) {
-      CHECK(line.find_first_not_of(" \t\r") == std::string_view::npos, line);
+      FUZZ_CHECK(line.find_first_not_of(" \t\r") == std::string_view::npos, line);
       continue;
     }
     check_entry(*e, line);
@@ -117,21 +110,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       bool redelivery = false;
       std::string want = model->add(*e, redelivery);
       auto got = log->add(*e, line_no);
-      CHECK(log->counts().redeliveries == before.redeliveries + (redelivery ? 1 : 0), line);
-      CHECK(got.has_value() == !want.empty(), line);
+      FUZZ_CHECK(log->counts().redeliveries == before.redeliveries + (redelivery ? 1 : 0), line);
+      FUZZ_CHECK(got.has_value() == !want.empty(), line);
       if (got) {
-        CHECK(got->kind == want, line);
-        CHECK(got->stream == e->stream && got->version == e->version && got->line == line_no, line);
-        CHECK(got->position == e->position, line);
+        FUZZ_CHECK(got->kind == want, line);
+        FUZZ_CHECK(got->stream == e->stream && got->version == e->version && got->line == line_no, line);
+        FUZZ_CHECK(got->position == e->position, line);
       }
     }
   }
   for (auto [log, model] : {std::pair{&plain, &mplain}, std::pair{&strict, &mstrict}}) {
     const LogCounts& c = log->counts();
-    CHECK(c.lines == accepted, g_input);
-    CHECK(c.first_deliveries + c.redeliveries == c.lines, g_input);
-    CHECK(c.first_deliveries == model->first && c.redeliveries == model->re, g_input);
-    CHECK(c.streams == static_cast<std::int64_t>(names.size()), g_input);
+    FUZZ_CHECK(c.lines == accepted, g_input);
+    FUZZ_CHECK(c.first_deliveries + c.redeliveries == c.lines, g_input);
+    FUZZ_CHECK(c.first_deliveries == model->first && c.redeliveries == model->re, g_input);
+    FUZZ_CHECK(c.streams == static_cast<std::int64_t>(names.size()), g_input);
   }
   return 0;
 }

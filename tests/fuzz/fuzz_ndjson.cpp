@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fuzz_check.hpp"
 #include "core/error.hpp"
 #include "core/json_text.hpp"
 #include "core/ndjson.hpp"
@@ -27,15 +28,7 @@ using namespace esctl;
 
 namespace {
 
-[[noreturn]] void fail(const char* what, std::string_view line) {
-  std::fprintf(stderr, "fuzz_ndjson: property violated: %s\ninput (%zu bytes): %.*s\n", what, line.size(),
-               static_cast<int>(line.size() > 2000 ? 2000 : line.size()), line.data());
-  std::abort();
-}
-#define CHECK(cond, line) \
-  do {                    \
-    if (!(cond)) fail(#cond, line); \
-  } while (0)
+constexpr const char* kTarget = "fuzz_ndjson";
 
 bool same_event(const NewEvent& a, const NewEvent& b) {
   return a.stream == b.stream && a.type == b.type && a.data == b.data && a.meta == b.meta && a.id == b.id &&
@@ -61,21 +54,21 @@ void check_json_agreement(std::string_view line) {
   } catch (const nlohmann::json::parse_error&) {
     theirs = false;
   }
-  if (ours) CHECK(theirs, line);
+  if (ours) FUZZ_CHECK(theirs, line);
   // nlohmann also skips a UTF-8 BOM and stops at a NUL byte ("5\0" is 5 to it).
   if (theirs && !ours)
-    CHECK(line.substr(0, 3) == "\xEF\xBB\xBF" || line.find('\0') != std::string_view::npos || maybe_too_deep(line),
+    FUZZ_CHECK(line.substr(0, 3) == "\xEF\xBB\xBF" || line.find('\0') != std::string_view::npos || maybe_too_deep(line),
           line);
   std::string once;
   auto err = json::minify(line, once);
-  CHECK(!err == ours, line);
+  FUZZ_CHECK(!err == ours, line);
   if (ours) {
     std::string twice;
-    CHECK(!json::minify(once, twice), line);
-    CHECK(once == twice, line);
+    FUZZ_CHECK(!json::minify(once, twice), line);
+    FUZZ_CHECK(once == twice, line);
   } else {
-    CHECK(once.empty(), line);  // restored on error
-    CHECK(err->offset <= line.size(), line);
+    FUZZ_CHECK(once.empty(), line);  // restored on error
+    FUZZ_CHECK(err->offset <= line.size(), line);
   }
 }
 
@@ -86,41 +79,41 @@ void check_against_nlohmann(const NewEvent& ev, std::string_view line) {
   } catch (const nlohmann::json::out_of_range&) {
     return;  // a number nlohmann cannot hold (1e400): no opinion
   }
-  CHECK(j.is_object(), line);
-  CHECK(j.contains("stream") && j["stream"].is_string() && j["stream"].get<std::string>() == ev.stream, line);
-  CHECK(j.contains("type") && j["type"].is_string() && j["type"].get<std::string>() == ev.type, line);
+  FUZZ_CHECK(j.is_object(), line);
+  FUZZ_CHECK(j.contains("stream") && j["stream"].is_string() && j["stream"].get<std::string>() == ev.stream, line);
+  FUZZ_CHECK(j.contains("type") && j["type"].is_string() && j["type"].get<std::string>() == ev.type, line);
   auto same_value = [&](const char* key, const std::string& ours) {
     nlohmann::json want = j.contains(key) ? j[key] : nlohmann::json::object();
     nlohmann::json got;
     try {
       got = nlohmann::json::parse(ours);
     } catch (const nlohmann::json::exception&) {
-      fail("data/meta re-parses", line);
+      fuzz::fail(kTarget, "data/meta re-parses", line);
     }
-    CHECK(got == want, line);
+    FUZZ_CHECK(got == want, line);
   };
   same_value("data", ev.data);
   same_value("meta", ev.meta);
   if (ev.version) {
-    CHECK(j["version"].is_number_integer(), line);
-    CHECK(j["version"].get<std::int64_t>() == *ev.version, line);
+    FUZZ_CHECK(j["version"].is_number_integer(), line);
+    FUZZ_CHECK(j["version"].get<std::int64_t>() == *ev.version, line);
   } else {
-    CHECK(!j.contains("version"), line);
+    FUZZ_CHECK(!j.contains("version"), line);
   }
-  CHECK(j.contains("id") == ev.id.has_value(), line);
-  CHECK(j.contains("recorded_at") == ev.recorded_at.has_value(), line);
+  FUZZ_CHECK(j.contains("id") == ev.id.has_value(), line);
+  FUZZ_CHECK(j.contains("recorded_at") == ev.recorded_at.has_value(), line);
 }
 
 void check_event(const NewEvent& ev, std::string_view line, std::string_view stream) {
-  if (!stream.empty()) CHECK(ev.stream == stream, line);
-  CHECK(!json::validate(ev.data) && !json::validate(ev.meta), line);
+  if (!stream.empty()) FUZZ_CHECK(ev.stream == stream, line);
+  FUZZ_CHECK(!json::validate(ev.data) && !json::validate(ev.meta), line);
   std::string m;
   json::minify(ev.data, m);
-  CHECK(m == ev.data, line);
+  FUZZ_CHECK(m == ev.data, line);
   m.clear();
   json::minify(ev.meta, m);
-  CHECK(m == ev.meta, line);
-  CHECK(json::valid_utf8(ev.stream) && json::valid_utf8(ev.type), line);
+  FUZZ_CHECK(m == ev.meta, line);
+  FUZZ_CHECK(json::valid_utf8(ev.stream) && json::valid_utf8(ev.type), line);
   if (stream.empty()) check_against_nlohmann(ev, line);
 
   // export | import: the export format must read back as the same event.
@@ -134,7 +127,7 @@ void check_event(const NewEvent& ev, std::string_view line, std::string_view str
     back = parse_event_line(out, 1);
   } catch (const Error& e) {
     std::fprintf(stderr, "re-read of %s failed: %s\n", out.c_str(), e.what());
-    fail("an exported event reads back", line);
+    fuzz::fail(kTarget, "an exported event reads back", line);
   }
   NewEvent want = ev;
   want.id = id;
@@ -142,7 +135,7 @@ void check_event(const NewEvent& ev, std::string_view line, std::string_view str
   want.recorded_at = ev.recorded_at.value_or(0);
   if (!same_event(back, want)) {
     std::fprintf(stderr, "exported as %s\n", out.c_str());
-    fail("an exported event reads back as the same event", line);
+    fuzz::fail(kTarget, "an exported event reads back as the same event", line);
   }
 }
 
@@ -156,11 +149,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
       ev = parse_event_line(line, 7, stream);
     } catch (const Error& e) {
-      CHECK(e.code() == Errc::invalid_input, line);
-      CHECK(std::string_view(e.what()).substr(0, 7) == "line 7:", line);
+      FUZZ_CHECK(e.code() == Errc::invalid_input, line);
+      FUZZ_CHECK(std::string_view(e.what()).substr(0, 7) == "line 7:", line);
       continue;
     }
-    CHECK(!json::validate(line), line);  // never accepts what is not one JSON text
+    FUZZ_CHECK(!json::validate(line), line);  // never accepts what is not one JSON text
     check_event(ev, line, stream);
   }
   return 0;

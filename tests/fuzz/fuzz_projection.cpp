@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "core/error.hpp"
 #include "store/projection.hpp"
 
@@ -27,15 +28,8 @@ namespace {
 
 std::string_view g_input;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_projection: property violated: %s\ninput (%zu bytes):\n%.*s\n", what, g_input.size(),
-               static_cast<int>(g_input.size() > 4000 ? 4000 : g_input.size()), g_input.data());
-  std::abort();
-}
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) fail(#cond); \
-  } while (0)
+constexpr const char* kTarget = "fuzz_projection";
+#define CHECK(cond) FUZZ_CHECK(cond, g_input)
 
 bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 // SQLite's whitespace (no '\v'): what may be trimmed off a statement.
@@ -111,7 +105,7 @@ void check_sections(std::string_view text, const std::vector<ProjectionSection>&
           std::size_t e = p.find("*/", i + 2);
           i = e == std::string::npos ? p.size() : e + 2;
         } else {
-          fail("only comments before the first marker");
+          fuzz::fail(kTarget, "only comments before the first marker", g_input);
         }
       }
       break;
@@ -144,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const Error& e) {
     if (e.code() != Errc::invalid_input) {
       std::fprintf(stderr, "from_text: %s\n", e.what());
-      fail("from_text fails only with invalid_input");
+      fuzz::fail(kTarget, "from_text fails only with invalid_input", g_input);
     }
   }
   return 0;
