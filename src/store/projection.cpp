@@ -277,11 +277,8 @@ void Projector::Impl::open() {
   bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("query db '{}' is a directory", path));
   if (exists && st.st_size > 0) {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    char header[16] = {};
-    std::size_t got = f ? std::fread(header, 1, sizeof header, f) : 0;
-    if (f) std::fclose(f);
-    if (f && (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)))
+    auto header = sql::read_header(path);
+    if (header && !sql::is_sqlite_header(*header))
       throw Error(Errc::corrupt, fmt::format("'{}' is not a SQLite database; refusing to use it as a query db", path));
   }
   qdb = std::make_unique<detail::ProjectionDb>(*projection, path, sql::OpenMode::create, options.busy_timeout_ms);

@@ -2,12 +2,16 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -227,5 +231,31 @@ void Txn::commit() {
 }
 
 std::string_view library_version() { return sqlite3_libversion(); }
+
+std::optional<std::string> read_header(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::pair<dev_t, ino_t>, int> kept;  // never closed: see the header
+  std::lock_guard lock(mu);
+  struct stat st {};
+  int fd = -1;
+  if (::stat(path.c_str(), &st) == 0) {
+    auto it = kept.find({st.st_dev, st.st_ino});
+    if (it != kept.end()) fd = it->second;
+  }
+  if (fd < 0) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    if (::fstat(fd, &st) == 0) kept.emplace(std::make_pair(st.st_dev, st.st_ino), fd);
+  }
+  char buf[16];
+  ssize_t got;
+  do got = ::pread(fd, buf, sizeof buf, 0);
+  while (got < 0 && errno == EINTR);
+  return std::string(buf, got > 0 ? static_cast<std::size_t>(got) : 0);
+}
+
+bool is_sqlite_header(std::string_view header) {
+  return header.size() >= 16 && header.substr(0, 16) == std::string_view("SQLite format 3\0", 16);
+}
 
 }  // namespace esctl::sql

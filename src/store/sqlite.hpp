@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -113,5 +114,15 @@ class Txn {
 };
 
 std::string_view library_version();
+
+/// The first 16 bytes of the file at `path` (fewer if it is shorter), or nullopt if it cannot
+/// be opened (errno says why). Safe while this process has SQLite connections to the file:
+/// closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included, which would let another process checkpoint and reset a WAL still in use here. So
+/// the descriptor opened for a file is kept, and reused, for the life of the process.
+std::optional<std::string> read_header(const std::string& path);
+
+/// True if `header` (from read_header) starts a SQLite database file.
+bool is_sqlite_header(std::string_view header);
 
 }  // namespace esctl::sql

@@ -49,13 +49,10 @@ Store::Store(const StoreOptions& options, Access access) : options_(options) {
                 fmt::format("no store at '{}' (create one with 'esctl init', or pass --store / set ESCTL_STORE)", options_.path));
   if (exists && st.st_size > 0) {
     // Look at the header ourselves first: SQLite must never be let loose on a foreign file.
-    FILE* f = std::fopen(options_.path.c_str(), "rb");
-    char header[16] = {};
-    std::size_t got = f ? std::fread(header, 1, sizeof header, f) : 0;
-    if (f) std::fclose(f);
-    if (!f && access == Access::read)
+    auto header = sql::read_header(options_.path);
+    if (!header && access == Access::read)
       throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", options_.path));
-    if (f && (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)))
+    if (header && !sql::is_sqlite_header(*header))
       throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database); refusing to touch it",
                                              options_.path));
   }

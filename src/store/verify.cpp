@@ -93,12 +93,9 @@ std::unique_ptr<sql::Db> open_store_readonly(const VerifyOptions& o) {
   if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", o.path));
   if (st.st_size == 0) throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty)", o.path));
   {
-    char header[16] = {};
-    std::FILE* f = std::fopen(o.path.c_str(), "rb");
-    if (!f) throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", o.path));
-    std::size_t got = std::fread(header, 1, sizeof header, f);
-    std::fclose(f);
-    if (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16))
+    auto header = sql::read_header(o.path);
+    if (!header) throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", o.path));
+    if (!sql::is_sqlite_header(*header))
       throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", o.path));
   }
   std::unique_ptr<sql::Db> db;
