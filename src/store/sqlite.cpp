@@ -6,16 +6,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/signals.hpp"
 
 namespace esctl::sql {
 namespace {
@@ -38,6 +42,29 @@ std::string immutable_uri(const std::string& path) {
     else uri += fmt::format("%{:02X}", c);
   }
   return uri + "?immutable=1";
+}
+
+/// Waits for a lock another connection holds, until the connection's busy timeout.
+///
+/// SQLite's own handler backs off to one attempt per 100 ms. A writer that commits in a loop
+/// (import, drain) holds the write lock for the whole fsync of each commit and frees it only for
+/// the few microseconds before its next BEGIN, so a waiter trying that rarely almost never finds
+/// it free and times out while the store is making progress. Trying every 0.25-1.25 ms, at
+/// random offsets so waiters do not fall into step with a writer, finds those gaps. Each try
+/// is one failed lock call: cheap. Stops early on SIGINT.
+int wait_for_lock(void* arg, int attempt) {
+  auto& w = *static_cast<BusyWait*>(arg);
+  auto now = std::chrono::steady_clock::now();
+  if (attempt == 0) w.since = now;
+  if (interrupted() || now - w.since >= std::chrono::milliseconds(w.timeout_ms)) return 0;
+  // xorshift: jitter only, no quality needed; per connection, so no shared state.
+  w.rng ^= w.rng << 13;
+  w.rng ^= w.rng >> 7;
+  w.rng ^= w.rng << 17;
+  auto pause = std::chrono::microseconds(250 + static_cast<int>(w.rng % 1000));
+  auto left = w.since + std::chrono::milliseconds(w.timeout_ms) - now;
+  std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, left));
+  return 1;
 }
 
 }  // namespace
@@ -138,7 +165,10 @@ Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path
       throw Error(Errc::io, fmt::format("cannot open store '{}' read-only: {}", path, msg));
     }
   }
-  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  busy_.timeout_ms = busy_timeout_ms;
+  busy_.rng = reinterpret_cast<std::uintptr_t>(this) ^
+              static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^ 1;
+  sqlite3_busy_handler(db_, wait_for_lock, &busy_);
   sqlite3_extended_result_codes(db_, 1);
 }
 
@@ -154,6 +184,7 @@ void Db::fail(int rc, std::string_view what) const {
   switch (primary) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
+      if (interrupted()) throw Error(Errc::interrupted, "interrupted");
       throw Error(Errc::busy,
                   fmt::format("store '{}' is busy: another process holds its lock; gave up after {}ms "
                               "(raise --busy-timeout to wait longer)",

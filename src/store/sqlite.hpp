@@ -1,6 +1,7 @@
 // Thin RAII wrapper over the SQLite C API: connection, cached prepared statements, transactions.
 // The only place SQLite result codes are read and turned into esctl::Errc. Knows no schema.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -70,6 +71,13 @@ class StmtScope {
 
 enum class OpenMode { read_only, read_write, create };
 
+/// State of one connection's busy handler (see wait_for_lock in sqlite.cpp).
+struct BusyWait {
+  int timeout_ms = 0;
+  std::chrono::steady_clock::time_point since;
+  std::uint64_t rng = 1;
+};
+
 class Db {
  public:
   /// Opens `path`. read_only opens without the right to write; create may create the file.
@@ -96,6 +104,7 @@ class Db {
   sqlite3* db_ = nullptr;
   std::string path_;
   int busy_timeout_ms_;
+  BusyWait busy_;
   std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
 };
 
