@@ -93,12 +93,10 @@ bool check_existing(const std::string& path) {
   if (!S_ISREG(st.st_mode))
     throw Error(Errc::usage, fmt::format("'{}' is not a regular file; refusing to replace it", path));
   if (st.st_size == 0) return true;
-  FILE* f = std::fopen(path.c_str(), "rb");
-  char header[16] = {};
-  std::size_t got = f ? std::fread(header, 1, sizeof header, f) : 0;
-  if (f) std::fclose(f);
-  if (!f) throw Error(Errc::read_only, fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
-  if (got < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16))
+  // sql::read_header, not fopen/fclose: closing a descriptor would drop this process's locks.
+  auto header = sql::read_header(path);
+  if (!header) throw Error(Errc::read_only, fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
+  if (!sql::is_sqlite_header(*header))
     throw Error(Errc::corrupt, fmt::format("'{}' is not a SQLite database; refusing to replace it with a query db", path));
   sql::Db db(path, sql::OpenMode::read_only, 5000);
   bool ours = db.query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_esctl_meta'") > 0;

@@ -12,25 +12,12 @@
 
 #include "store/follow.hpp"
 #include "store/sqlite.hpp"
+#include "support/temp_store.hpp"
 
 using namespace esctl;
+using esctl::test::TempStore;
 
 namespace {
-
-struct TempStore {
-  std::string dir, path;
-  TempStore() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "esctl-follow-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-    path = dir + "/s.db";
-  }
-  ~TempStore() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  StoreOptions options() const { return StoreOptions{path, 5000}; }
-};
 
 NewEvent event(const std::string& stream, const std::string& type) {
   NewEvent e;

@@ -3,37 +3,22 @@
 // busy handler (one try per 100 ms) the waiter here timed out on 14 of its 20 transactions.
 #include <doctest/doctest.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/error.hpp"
 #include "store/sqlite.hpp"
+#include "support/temp_store.hpp"
 
 using namespace esctl;
 
 namespace {
-
-struct TempFile {
-  std::string dir, path;
-  TempFile() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "esctl-sqlite-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-    path = dir + "/t.db";
-  }
-  ~TempFile() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
 
 void insert_one(sql::Db& db, int who) {
   sql::Txn txn(db);
@@ -46,7 +31,7 @@ void insert_one(sql::Db& db, int who) {
 
 TEST_SUITE("store/sqlite") {
   TEST_CASE("a waiting writer gets the lock while two others commit back to back") {
-    TempFile f;
+    test::TempStore f;
     {
       sql::Db db(f.path, sql::OpenMode::create, 1000);
       db.exec("PRAGMA journal_mode = WAL");

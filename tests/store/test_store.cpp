@@ -4,33 +4,24 @@
 // On temp files: several connections to one file are part of what is tested.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
+
+#include <fmt/format.h>
 
 #include "core/error.hpp"
 #include "store/sqlite.hpp"
 #include "store/store.hpp"
+#include "support/temp_store.hpp"
 
 using namespace esctl;
+using esctl::test::TempStore;
 
 namespace {
-
-struct TempStore {
-  std::string dir, path;
-  TempStore() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "esctl-store-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-    path = dir + "/s.db";
-  }
-  ~TempStore() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  StoreOptions options() const { return StoreOptions{path, 5000}; }
-};
 
 NewEvent event(const std::string& stream, const std::string& type, const std::string& data = "{}") {
   NewEvent e;
@@ -387,5 +378,38 @@ TEST_SUITE("store/store") {
     // The next commits checkpoint, then start the WAL over and truncate it.
     for (int i = 0; i < 10 && wal_size() > 8u << 20; ++i) s.append({event("a-1", "T")});
     CHECK(wal_size() <= 8u << 20);
+  }
+
+  // Regression: POSIX locks belong to the process, and closing any descriptor of the file drops
+  // them all. Opening a second Store (which reads the file header first) must not drop the lock
+  // a connection of this process holds on the store file, or another process closing its
+  // connection thinks it is the last one and checkpoints and deletes the WAL under us
+  // ("database disk image is malformed" in drain --parallel, found by the relay kill test).
+  // Linux: the kernel lists every process's locks in /proc/locks.
+  TEST_CASE("opening and closing another Store keeps this process's lock on the store file") {
+    TempStore t;
+    Store first(t.options(), Access::write);
+    first.append({event("a-1", "T")});
+    struct stat st {};
+    REQUIRE(::stat(t.path.c_str(), &st) == 0);
+    auto holds_lock = [&] {
+      std::ifstream locks("/proc/locks");
+      std::string line;
+      auto inode = fmt::format(":{} ", st.st_ino), pid = fmt::format(" {} ", ::getpid());
+      while (std::getline(locks, line))
+        if (line.find(inode) != std::string::npos && line.find(pid) != std::string::npos) return true;
+      return false;
+    };
+    if (!std::ifstream("/proc/locks")) {
+      MESSAGE("no /proc/locks here: skipped");
+      return;
+    }
+    REQUIRE(holds_lock());  // SQLite in WAL mode holds a shared lock while the connection is open
+    { Store second(t.options(), Access::read); CHECK(second.head_position() == 1); }
+    CHECK(holds_lock());
+    CHECK(sql::is_sqlite_header(sql::read_header(t.path).value()));
+    CHECK(holds_lock());
+    first.append({event("a-1", "T")});
+    CHECK(first.head_position() == 2);
   }
 }
