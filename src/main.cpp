@@ -2,9 +2,13 @@
 // and turn failures into the exit codes of SPEC §3. All behaviour lives in commands/ and src/.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands/command.hpp"
 #include "core/error.hpp"
@@ -37,6 +41,60 @@ std::string help_hint(const CLI::App& app) {
   }
 }
 
+/// Edit distance, for "did you mean" on a mistyped command name.
+std::size_t distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+/// CLI11's parse errors in esctl's voice: what was wrong, in the words of git and friends.
+std::string usage_message(const CLI::ParseError& e, const CLI::App& app) {
+  const CLI::App* at = chosen(app);
+  std::string where = help_hint(app);
+  where.resize(where.size() - std::string_view(" --help").size());
+  auto commands = at->get_subcommands([](const CLI::App* sub) { return !sub->get_name().empty(); });
+  std::vector<std::string> extra;
+  for (const CLI::App* a = at; a && extra.empty(); a = a->get_parent()) extra = a->remaining();
+  std::string_view msg = e.what();
+  if ((dynamic_cast<const CLI::ExtrasError*>(&e) || (dynamic_cast<const CLI::RequiredError*>(&e) &&
+                                                     msg.find("subcommand") != std::string_view::npos)) &&
+      !commands.empty()) {
+    std::vector<std::string> names;
+    for (const CLI::App* sub : commands) names.push_back(sub->get_name());
+    if (extra.empty() || extra.front().starts_with('-'))
+      return fmt::format("'{}' needs a command: {}", where, fmt::join(names, ", "));
+    std::string best;
+    std::size_t best_d = 3;  // suggest only close misspellings
+    for (const auto& n : names)
+      if (auto d = distance(extra.front(), n); d < best_d) best = n, best_d = d;
+    return fmt::format("'{}' is not an {} command{}", extra.front(), where,
+                       best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best));
+  }
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) && !extra.empty()) {
+    const auto& x = extra.front();
+    if (x.starts_with('-') && x.size() > 1) return fmt::format("unknown option '{}'", x);
+    return fmt::format("unexpected argument '{}' ({} takes no more)", x, where);
+  }
+  // "--count: 1 required TEXT missing"
+  if (auto colon = msg.find(": "); dynamic_cast<const CLI::ArgumentMismatch*>(&e) && colon != std::string_view::npos &&
+                                   msg.ends_with(" missing"))
+    return fmt::format("{} needs a value", msg.substr(0, colon));
+  std::string out(msg);
+  if (!out.empty() && out[0] >= 'A' && out[0] <= 'Z' && (out.size() < 2 || !(out[1] >= 'A' && out[1] <= 'Z')))
+    out[0] = static_cast<char>(out[0] - 'A' + 'a');
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +118,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      return fail(fmt::format("{} (see '{}')", e.what(), help_hint(app)), exit_code::kUsage);
+      return fail(fmt::format("{} (see '{}')", usage_message(e, app), help_hint(app)), exit_code::kUsage);
     }
     if (help->parsed()) {
       CLI::App* target = &app;

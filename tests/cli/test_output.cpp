@@ -54,6 +54,30 @@ TEST_SUITE("cli/output") {
     CHECK(read_file(dir / "s.db").empty());  // nothing was created by a failed command line
   }
 
+  TEST_CASE("usage errors say what was wrong in plain words") {
+    TempDir dir;
+    std::string store = dir / "s.db";
+    auto err = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {"--store", store});
+      auto r = run(args);
+      CHECK(r.status == 2);
+      return r.err;
+    };
+    CHECK(err({"raed", "a-1"}) == "esctl: error: 'raed' is not an esctl command (did you mean 'read'?) (see 'esctl --help')\n");
+    CHECK(err({"frobnicate"}) == "esctl: error: 'frobnicate' is not an esctl command (see 'esctl --help')\n");
+    CHECK(err({"queue", "dran", "q"}) ==
+          "esctl: error: 'dran' is not an esctl queue command (did you mean 'drain'?) (see 'esctl queue --help')\n");
+    auto need = err({"queue"});
+    CHECK(need.find("esctl: error: 'esctl queue' needs a command: create, ") == 0);
+    CHECK(need.find("drain") != std::string::npos);
+    CHECK(err({"read", "--all", "--bogus"}) == "esctl: error: unknown option '--bogus' (see 'esctl read --help')\n");
+    CHECK(err({"read", "a-1", "b-1"}) ==
+          "esctl: error: unexpected argument 'b-1' (esctl read takes no more) (see 'esctl read --help')\n");
+    CHECK(err({"read", "a-1", "--count"}) == "esctl: error: --count needs a value (see 'esctl read --help')\n");
+    CHECK(err({"--color", "purple", "read", "a-1"}).find("esctl: error: --color: purple not in") == 0);
+    CHECK(read_file(store).empty());  // nothing was created
+  }
+
   TEST_CASE("global options work before and after the command") {
     TempDir dir;
     REQUIRE(run({"--store", dir / "s.db", "append", "a-1", "T", "{\"n\":1}"}).status == 0);
