@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include <fmt/format.h>
 
 namespace esctl {
@@ -26,6 +28,17 @@ void write_all(int fd, std::string_view s) {
 
 constexpr std::int64_t kRedrawUs = 100000;
 
+/// Time before the first draw: work done quicker than this never flickers a line.
+/// ESCTL_PROGRESS_DELAY (milliseconds), like git's GIT_PROGRESS_DELAY.
+std::int64_t first_draw_delay_us() {
+  const char* env = std::getenv("ESCTL_PROGRESS_DELAY");
+  if (!env || !*env) return kRedrawUs;
+  char* end = nullptr;
+  long long ms = std::strtoll(env, &end, 10);
+  if (*end != '\0' || ms < 0 || ms > 3600000) return kRedrawUs;
+  return ms * 1000;
+}
+
 }  // namespace
 
 std::string progress_line(std::string_view label, std::string_view unit, std::int64_t work, std::int64_t total,
@@ -46,7 +59,10 @@ std::string progress_line(std::string_view label, std::string_view unit, std::in
 
 Progress::Progress(bool enabled, std::string label, std::string unit, std::int64_t total, int fd)
     : enabled_(enabled), fd_(fd), label_(std::move(label)), unit_(std::move(unit)), total_(total) {
-  if (enabled_) start_us_ = last_draw_us_ = clock_us();
+  if (enabled_) {
+    start_us_ = clock_us();
+    last_draw_us_ = start_us_ - kRedrawUs + first_draw_delay_us();  // update() draws once now - last >= kRedrawUs
+  }
 }
 
 Progress::~Progress() { finish(); }

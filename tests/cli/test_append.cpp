@@ -14,12 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<json> parse_lines(const std::string& text) {
-  std::vector<json> out;
-  for (const auto& l : lines(text)) out.push_back(json::parse(l));
-  return out;
-}
-
 /// The store's events as JSON objects (read --all --json).
 std::vector<json> all_events(const std::string& store) {
   auto r = run({"--store", store, "--json", "read", "--all"});
@@ -32,8 +26,6 @@ Result append(const std::string& store, std::vector<std::string> args, const Run
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, opt);
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

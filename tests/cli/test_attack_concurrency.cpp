@@ -30,13 +30,6 @@ std::vector<json> read_json_lines(const std::vector<std::string>& args) {
 }
 
 /// After every attack: esctl verify exits 0 and SQLite's own integrity_check says ok.
-void check_sound(const std::string& store) {
-  auto v = run({"--store", store, "verify"});
-  CHECK_MESSAGE(v.status == 0, (v.out + v.err));
-  auto ic = sh("sqlite3 '" + store + "' 'PRAGMA integrity_check'");
-  CHECK(ic.out == "ok\n");
-}
-
 }  // namespace
 
 TEST_SUITE("cli/attack_concurrency") {

@@ -25,13 +25,6 @@ namespace {
 
 bool full_size() { return std::getenv("ESCTL_ATTACK_FULL") != nullptr; }
 
-void check_sound(const std::string& store) {
-  auto v = run({"--store", store, "verify"});
-  CHECK_MESSAGE(v.status == 0, (v.out + v.err));
-  auto ic = sh("sqlite3 '" + store + "' 'PRAGMA integrity_check'");
-  CHECK(ic.out == "ok\n");
-}
-
 /// Event ids of the store in position order, leaving out stream `skip`.
 std::vector<std::string> stored_ids(const std::string& store, const std::string& skip = "") {
   auto r = run({"--store", store, "--json", "read", "--all"});

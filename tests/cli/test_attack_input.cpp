@@ -17,15 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-void check_sound(const std::string& store) {
-  auto v = run({"--store", store, "verify"});
-  CHECK_MESSAGE(v.status == 0, (v.out + v.err));
-  auto ic = sh("sqlite3 '" + store + "' 'PRAGMA integrity_check'");
-  CHECK(ic.out == "ok\n");
-}
-
 /// Every file under `dir`, relative to it.
 std::set<std::string> tree(const std::string& dir) {
   std::set<std::string> out;

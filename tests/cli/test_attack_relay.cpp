@@ -105,13 +105,6 @@ std::map<std::string, std::vector<json>> streams_of(const std::string& store) {
   return out;
 }
 
-void check_sound(const std::string& store) {
-  auto v = run({"--store", store, "verify"});
-  CHECK_MESSAGE(v.status == 0, store, ": ", v.out, v.err);
-  auto ic = sh("sqlite3 " + q(store) + " 'PRAGMA integrity_check'");
-  CHECK_MESSAGE(ic.out == "ok\n", store, ": ", ic.out, ic.err);
-}
-
 /// The attack: `kills` times, start the relay and SIGKILL it after a random delay — its whole
 /// process group (a crashed service), or with `whole_service` false the drainer alone.
 void attack_relay(int kills, bool whole_service) {

@@ -18,15 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-void check_sound(const std::string& store) {
-  auto v = run({"--store", store, "verify"});
-  CHECK_MESSAGE(v.status == 0, (v.out + v.err));
-  auto ic = sh("sqlite3 '" + store + "' 'PRAGMA integrity_check'");
-  CHECK(ic.out == "ok\n");
-}
-
 std::string read_all(const std::string& store) {
   auto r = run({"--store", store, "--json", "read", "--all"});
   REQUIRE_MESSAGE(r.status == 0, r.err);

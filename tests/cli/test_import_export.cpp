@@ -24,14 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<json> parse_lines(const std::string& text) {
-  std::vector<json> out;
-  for (const auto& l : lines(text)) out.push_back(json::parse(l));
-  return out;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 Result import(const std::string& store, std::vector<std::string> args, const std::string& input = {}) {
   std::vector<std::string> argv{"--store", store, "import"};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -114,13 +114,13 @@ TEST_SUITE("cli/output") {
     TempDir dir;
     const std::string store = dir / "s.db", input = dir / "in.ndjson", proj = dir / "p.sql";
     std::string nd;
-    for (int i = 0; i < 150000; ++i)
+    for (int i = 0; i < 20000; ++i)
       nd += "{\"stream\":\"s-" + std::to_string(i % 100) + "\",\"type\":\"T\",\"data\":{\"i\":" + std::to_string(i) + "}}\n";
     write_file(input, nd);
     write_file(proj, "-- @init\nCREATE TABLE t (stream TEXT);\n-- @on T\nINSERT INTO t VALUES (:stream);\n");
-    const std::string e = "\\\"$ESCTL\\\" --store '" + store + "' ";
-    // Each command runs well over the 100 ms before the first draw; a drawn line starts with
-    // a carriage return and ends by erasing the rest of the terminal line.
+    // ESCTL_PROGRESS_DELAY=0: drawn from the first update, however fast the build is. A drawn
+    // line starts with a carriage return and ends by erasing the rest of the terminal line.
+    const std::string e = "ESCTL_PROGRESS_DELAY=0 \\\"$ESCTL\\\" --store '" + store + "' ";
     auto drawn = [](const Result& r, const std::string& label) {
       return r.out.find("\r" + label) != std::string::npos && r.out.find("\x1b[K") != std::string::npos;
     };
@@ -142,11 +142,12 @@ TEST_SUITE("cli/output") {
     CHECK(quiet.status == 0);
     CHECK(quiet.out.find('\r') == std::string::npos);
     // Piped: stderr is not a terminal, so nothing but the result.
-    auto piped = run({"--store", store, "verify"});
+    const RunOptions now{"", {{"ESCTL_PROGRESS_DELAY", "0"}}, ""};
+    auto piped = run({"--store", store, "verify"}, now);
     CHECK(piped.status == 0);
     CHECK(piped.err.find('\r') == std::string::npos);
     REQUIRE(run({"--store", store, "queue", "reset", "q", "--to", "start"}).status == 0);
-    auto pdrain = run({"--store", store, "queue", "drain", "q", "--batch", "1000", "--exec", "cat >/dev/null"});
+    auto pdrain = run({"--store", store, "queue", "drain", "q", "--batch", "1000", "--exec", "cat >/dev/null"}, now);
     CHECK(pdrain.status == 0);
     CHECK(pdrain.err.find('\r') == std::string::npos);
   }

@@ -16,14 +16,6 @@ namespace {
 
 constexpr int kLong = 300;
 
-std::vector<json> parse_lines(const std::string& text) {
-  std::vector<json> out;
-  for (const auto& l : lines(text)) out.push_back(json::parse(l));
-  return out;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 /// A store with long-1 (kLong events, types Even/Odd by version) interleaved event by event
 /// with other-0..other-4 (one event after each long-1 event whose version is a multiple of 3).
 struct Fixture {

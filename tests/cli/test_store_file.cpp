@@ -14,8 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 Result sqlite3(const std::string& db, const std::string& sql) {
   return sh("sqlite3 '" + db + "' \"$SQL\"", RunOptions{"", {{"SQL", sql}}, ""});
 }

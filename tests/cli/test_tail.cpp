@@ -26,12 +26,6 @@ void append(const std::string& store, const std::string& stream, const std::stri
   REQUIRE_MESSAGE(r.status == 0, r.err);
 }
 
-std::vector<json> parse_lines(const std::string& text) {
-  std::vector<json> out;
-  for (const auto& l : lines(text)) out.push_back(json::parse(l));
-  return out;
-}
-
 /// Waits (generously: sanitizer builds on a busy machine are slow) until `file` holds at least
 /// `n` complete lines; returns its content either way.
 std::string wait_for_lines(const std::string& file, std::size_t n) {

@@ -7,9 +7,9 @@
 # The bound it checks (README "Limits"). esctl leaves SQLite's WAL settings at their defaults:
 # after any commit that leaves the WAL at 1000 pages or more (wal_autocheckpoint; 4 KiB pages)
 # the committer runs a passive checkpoint, and the first commit after a complete checkpoint
-# writes from the start of the file again, so the file stops growing. journal_size_limit is not
-# set: the file is not cut back while the store is open, it keeps its largest size (and is
-# reused from the start) until the last connection closes, which checkpoints and removes it.
+# writes from the start of the file again, so the file stops growing; when it starts over, a
+# file larger than journal_size_limit (8 MiB, set on every connection) is cut back to that size.
+# The last connection to close checkpoints and removes it.
 # The long-running readers (tail -f, drain --follow) hold a read snapshot only while a query
 # runs, never while they wait or print, so in steady operation the WAL stays within
 #     WAL_LIMIT_BYTES = 2 x 1000 pages x (4096 + 24) bytes + 1 MiB  (about 9 MiB)

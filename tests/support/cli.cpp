@@ -1,5 +1,7 @@
 #include "support/cli.hpp"
 
+#include <doctest/doctest.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -180,6 +182,20 @@ void write_file(const std::string& path, const std::string& content) {
 std::string file_hash(const std::string& path) {
   auto r = run_argv({"/usr/bin/sha256sum", path}, {});
   return r.out.substr(0, 64);
+}
+
+std::vector<nlohmann::json> parse_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  for (const auto& l : lines(text)) out.push_back(nlohmann::json::parse(l));
+  return out;
+}
+
+void check_sound(const std::string& store) {
+  auto v = run({"--store", store, "verify"});
+  CHECK_MESSAGE(v.status == 0, store, ": ", v.out, v.err);
+  // The store path goes through the environment, so no quoting can go wrong.
+  auto ic = sh("sqlite3 \"$STORE\" 'PRAGMA integrity_check'", RunOptions{"", {{"STORE", store}}, ""});
+  CHECK_MESSAGE(ic.out == "ok\n", store, ": ", ic.out, ic.err);
 }
 
 }  // namespace esctl::test

@@ -3,7 +3,10 @@
 #pragma once
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace esctl::test {
 
@@ -50,5 +53,10 @@ std::vector<std::string> lines(const std::string& text);
 std::string file_hash(const std::string& path);
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
+/// Each line of `text` parsed as JSON (NDJSON output).
+std::vector<nlohmann::json> parse_lines(const std::string& text);
+inline bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+/// After an attack: `esctl verify` passes and SQLite's integrity_check says ok (doctest CHECKs).
+void check_sound(const std::string& store);
 
 }  // namespace esctl::test
