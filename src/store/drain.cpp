@@ -154,9 +154,15 @@ Settlement release_all(const PullResult& r) {
   return s;
 }
 
+// One worker. While the handler works on a batch, a helper thread settles the previous batch and
+// leases the next one on the worker's connection (only a whole batch, so that nothing of the
+// streams in hand is admitted early; else the next batch is pulled after the handler, as
+// without the look-ahead). The handler's outcome is thus written by the pull after next, still
+// only after the handler returned: what is not settled when the drain dies is redelivered.
 void run_worker(Shared& sh, int index) {
   const DrainOptions& o = sh.options;
-  std::optional<Settlement> pending;
+  std::vector<Settlement> unsettled;  // outcomes not written yet, oldest first (at most one unless failing)
+  std::vector<Settlement> give_back;  // leased ahead and never handed to the handler: not counted
   std::unique_ptr<Store> store;
   try {
     store = std::make_unique<Store>(sh.store, Access::write);
@@ -164,51 +170,106 @@ void run_worker(Shared& sh, int index) {
     BatchHandler handler = sh.make_handler(index);
     std::optional<ChangeWaiter> waiter;
     if (o.follow) waiter.emplace(*store);
-    while (!sh.stop.load() && !interrupted()) {
+
+    // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
+    // --max-events budget is spent.
+    auto pull = [&](bool whole_batch_only) -> std::optional<PullResult> {
       std::int64_t want = sh.take(o.batch);
-      if (want == 0) break;
-      SettleCounts counts;
+      if (want == 0) return std::nullopt;
       PullOptions po;
       po.max = want;
       po.isolate_retries = true;
-      PullResult r = queues.pull(o.queue, po, Clock::now(), pending ? &*pending : nullptr, &counts);
-      pending.reset();
-      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
-      sh.add(counts, 0, r.parked);
-      if (r.deliveries.empty()) {
-        if (!o.follow) break;
-        waiter->wait(kIdleRecheckMs);
-        continue;
-      }
-      sh.keeper.hold(index, r.lease);
-      BatchOutcome out;
+      po.whole_batch_only = whole_batch_only;
+      SettleCounts counts;
+      PullResult r;
       try {
-        out = handler(r.deliveries);
+        r = queues.pull(o.queue, po, Clock::now(), unsettled.empty() ? nullptr : &unsettled.front(), &counts);
       } catch (...) {
-        sh.keeper.drop(index);
-        pending = release_all(r);
-        sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+        sh.budget.fetch_add(want);
         throw;
       }
-      sh.keeper.drop(index);
-      pending = settlement_for(r, out, interrupted());
-      sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+      unsettled.clear();
+      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
+      sh.add(counts, 0, r.parked);
+      return r;
+    };
+
+    std::optional<PullResult> ahead;
+    int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
+    while (!sh.stop.load() && !interrupted()) {
+      PullResult cur;
+      if (ahead) {
+        cur = std::move(*ahead);
+        ahead.reset();
+      } else {
+        auto r = pull(false);
+        if (!r) break;
+        if (r->deliveries.empty()) {
+          if (!o.follow) break;
+          waiter->wait(kIdleRecheckMs);
+          continue;
+        }
+        cur = std::move(*r);
+        sh.keeper.hold(index * 2 + slot, cur.lease);
+      }
+      const int cur_key = index * 2 + slot, ahead_key = index * 2 + (slot ^ 1);
+      const auto delivered = static_cast<std::int64_t>(cur.deliveries.size());
+
+      std::exception_ptr ahead_error;
+      std::thread look_ahead([&] {
+        try {
+          ahead = pull(true);
+          if (ahead && ahead->deliveries.empty()) ahead.reset();
+          if (ahead) sh.keeper.hold(ahead_key, ahead->lease);
+        } catch (...) {
+          ahead_error = std::current_exception();
+        }
+      });
+      BatchOutcome out;
+      try {
+        out = handler(cur.deliveries);
+      } catch (...) {
+        look_ahead.join();
+        sh.keeper.drop(cur_key);
+        unsettled.push_back(release_all(cur));
+        sh.add({}, delivered, 0);
+        if (ahead) {
+          sh.keeper.drop(ahead_key);
+          give_back.push_back(release_all(*ahead));
+          ahead.reset();
+        }
+        throw;
+      }
+      look_ahead.join();
+      sh.keeper.drop(cur_key);
+      unsettled.push_back(settlement_for(cur, out, interrupted()));
+      sh.add({}, delivered, 0);
+      slot ^= 1;
+      if (ahead_error) std::rethrow_exception(ahead_error);
+      if (ahead && (sh.stop.load() || interrupted())) {
+        sh.keeper.drop(ahead_key);
+        give_back.push_back(release_all(*ahead));
+        ahead.reset();
+      }
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(sh.m);
     if (!sh.error) sh.error = std::current_exception();
     sh.stop = true;
   }
-  if (pending && store) {
+  if (!store) return;
+  auto settle = [&](const Settlement& s, bool count) {
     try {
-      auto c = Queues(*store).settle(o.queue, *pending, Clock::now());
-      sh.add(c, 0, 0);
+      auto c = Queues(*store).settle(o.queue, s, Clock::now());
+      if (count) sh.add(c, 0, 0);
     } catch (...) {
       std::lock_guard<std::mutex> lock(sh.m);
       if (!sh.error) sh.error = std::current_exception();
       sh.stop = true;
     }
-  }
+  };
+  for (const auto& s : unsettled) settle(s, true);
+  for (const auto& s : give_back) settle(s, false);
 }
 
 // ---- the --exec handler ----
