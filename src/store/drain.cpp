@@ -1,8 +1,9 @@
-// The drain loop. Each worker owns a connection and repeats: one transaction that settles its
-// previous batch and pulls the next (so a batch costs one commit), then the handler. A lease
-// keeper thread renews the leases of batches in progress. SIGINT is honoured between batches:
-// the batch in hand is settled (acked if its handler succeeded, else given back without counting
-// the attempt) before the drain returns.
+// The drain loop. Each worker owns a connection and repeats: the handler on the batch in hand,
+// while a helper thread runs one transaction that settles the previous batch and leases the next
+// (so a batch costs one commit, overlapped with a handler). A lease keeper thread renews the
+// leases of batches in progress. SIGINT is honoured between batches: the batch in hand is settled
+// (acked if its handler succeeded, else given back without counting the attempt) and a batch
+// leased ahead is given back, before the drain returns.
 #include "store/drain.hpp"
 
 #include <fcntl.h>
