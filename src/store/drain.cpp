@@ -1,12 +1,14 @@
-// The drain loop. Each worker owns a connection and repeats: one transaction that settles its
-// previous batch and pulls the next (so a batch costs one commit), then the handler. A lease
-// keeper thread renews the leases of batches in progress. SIGINT is honoured between batches:
-// the batch in hand is settled (acked if its handler succeeded, else given back without counting
-// the attempt) before the drain returns.
+// The drain loop. Each worker owns a connection and repeats: the handler on the batch in hand,
+// while a helper thread runs one transaction that settles the previous batch and leases the next
+// (so a batch costs one commit, overlapped with a handler). A lease keeper thread renews the
+// leases of batches in progress. SIGINT is honoured between batches: the batch in hand is settled
+// (acked if its handler succeeded, else given back without counting the attempt) and a batch
+// leased ahead is given back, before the drain returns.
 #include "store/drain.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,9 +155,15 @@ Settlement release_all(const PullResult& r) {
   return s;
 }
 
+// One worker. While the handler works on a batch, a helper thread settles the previous batch and
+// leases the next one on the worker's connection (only a whole batch, so that nothing of the
+// streams in hand is admitted early; else the next batch is pulled after the handler, as
+// without the look-ahead). The handler's outcome is thus written by the pull after next, still
+// only after the handler returned: what is not settled when the drain dies is redelivered.
 void run_worker(Shared& sh, int index) {
   const DrainOptions& o = sh.options;
-  std::optional<Settlement> pending;
+  std::vector<Settlement> unsettled;  // outcomes not written yet, oldest first (at most one unless failing)
+  std::vector<Settlement> give_back;  // leased ahead and never handed to the handler: not counted
   std::unique_ptr<Store> store;
   try {
     store = std::make_unique<Store>(sh.store, Access::write);
@@ -163,51 +171,106 @@ void run_worker(Shared& sh, int index) {
     BatchHandler handler = sh.make_handler(index);
     std::optional<ChangeWaiter> waiter;
     if (o.follow) waiter.emplace(*store);
-    while (!sh.stop.load() && !interrupted()) {
+
+    // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
+    // --max-events budget is spent.
+    auto pull = [&](bool whole_batch_only) -> std::optional<PullResult> {
       std::int64_t want = sh.take(o.batch);
-      if (want == 0) break;
-      SettleCounts counts;
+      if (want == 0) return std::nullopt;
       PullOptions po;
       po.max = want;
       po.isolate_retries = true;
-      PullResult r = queues.pull(o.queue, po, Clock::now(), pending ? &*pending : nullptr, &counts);
-      pending.reset();
-      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
-      sh.add(counts, 0, r.parked);
-      if (r.deliveries.empty()) {
-        if (!o.follow) break;
-        waiter->wait(kIdleRecheckMs);
-        continue;
-      }
-      sh.keeper.hold(index, r.lease);
-      BatchOutcome out;
+      po.whole_batch_only = whole_batch_only;
+      SettleCounts counts;
+      PullResult r;
       try {
-        out = handler(r.deliveries);
+        r = queues.pull(o.queue, po, Clock::now(), unsettled.empty() ? nullptr : &unsettled.front(), &counts);
       } catch (...) {
-        sh.keeper.drop(index);
-        pending = release_all(r);
-        sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+        sh.budget.fetch_add(want);
         throw;
       }
-      sh.keeper.drop(index);
-      pending = settlement_for(r, out, interrupted());
-      sh.add({}, static_cast<std::int64_t>(r.deliveries.size()), 0);
+      unsettled.clear();
+      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
+      sh.add(counts, 0, r.parked);
+      return r;
+    };
+
+    std::optional<PullResult> ahead;
+    int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
+    while (!sh.stop.load() && !interrupted()) {
+      PullResult cur;
+      if (ahead) {
+        cur = std::move(*ahead);
+        ahead.reset();
+      } else {
+        auto r = pull(false);
+        if (!r) break;
+        if (r->deliveries.empty()) {
+          if (!o.follow) break;
+          waiter->wait(kIdleRecheckMs);
+          continue;
+        }
+        cur = std::move(*r);
+        sh.keeper.hold(index * 2 + slot, cur.lease);
+      }
+      const int cur_key = index * 2 + slot, ahead_key = index * 2 + (slot ^ 1);
+      const auto delivered = static_cast<std::int64_t>(cur.deliveries.size());
+
+      std::exception_ptr ahead_error;
+      std::thread look_ahead([&] {
+        try {
+          ahead = pull(true);
+          if (ahead && ahead->deliveries.empty()) ahead.reset();
+          if (ahead) sh.keeper.hold(ahead_key, ahead->lease);
+        } catch (...) {
+          ahead_error = std::current_exception();
+        }
+      });
+      BatchOutcome out;
+      try {
+        out = handler(cur.deliveries);
+      } catch (...) {
+        look_ahead.join();
+        sh.keeper.drop(cur_key);
+        unsettled.push_back(release_all(cur));
+        sh.add({}, delivered, 0);
+        if (ahead) {
+          sh.keeper.drop(ahead_key);
+          give_back.push_back(release_all(*ahead));
+          ahead.reset();
+        }
+        throw;
+      }
+      look_ahead.join();
+      sh.keeper.drop(cur_key);
+      unsettled.push_back(settlement_for(cur, out, interrupted()));
+      sh.add({}, delivered, 0);
+      slot ^= 1;
+      if (ahead_error) std::rethrow_exception(ahead_error);
+      if (ahead && (sh.stop.load() || interrupted())) {
+        sh.keeper.drop(ahead_key);
+        give_back.push_back(release_all(*ahead));
+        ahead.reset();
+      }
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(sh.m);
     if (!sh.error) sh.error = std::current_exception();
     sh.stop = true;
   }
-  if (pending && store) {
+  if (!store) return;
+  auto settle = [&](const Settlement& s, bool count) {
     try {
-      auto c = Queues(*store).settle(o.queue, *pending, Clock::now());
-      sh.add(c, 0, 0);
+      auto c = Queues(*store).settle(o.queue, s, Clock::now());
+      if (count) sh.add(c, 0, 0);
     } catch (...) {
       std::lock_guard<std::mutex> lock(sh.m);
       if (!sh.error) sh.error = std::current_exception();
       sh.stop = true;
     }
-  }
+  };
+  for (const auto& s : unsettled) settle(s, true);
+  for (const auto& s : give_back) settle(s, false);
 }
 
 // ---- the --exec handler ----
@@ -222,12 +285,7 @@ class ExecHandler {
   explicit ExecHandler(ExecOptions o) : o_(std::move(o)) {}
 
   BatchOutcome operator()(const std::vector<Delivery>& batch) {
-    buf_.clear();
-    for (const auto& d : batch) {
-      o_.format(buf_, d);
-      buf_.push_back('\n');
-    }
-    int status = run();
+    int status = run(batch);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return BatchOutcome::ack_all(batch);
     if (WIFEXITED(status) && (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127))
       throw Error(Errc::io, fmt::format("handler '{}' could not be run: /bin/sh exited with status {} ({}); "
@@ -240,33 +298,33 @@ class ExecHandler {
   }
 
  private:
-  int run() {
+  // Starts the shell first and formats the batch while it starts up. posix_spawn (a vfork-style
+  // clone in glibc) copies no page tables, which fork() would for the whole store cache.
+  int run(const std::vector<Delivery>& batch) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
       throw Error(Errc::io, fmt::format("cannot start handler '{}': pipe: {}", o_.command, std::strerror(errno)));
-    const char* argv[] = {"sh", "-c", o_.command.c_str(), nullptr};
-    const int out_fd = o_.stdout_fd;
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      int err = errno;
-      ::close(fds[0]);
-      ::close(fds[1]);
-      throw Error(Errc::io, fmt::format("cannot start handler '{}': fork: {}", o_.command, std::strerror(err)));
-    }
-    if (pid == 0) {
-      // Child: async-signal-safe calls only (the parent may have other threads).
-      restore_default_signals();
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      if (fds[0] == 0) ::fcntl(0, F_SETFD, 0);
-      else ::dup2(fds[0], 0);
-      if (out_fd != 1) ::dup2(out_fd, 1);
-      else ::fcntl(1, F_SETFD, 0);
-      ::execve("/bin/sh", const_cast<char* const*>(argv), environ);
-      _exit(127);
-    }
+    pid_t pid = -1;
+    int err = spawn(fds[0], pid);
     ::close(fds[0]);
+    if (err != 0) {
+      ::close(fds[1]);
+      throw Error(Errc::io, fmt::format("cannot start handler '{}': posix_spawn: {}", o_.command, std::strerror(err)));
+    }
+    try {
+      buf_.clear();
+      for (const auto& d : batch) {
+        o_.format(buf_, d);
+        buf_.push_back('\n');
+      }
+    } catch (...) {
+      ::close(fds[1]);
+      wait(pid);
+      throw;
+    }
+    // A pipe that holds the whole batch lets one write finish without waiting for the handler to
+    // read (best effort: the system's limits may refuse it).
+    if (buf_.size() > kPipeMin) ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(std::min(buf_.size(), kPipeMax)));
     std::size_t off = 0;
     while (off < buf_.size()) {
       ssize_t n = ::write(fds[1], buf_.data() + off, buf_.size() - off);
@@ -275,6 +333,10 @@ class ExecHandler {
       else break;  // EPIPE: the handler stopped reading; its exit status decides
     }
     ::close(fds[1]);
+    return wait(pid);
+  }
+
+  int wait(pid_t pid) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0) {
       if (errno != EINTR)
@@ -283,6 +345,31 @@ class ExecHandler {
     return status;
   }
 
+  // `/bin/sh -c command` with stdin from `in` and stdout to o_.stdout_fd (stderr inherited), the
+  // default disposition for the signals esctl handles and no signal blocked.
+  int spawn(int in, pid_t& pid) {
+    const char* argv[] = {"sh", "-c", o_.command.c_str(), nullptr};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    // dup2 onto the same descriptor clears its close-on-exec flag (glibc >= 2.29).
+    posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_adddup2(&fa, o_.stdout_fd, 1);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM}) sigaddset(&defaults, sig);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int err = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return err;
+  }
+
+  static constexpr std::size_t kPipeMin = 64 << 10, kPipeMax = 1 << 20;
   ExecOptions o_;
   std::string buf_;
 };

@@ -73,7 +73,8 @@ struct ExecOptions {
 /// The --exec handler: runs the command once per batch with the batch as NDJSON on its stdin.
 /// Exit status 0 acks the batch; another status or a signal nacks it ("handler exited with
 /// status N", "handler was killed by signal N (NAME)"). When the command cannot be run at all
-/// (fork fails, or the shell exits 126/127: not executable / not found) it throws Errc::io.
+/// (/bin/sh cannot be spawned, or it exits 126/127: not executable / not found) it throws
+/// Errc::io.
 BatchHandler make_exec_handler(ExecOptions options);
 
 }  // namespace esctl

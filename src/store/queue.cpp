@@ -540,13 +540,26 @@ class Session {
         }
         if (!s->step()) break;
         std::int64_t pos = s->i64(0), sid = s->i64(1);
-        cursor = pos;
-        if (!match(sid, s->text(4))) continue;
+        if (!match(sid, s->text(4))) {
+          cursor = pos;
+          continue;
+        }
         auto it = has_rows.find(sid);
         if ((it != has_rows.end() && it->second) || run_blocked.count(sid)) {
+          if (o.whole_batch_only) {
+            // The batch cannot be filled without admitting: lease nothing, move nothing.
+            picked.clear();
+            run.positions.clear();
+            run.streams.clear();
+            run_events.clear();
+            cursor = q_.cursor;
+            break;
+          }
+          cursor = pos;
           admitted.emplace_back(pos, sid);
           continue;
         }
+        cursor = pos;
         run.positions.push_back(pos);
         run.streams.push_back(sid);
         run_events.push_back(read_event(store_, *s));

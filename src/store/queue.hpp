@@ -95,6 +95,11 @@ struct PullOptions {
   /// A redelivery is handed out alone: a batch that failed as a whole is retried one event at a
   /// time, so one poison event does not use up its batch-mates' attempts (drain).
   bool isolate_retries = false;
+  /// Lease a full batch (or every deliverable event up to the head) or nothing: when the batch
+  /// could only be filled by admitting new events of blocked streams (see queue.cpp), lease
+  /// nothing and leave the cursor where it is. A drain pulls its next batch this way while the
+  /// current batch's handler still holds its streams.
+  bool whole_batch_only = false;
 };
 
 struct PullResult {

@@ -258,6 +258,30 @@ TEST_SUITE("store/queue") {
     CHECK(f.queues.status("q", f.clock).lag == 0);
   }
 
+  TEST_CASE("whole_batch_only leases a full batch or the rest up to the head, else nothing and admits nothing") {
+    Fixture f;
+    f.create("q");
+    f.append("s-1");  // 1
+    f.append("t-1");  // 2
+    f.append("u-1");  // 3
+    f.append("s-1");  // 4: held behind 1 while it is leased
+    f.append("v-1");  // 5
+    auto first = f.pull("q", 1);
+    CHECK(positions(first) == std::vector<std::int64_t>{1});
+    PullOptions o;
+    o.whole_batch_only = true;
+    o.max = 2;
+    auto ahead = f.queues.pull("q", o, f.clock);
+    CHECK(positions(ahead) == std::vector<std::int64_t>{2, 3});
+    o.max = 10;
+    CHECK(f.queues.pull("q", o, f.clock).deliveries.empty());  // 4 would have to be admitted
+    auto st = f.queues.status("q", f.clock);
+    CHECK(st.queue.cursor == 3);
+    CHECK(st.pending == 2);  // 4 and 5, both still new
+    f.queues.settle("q", settle_all(first, Settlement::ack), f.clock);
+    CHECK(positions(f.queues.pull("q", o, f.clock)) == std::vector<std::int64_t>{4, 5});  // the rest, up to the head
+  }
+
   TEST_CASE("a released batch comes back without an attempt counted") {
     Fixture f;
     f.create("q");
