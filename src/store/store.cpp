@@ -78,14 +78,49 @@ std::string_view Store::stream_name(std::int64_t stream_id) {
   return names_[i];
 }
 
-Store::StreamRow& Store::stream_row(const std::string& name) {
-  auto [it, fresh] = heads_.try_emplace(name);
+std::pair<std::uint32_t, bool> Store::StreamCache::find_or_add(std::string_view name) {
+  if (2 * (entries_.size() + 1) > slots_.size()) grow();
+  const std::uint64_t hash = std::hash<std::string_view>{}(name);
+  const std::uint64_t tag = hash >> 32 << 32;
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    const std::uint64_t slot = slots_[i];
+    if (slot == 0) {
+      entries_.push_back(Entry{std::string(name), StreamRow{}});
+      slots_[i] = tag | entries_.size();
+      return {static_cast<std::uint32_t>(entries_.size() - 1), true};
+    }
+    if ((slot >> 32 << 32) == tag) {
+      const auto e = static_cast<std::uint32_t>((slot & 0xffffffffu) - 1);
+      if (entries_[e].name == name) return {e, false};
+    }
+  }
+}
+
+void Store::StreamCache::grow() {
+  slots_.assign(std::max<std::size_t>(1024, slots_.size() * 2), 0);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t e = 0; e < entries_.size(); ++e) {
+    const std::uint64_t hash = std::hash<std::string_view>{}(entries_[e].name);
+    std::size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = hash >> 32 << 32 | (e + 1);
+  }
+}
+
+void Store::StreamCache::clear() {
+  entries_.clear();
+  std::fill(slots_.begin(), slots_.end(), 0);
+}
+
+std::uint32_t Store::stream_row(std::string_view name) {
+  auto [e, fresh] = heads_.find_or_add(name);
   if (fresh) {
     sql::StmtScope s(db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1"));
     s->bind(1, name);
-    if (s->step()) it->second = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
+    if (s->step()) heads_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
   }
-  return it->second;
+  return e;
 }
 
 void Store::forget_cached_streams() {
@@ -129,12 +164,13 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     auto above_max = [&](std::string_view id) {
       return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
     };
-    std::vector<StreamRow*> dirty;
+    std::vector<std::uint32_t> dirty;  // cache entries (indices: the cache may grow meanwhile)
     const std::int64_t now = now_us();
 
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
-      StreamRow& row = stream_row(ev.stream);
+      const std::uint32_t entry = stream_row(ev.stream);
+      StreamRow& row = heads_.row(entry);
       if (ev.id && !above_max(ev.id->view())) {
         sql::StmtScope s(find_id);
         s->bind_blob(1, ev.id->view());
@@ -192,15 +228,16 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       row.updated_at = recorded;
       if (!row.dirty) {
         row.dirty = true;
-        dirty.push_back(&row);
+        dirty.push_back(entry);
       }
       out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
     }
-    for (StreamRow* row : dirty) {
+    for (std::uint32_t entry : dirty) {
+      StreamRow& row = heads_.row(entry);
       sql::StmtScope s(update_stream);
-      s->bind(1, row->id).bind(2, row->head).bind(3, row->head_position).bind(4, row->updated_at);
+      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position).bind(4, row.updated_at);
       s->run();
-      row->dirty = false;
+      row.dirty = false;
     }
     txn.commit();
     heads_data_version_ = data_version;
