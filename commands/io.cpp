@@ -48,7 +48,18 @@ std::string read_all_input(const std::string& path) {
 LineReader::LineReader(const std::string& path) {
   f_ = open_input(path, owned_);
   // Big reads: with stdio's default 4 KiB buffer the read(2) calls alone cost 5% of an import.
-  std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
+  // glibc ignores the size unless it is given the buffer too. stdin outlives this reader, so its
+  // buffer is allocated once and kept for the life of the process.
+  constexpr std::size_t kBufferBytes = std::size_t{1} << 20;
+  char* buffer = nullptr;
+  if (owned_) {
+    stdio_buf_ = std::make_unique<char[]>(kBufferBytes);
+    buffer = stdio_buf_.get();
+  } else {
+    static const std::unique_ptr<char[]> stdin_buf = std::make_unique<char[]>(kBufferBytes);
+    buffer = stdin_buf.get();
+  }
+  std::setvbuf(f_, buffer, _IOFBF, kBufferBytes);
 }
 
 std::int64_t LineReader::size() const {

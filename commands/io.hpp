@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,7 @@ class LineReader {
  private:
   std::FILE* f_ = nullptr;
   bool owned_ = false;
+  std::unique_ptr<char[]> stdio_buf_;  // f_'s stdio buffer when f_ is ours (freed after fclose)
   char* buf_ = nullptr;
   std::size_t cap_ = 0;
   std::int64_t line_no_ = 0;

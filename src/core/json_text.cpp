@@ -381,11 +381,15 @@ class MinifyHooks : public NoHooks {
 // Offsets of one top-level member: key with its quotes, value trimmed.
 struct MemberSpan {
   std::size_t key_begin, key_end, value_begin, value_end;
+  bool minified;  // no whitespace was skipped inside the value
 };
 
 // Collects the top-level object's members; the first few without allocating.
 class MemberHooks : public NoHooks {
  public:
+  // Whitespace skipped between a depth-1 value's begin and end lies inside that value (the
+  // whitespace around keys, colons and commas is skipped outside those two calls).
+  void skipped(std::size_t /*from*/, std::size_t /*to*/) { pending_.minified = false; }
   void key(int depth, std::size_t begin, std::size_t end) {
     if (depth == 1) {
       pending_.key_begin = begin;
@@ -393,7 +397,10 @@ class MemberHooks : public NoHooks {
     }
   }
   void value_begin(int depth, std::size_t pos) {
-    if (depth == 1) pending_.value_begin = pos;
+    if (depth == 1) {
+      pending_.value_begin = pos;
+      pending_.minified = true;
+    }
   }
   void value_end(int depth, std::size_t pos) {
     if (depth != 1) return;
@@ -481,8 +488,13 @@ std::optional<Error> validate(std::string_view in) {
   return scan(in, hooks);
 }
 
+std::optional<Error> for_each_member(std::string_view in,
+                                     FunctionRef<void(std::string_view key, std::string_view raw_value)> fn) {
+  return for_each_member(in, [&](std::string_view key, std::string_view raw, bool) { fn(key, raw); });
+}
+
 std::optional<Error> for_each_member(
-    std::string_view in, const std::function<void(std::string_view key, std::string_view raw_value)>& fn) {
+    std::string_view in, FunctionRef<void(std::string_view key, std::string_view raw_value, bool minified)> fn) {
   std::size_t start = 0;
   while (start < in.size() && is_ws(static_cast<Byte>(in[start]))) ++start;
   if (start == in.size() || in[start] != '{') return Error{start, "expected a JSON object"};
@@ -497,7 +509,7 @@ std::optional<Error> for_each_member(
       decode_body(key, decoded);
       key = decoded;
     }
-    fn(key, in.substr(m.value_begin, m.value_end - m.value_begin));
+    fn(key, in.substr(m.value_begin, m.value_end - m.value_begin), m.minified);
   }
   return std::nullopt;
 }

@@ -31,33 +31,50 @@ NewEvent parse_event_line(std::string_view line, std::int64_t line_no, std::stri
   auto bad = [&](std::string msg) {
     if (problem.empty()) problem = std::move(msg);
   };
-  auto str = [&](std::string_view key, std::string_view raw) -> std::string {
-    auto s = raw.empty() || raw[0] != '"' ? std::nullopt : json::decode_string(raw);
-    if (!s) bad(fmt::format("\"{}\" must be a string", key));
-    return s.value_or("");
+  // The whole line is validated before the first call, so a string without escapes is its own
+  // decoding and a value without whitespace is its own minified form: neither is scanned again.
+  auto str = [&](std::string_view key, std::string_view raw, std::string& out) {
+    if (raw.size() < 2 || raw[0] != '"') {
+      bad(fmt::format("\"{}\" must be a string", key));
+      out.clear();
+      return;
+    }
+    std::string_view body = raw.substr(1, raw.size() - 2);
+    if (body.find('\\') == std::string_view::npos) {
+      out.assign(body);
+    } else {
+      out = json::decode_string(raw).value_or("");
+    }
   };
-  auto err = json::for_each_member(line, [&](std::string_view key, std::string_view raw) {
+  auto json_value = [&](std::string_view raw, bool minified, std::string& out) {
+    if (minified) {
+      out.assign(raw);
+    } else {
+      out.clear();
+      json::minify(raw, out);
+    }
+  };
+  std::string text;
+  auto err = json::for_each_member(line, [&](std::string_view key, std::string_view raw, bool minified) {
     if (key == "stream") {
-      ev.stream = str(key, raw);
+      str(key, raw, ev.stream);
       have_stream = true;
     } else if (key == "type") {
-      ev.type = str(key, raw);
+      str(key, raw, ev.type);
       have_type = true;
     } else if ((key == "data" || key == "meta") && raw.size() > kMaxJsonBytes) {
       bad(size_limit_note(fmt::format("\"{}\"", key), raw.size()));
     } else if (key == "data") {
-      ev.data.clear();
-      json::minify(raw, ev.data);
+      json_value(raw, minified, ev.data);
       have_data = true;
     } else if (key == "meta") {
-      ev.meta.clear();
-      json::minify(raw, ev.meta);
+      json_value(raw, minified, ev.meta);
     } else if (key == "id") {
-      auto text = str(key, raw);
+      str(key, raw, text);
       ev.id = parse_uuid(text);
       if (!ev.id && problem.empty()) bad(fmt::format("\"id\" '{}' is not a UUID", text));
     } else if (key == "recorded_at") {
-      auto text = str(key, raw);
+      str(key, raw, text);
       ev.recorded_at = parse_rfc3339(text);
       if (!ev.recorded_at && problem.empty())
         bad(fmt::format("\"recorded_at\" '{}' is not an RFC 3339 time", text));

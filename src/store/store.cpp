@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -26,6 +27,25 @@ namespace {
 constexpr std::int64_t kMarkEvery = 64;
 // Beyond this many cached stream heads the cache is dropped and refilled (bounds memory).
 constexpr std::size_t kMaxCachedStreams = 100000;
+
+// append() inserts events kInsertRows to a statement: one statement start, one sqlite_sequence
+// update and one descent to the table's right edge per group instead of per event. Because an
+// event's `prev` may be a position of the same group, positions are assigned here, as
+// AUTOINCREMENT would: one above the largest ever used (sqlite_sequence) or stored. Under BEGIN
+// IMMEDIATE nobody else can take them, and the primary key refuses a duplicate regardless.
+constexpr int kInsertRows = 32;
+constexpr int kEventColumns = 9;
+
+const std::string& insert_events_sql(int rows) {
+  static const std::string one_row = "(?,?,?,?,?,?,?,?,?)";
+  static const auto make = [](int n) {
+    std::string sql = "INSERT INTO events (position, stream_id, version, prev, id, type, data, meta, recorded_at) VALUES ";
+    for (int r = 0; r < n; ++r) sql.append(r ? "," : "").append(one_row);
+    return sql;
+  };
+  static const std::string single = make(1), group = make(kInsertRows);
+  return rows == 1 ? single : group;
+}
 
 constexpr const char* kSelectEvent =
     "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
@@ -78,14 +98,49 @@ std::string_view Store::stream_name(std::int64_t stream_id) {
   return names_[i];
 }
 
-Store::StreamRow& Store::stream_row(const std::string& name) {
-  auto [it, fresh] = heads_.try_emplace(name);
+std::pair<std::uint32_t, bool> Store::StreamCache::find_or_add(std::string_view name) {
+  if (2 * (entries_.size() + 1) > slots_.size()) grow();
+  const std::uint64_t hash = std::hash<std::string_view>{}(name);
+  const std::uint64_t tag = hash >> 32 << 32;
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    const std::uint64_t slot = slots_[i];
+    if (slot == 0) {
+      entries_.push_back(Entry{std::string(name), StreamRow{}});
+      slots_[i] = tag | entries_.size();
+      return {static_cast<std::uint32_t>(entries_.size() - 1), true};
+    }
+    if ((slot >> 32 << 32) == tag) {
+      const auto e = static_cast<std::uint32_t>((slot & 0xffffffffu) - 1);
+      if (entries_[e].name == name) return {e, false};
+    }
+  }
+}
+
+void Store::StreamCache::grow() {
+  slots_.assign(std::max<std::size_t>(1024, slots_.size() * 2), 0);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t e = 0; e < entries_.size(); ++e) {
+    const std::uint64_t hash = std::hash<std::string_view>{}(entries_[e].name);
+    std::size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = hash >> 32 << 32 | (e + 1);
+  }
+}
+
+void Store::StreamCache::clear() {
+  entries_.clear();
+  std::fill(slots_.begin(), slots_.end(), 0);
+}
+
+std::uint32_t Store::stream_row(std::string_view name) {
+  auto [e, fresh] = heads_.find_or_add(name);
   if (fresh) {
     sql::StmtScope s(db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1"));
     s->bind(1, name);
-    if (s->step()) it->second = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
+    if (s->step()) heads_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
   }
-  return it->second;
+  return e;
 }
 
 void Store::forget_cached_streams() {
@@ -102,9 +157,8 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
   auto& find_id = db_->prepare("SELECT stream_id, type, data, position, version FROM events WHERE id = ?1");
   auto& insert_stream =
       db_->prepare("INSERT INTO streams (name, category, head, head_position, updated_at) VALUES (?1, ?2, -1, 0, 0)");
-  auto& insert_event = db_->prepare(
-      "INSERT INTO events (stream_id, version, prev, id, type, data, meta, recorded_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  auto& insert_event = db_->prepare(insert_events_sql(1).c_str());
+  auto& insert_group = db_->prepare(insert_events_sql(kInsertRows).c_str());
   auto& update_stream =
       db_->prepare("UPDATE streams SET head = ?2, head_position = ?3, updated_at = ?4 WHERE id = ?1");
 
@@ -129,13 +183,53 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     auto above_max = [&](std::string_view id) {
       return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
     };
-    std::vector<StreamRow*> dirty;
+    std::int64_t next_position;
+    {
+      sql::StmtScope s(db_->prepare(
+          "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+          "coalesce((SELECT max(position) FROM events), 0)) + 1"));
+      s->step();
+      next_position = s->i64(0);
+    }
+    // Events checked and given a position but not inserted yet (see kInsertRows).
+    struct Pending {
+      const NewEvent* ev;
+      Uuid id;
+      std::int64_t position, stream_id, version, prev, recorded_at;
+    };
+    std::array<Pending, kInsertRows> pending;
+    int pending_count = 0;
+    auto bind_event = [](sql::Stmt& st, int row, const Pending& p) {
+      const int base = row * kEventColumns;
+      st.bind(base + 1, p.position).bind(base + 2, p.stream_id).bind(base + 3, p.version);
+      if (p.version > 0) st.bind(base + 4, p.prev);
+      else st.bind_null(base + 4);
+      st.bind_blob_static(base + 5, p.id.view()).bind_static(base + 6, p.ev->type);
+      st.bind_static(base + 7, p.ev->data).bind_static(base + 8, p.ev->meta).bind(base + 9, p.recorded_at);
+    };
+    auto insert_pending = [&] {
+      if (pending_count == kInsertRows) {
+        sql::StmtScope s(insert_group);
+        for (int r = 0; r < kInsertRows; ++r) bind_event(*s, r, pending[static_cast<std::size_t>(r)]);
+        s->run();
+      } else {
+        for (int r = 0; r < pending_count; ++r) {
+          sql::StmtScope s(insert_event);
+          bind_event(*s, 0, pending[static_cast<std::size_t>(r)]);
+          s->run();
+        }
+      }
+      pending_count = 0;
+    };
+    std::vector<std::uint32_t> dirty;  // cache entries (indices: the cache may grow meanwhile)
     const std::int64_t now = now_us();
 
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
-      StreamRow& row = stream_row(ev.stream);
+      const std::uint32_t entry = stream_row(ev.stream);
+      StreamRow& row = heads_.row(entry);
       if (ev.id && !above_max(ev.id->view())) {
+        insert_pending();  // the id may be that of an event earlier in this batch
         sql::StmtScope s(find_id);
         s->bind_blob(1, ev.id->view());
         if (s->step()) {
@@ -177,30 +271,27 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       }
       Uuid id = ev.id ? *ev.id : new_uuid_v7();
       std::int64_t recorded = ev.recorded_at.value_or(now);
-      {
-        sql::StmtScope s(insert_event);
-        s->bind(1, row.id).bind(2, row.head + 1);
-        if (row.head >= 0) s->bind(3, row.head_position);
-        else s->bind_null(3);
-        s->bind_blob_static(4, id.view()).bind_static(5, ev.type).bind_static(6, ev.data).bind_static(7, ev.meta);
-        s->bind(8, recorded);
-        s->run();
-      }
+      const std::int64_t position = next_position++;
+      pending[static_cast<std::size_t>(pending_count++)] =
+          Pending{&ev, id, position, row.id, row.head + 1, row.head_position, recorded};
+      if (pending_count == kInsertRows) insert_pending();
       if (above_max(id.view())) max_id.assign(id.view());
       row.head += 1;
-      row.head_position = db_->last_insert_rowid();
+      row.head_position = position;
       row.updated_at = recorded;
       if (!row.dirty) {
         row.dirty = true;
-        dirty.push_back(&row);
+        dirty.push_back(entry);
       }
       out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
     }
-    for (StreamRow* row : dirty) {
+    insert_pending();
+    for (std::uint32_t entry : dirty) {
+      StreamRow& row = heads_.row(entry);
       sql::StmtScope s(update_stream);
-      s->bind(1, row->id).bind(2, row->head).bind(3, row->head_position).bind(4, row->updated_at);
+      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position).bind(4, row.updated_at);
       s->run();
-      row->dirty = false;
+      row.dirty = false;
     }
     txn.commit();
     heads_data_version_ = data_version;

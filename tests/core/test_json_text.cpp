@@ -306,6 +306,24 @@ TEST_CASE("for_each_member passes nested values through unminified") {
   CHECK(got[3] == std::pair("s"s, R"("x\ty")"s));
 }
 
+TEST_CASE("for_each_member tells which raw values are already minified") {
+  const std::string in = "{ \"a\" : {\"b\":[1,2]} , \"c\":{ \"d\":1},\"e\":[1 ,2],\"f\":\" x \",\"g\":\n1 }";
+  std::vector<std::pair<std::string, bool>> got;
+  const auto err = json::for_each_member(in, [&](std::string_view key, std::string_view raw, bool minified) {
+    got.emplace_back(std::string(key), minified);
+    std::string m;
+    REQUIRE_FALSE(json::minify(raw, m));
+    CHECK((m == raw) == minified);  // the flag is exact: minify would change the value iff it is false
+  });
+  REQUIRE_FALSE(err);
+  REQUIRE(got.size() == 5);
+  CHECK(got[0] == std::pair("a"s, true));   // whitespace around key, colon and comma is not the value's
+  CHECK(got[1] == std::pair("c"s, false));
+  CHECK(got[2] == std::pair("e"s, false));
+  CHECK(got[3] == std::pair("f"s, true));   // spaces inside a string are content
+  CHECK(got[4] == std::pair("g"s, true));
+}
+
 TEST_CASE("for_each_member decodes escaped keys") {
   const auto got = members_of(R"({"a\"b":1,"\u00e9":2,"\ud83d\ude00":3,"t\tab\\":4,"":5,"\/":6})");
   REQUIRE(got.size() == 6);

@@ -54,6 +54,19 @@ TEST_SUITE("core/ndjson") {
     CHECK(parse_event_line(R"({"stream":"s","type":"T","data":null})", 1).data == "null");
   }
 
+  TEST_CASE("escaped strings are decoded and spaced JSON values minified, plain ones taken as written") {
+    auto ev = parse_event_line(
+        R"({"stream":"order-\u0031","type":"Order\"Placed\"","data":{"s":"a b","t":[1,{}]},"meta": [ 1 ] ,)"
+        R"("id":"0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b77","recorded_at":"2026-01-02T03:04:05Z"})",
+        1);
+    CHECK(ev.stream == "order-1");
+    CHECK(ev.type == "Order\"Placed\"");
+    CHECK(ev.data == R"({"s":"a b","t":[1,{}]})");
+    CHECK(ev.meta == "[1]");
+    CHECK(failure(R"({"stream":"s","type":"T","id":"0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b7\u0037x"})").what() ==
+          std::string("line 7: \"id\" '0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b77x' is not a UUID"));
+  }
+
   TEST_CASE("with a given stream, the line may omit it but may not name another") {
     CHECK(parse_event_line(R"({"type":"T"})", 1, "order-1").stream == "order-1");
     CHECK(parse_event_line(R"({"stream":"order-1","type":"T"})", 1, "order-1").stream == "order-1");

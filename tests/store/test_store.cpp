@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -200,6 +201,41 @@ TEST_SUITE("store/store") {
     CHECK(twice[1].existed);
     CHECK(twice[1].position == twice[0].position);
     CHECK(count_rows(s, "events") == 4);
+  }
+
+  TEST_CASE("a large append (events inserted in groups) links, numbers and deduplicates like single appends") {
+    TempStore t;
+    Store s(t.options(), Access::write);
+    s.append({event("x", "T")});
+    // Positions continue above the highest ever used, even one no longer stored.
+    s.db().exec("UPDATE sqlite_sequence SET seq = 100 WHERE name = 'events'");
+    std::vector<NewEvent> batch;
+    char id[40];
+    // Events 100..149 repeat 99, 98, ..., 50: the first few are still waiting to be inserted.
+    auto original = [](int i) { return i < 100 ? i : 199 - i; };
+    for (int i = 0; i < 150; ++i) {
+      const int k = original(i);
+      std::snprintf(id, sizeof id, "ffffffff-0000-7000-8000-%012d", k);
+      batch.push_back(with_id(event(k % 3 ? "a" : "b", "T", std::to_string(k)), id));
+    }
+    auto r = s.append(batch);
+    REQUIRE(r.size() == 150);
+    for (int i = 0; i < 150; ++i) {
+      CHECK(r[i].existed == (i >= 100));
+      CHECK(r[i].position == 101 + original(i));
+    }
+    auto a = stream_events(s, "a"), b = stream_events(s, "b");
+    CHECK(a.size() == 66);
+    CHECK(b.size() == 34);
+    for (std::size_t v = 0; v < a.size(); ++v) CHECK(a[v].version == static_cast<std::int64_t>(v));
+    for (std::size_t v = 0; v < b.size(); ++v) CHECK(b[v].version == static_cast<std::int64_t>(v));
+    CHECK(stream_events(s, "a", 40, 3).at(0).data == std::to_string(a[40].position - 101));
+    CHECK(count_rows(s, "events") == 101);
+    // A rolled-back append takes no positions.
+    batch.assign(40, event("a", "T"));
+    batch.back().version = 0;
+    CHECK(failure([&] { s.append(batch); }) == Errc::conflict);
+    CHECK(s.append({event("a", "T")})[0].position == 201);
   }
 
   TEST_CASE("two connections appending in turn to the same streams keep versions contiguous") {
