@@ -46,7 +46,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 struct Config {
   std::int64_t events = 1000000;
   int streams = 10000;
-  int batch = 10000;
+  int batch = 1000;  // the measurements: batches of 1000
   int appends = 30;
   std::string dir;
   bool ids = true;
@@ -330,7 +330,7 @@ int main(int argc, char** argv) {
     else if (a == "--dir") c.dir = value();
     else if (a == "--no-ids") c.ids = false;
     else if (a == "-h" || a == "--help") {
-      fmt::print("usage: bench_store [EVENTS=1000000] [--streams 10000] [--batch 10000] [--appends 30] [--dir DIR] [--no-ids]\n");
+      fmt::print("usage: bench_store [EVENTS=1000000] [--streams 10000] [--batch 1000] [--appends 30] [--dir DIR] [--no-ids]\n");
       return 0;
     } else c.events = std::stoll(a);
   }
