@@ -30,16 +30,18 @@ const CLI::App* chosen(const CLI::App& app) {
   return at;
 }
 
-/// "esctl queue drain --help" for the innermost command the user named.
-std::string help_hint(const CLI::App& app) {
-  std::string hint = "esctl";
-  for (const CLI::App* at = &app;;) {
-    auto subs = at->get_subcommands();
-    if (subs.empty()) return hint + " --help";
-    at = subs.front();
-    hint += " " + at->get_name();
+/// "esctl queue drain": the command the user named, down to the innermost subcommand.
+std::string command_path(const CLI::App& app) {
+  std::string path = "esctl";
+  for (const CLI::App* at = &app; !at->get_subcommands().empty();) {
+    at = at->get_subcommands().front();
+    path += " " + at->get_name();
   }
+  return path;
 }
+
+/// "esctl queue drain --help" for the innermost command the user named.
+std::string help_hint(const CLI::App& app) { return command_path(app) + " --help"; }
 
 /// Edit distance, for "did you mean" on a mistyped command name.
 std::size_t distance(std::string_view a, std::string_view b) {
@@ -60,8 +62,7 @@ std::size_t distance(std::string_view a, std::string_view b) {
 /// CLI11's parse errors in esctl's voice: what was wrong, in the words of git and friends.
 std::string usage_message(const CLI::ParseError& e, const CLI::App& app) {
   const CLI::App* at = chosen(app);
-  std::string where = help_hint(app);
-  where.resize(where.size() - std::string_view(" --help").size());
+  const std::string where = command_path(app);
   auto commands = at->get_subcommands([](const CLI::App* sub) { return !sub->get_name().empty(); });
   std::vector<std::string> extra;
   for (const CLI::App* a = at; a && extra.empty(); a = a->get_parent()) extra = a->remaining();

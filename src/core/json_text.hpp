@@ -3,12 +3,11 @@
 // Not a JSON library: it builds no tree, never converts numbers and never re-encodes strings.
 #pragma once
 #include <cstddef>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <type_traits>
-#include <utility>
+
+#include "core/function_ref.hpp"
 
 namespace esctl::json {
 
@@ -31,27 +30,6 @@ std::optional<Error> minify(std::string_view in, std::string& out);
 
 /// Validates `in` exactly as minify() does, producing no output.
 std::optional<Error> validate(std::string_view in);
-
-/// A non-owning reference to a callable (a lambda at the call site): no allocation and no
-/// type-erased copy, unlike std::function. Valid only while the referenced callable lives.
-template <class Sig>
-class FunctionRef;
-template <class R, class... Args>
-class FunctionRef<R(Args...)> {
- public:
-  template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> && std::is_invocable_r_v<R, F&, Args...>)
-  FunctionRef(F&& f) noexcept  // NOLINT(google-explicit-constructor): binds lambdas at call sites
-      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
-        call_([](void* obj, Args... args) -> R {
-          return (*static_cast<std::remove_reference_t<F>*>(obj))(std::forward<Args>(args)...);
-        }) {}
-  R operator()(Args... args) const { return call_(obj_, std::forward<Args>(args)...); }
-
- private:
-  void* obj_;
-  R (*call_)(void*, Args...);
-};
 
 /// `in` must be a JSON object. Calls fn(key, raw_value) for every member in order: key is the
 /// decoded key (escapes resolved, UTF-8), raw_value the exact slice of `in` holding the member's

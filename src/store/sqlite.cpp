@@ -135,7 +135,7 @@ std::string_view Stmt::blob(int c) const {
 bool Stmt::is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
 int Stmt::column_count() const { return sqlite3_column_count(s_); }
 
-Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path), busy_timeout_ms_(busy_timeout_ms) {
+Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= mode == OpenMode::read_only ? SQLITE_OPEN_READONLY
            : mode == OpenMode::create  ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -188,7 +188,7 @@ void Db::fail(int rc, std::string_view what) const {
       throw Error(Errc::busy,
                   fmt::format("store '{}' is busy: another process holds its lock; gave up after {}ms "
                               "(raise --busy-timeout to wait longer)",
-                              path_, busy_timeout_ms_));
+                              path_, busy_.timeout_ms));
     case SQLITE_FULL:
       throw Error(Errc::io, fmt::format("cannot write store '{}': disk full ({}); free space and retry", path_, msg));
     case SQLITE_READONLY:

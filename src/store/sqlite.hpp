@@ -103,7 +103,6 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
-  int busy_timeout_ms_;
   BusyWait busy_;
   std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
 };
