@@ -136,9 +136,11 @@ void Store::StreamCache::clear() {
 std::uint32_t Store::stream_row(std::string_view name) {
   auto [e, fresh] = heads_.find_or_add(name);
   if (fresh) {
-    sql::StmtScope s(db_->prepare("SELECT id, head, head_position, updated_at FROM streams WHERE name = ?1"));
+    sql::StmtScope s(db_->prepare(
+        "SELECT s.id, coalesce(h.head, -1), coalesce(h.head_position, 0) FROM streams s "
+        "LEFT JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));
     s->bind(1, name);
-    if (s->step()) heads_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), s->i64(3), false};
+    if (s->step()) heads_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), false};
   }
   return e;
 }
@@ -156,11 +158,12 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
 
   auto& find_id = db_->prepare("SELECT stream_id, type, data, position, version FROM events WHERE id = ?1");
   auto& insert_stream =
-      db_->prepare("INSERT INTO streams (name, category, head, head_position, updated_at) VALUES (?1, ?2, -1, 0, 0)");
+      db_->prepare("INSERT INTO streams (name, category) VALUES (?1, ?2)");
   auto& insert_event = db_->prepare(insert_events_sql(1).c_str());
   auto& insert_group = db_->prepare(insert_events_sql(kInsertRows).c_str());
-  auto& update_stream =
-      db_->prepare("UPDATE streams SET head = ?2, head_position = ?3, updated_at = ?4 WHERE id = ?1");
+  auto& update_head = db_->prepare(
+      "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position");
 
   sql::Txn txn(*db_);
   std::size_t at = 0;
@@ -278,7 +281,6 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       if (above_max(id.view())) max_id.assign(id.view());
       row.head += 1;
       row.head_position = position;
-      row.updated_at = recorded;
       if (!row.dirty) {
         row.dirty = true;
         dirty.push_back(entry);
@@ -288,8 +290,8 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     insert_pending();
     for (std::uint32_t entry : dirty) {
       StreamRow& row = heads_.row(entry);
-      sql::StmtScope s(update_stream);
-      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position).bind(4, row.updated_at);
+      sql::StmtScope s(update_head);
+      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position);
       s->run();
       row.dirty = false;
     }
@@ -348,9 +350,10 @@ void Store::read_stream(std::string_view stream, std::optional<std::int64_t> fro
   sql::Txn snapshot(*db_, sql::Txn::deferred);
   std::int64_t id, head, head_position;
   {
-    sql::StmtScope s(db_->prepare("SELECT id, head, head_position FROM streams WHERE name = ?1"));
+    sql::StmtScope s(db_->prepare(
+        "SELECT s.id, h.head, h.head_position FROM streams s JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));
     s->bind(1, stream);
-    if (!s->step() || s->i64(1) < 0)
+    if (!s->step())
       throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", stream));
     id = s->i64(0), head = s->i64(1), head_position = s->i64(2);
   }
@@ -449,18 +452,23 @@ void Store::read_last(std::int64_t count, const EventFilter& filter, const Event
 }
 
 std::optional<std::int64_t> Store::stream_version(std::string_view stream) {
-  sql::StmtScope s(db_->prepare("SELECT head FROM streams WHERE name = ?1"));
+  sql::StmtScope s(db_->prepare(
+      "SELECT h.head FROM streams s JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));
   s->bind(1, stream);
-  if (s->step() && s->i64(0) >= 0) return s->i64(0);
+  if (s->step()) return s->i64(0);
   return std::nullopt;
 }
 
 std::vector<StreamInfo> Store::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
   std::vector<StreamInfo> out;
+  // The last recorded_at is the head event's: one primary-key lookup per listed stream.
   auto s = db_->prepare_new(
-      category ? "SELECT name, head, head_position, updated_at FROM streams WHERE category = ?1 AND name >= ?2 "
-                 "AND head >= 0 ORDER BY name"
-               : "SELECT name, head, head_position, updated_at FROM streams WHERE name >= ?2 AND head >= 0 ORDER BY name");
+      category ? "SELECT s.name, h.head, h.head_position, e.recorded_at FROM streams s "
+                 "JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position "
+                 "WHERE s.category = ?1 AND s.name >= ?2 ORDER BY s.name"
+               : "SELECT s.name, h.head, h.head_position, e.recorded_at FROM streams s "
+                 "JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position "
+                 "WHERE s.name >= ?2 ORDER BY s.name");
   if (category) s.bind(1, *category);
   s.bind(2, prefix.value_or(""));
   while (s.step()) {
@@ -483,7 +491,7 @@ StoreStats Store::stats() {
   st.file_bytes = file_size(path());
   st.wal_bytes = file_size(path() + "-wal");
   st.events = db_->query_i64("SELECT count(*) FROM events");
-  st.streams = db_->query_i64("SELECT count(*) FROM streams WHERE head >= 0");
+  st.streams = db_->query_i64("SELECT count(*) FROM stream_heads");
   st.head_position = head_position();
   return st;
 }

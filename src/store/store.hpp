@@ -84,7 +84,6 @@ class Store {
     std::int64_t id = 0;  // 0: no such stream yet
     std::int64_t head = -1;
     std::int64_t head_position = 0;
-    std::int64_t updated_at = 0;
     bool dirty = false;  // changed by the append in progress
   };
   /// Stream rows by name, reused across append() calls. An open-addressing index into a vector

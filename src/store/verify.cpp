@@ -54,9 +54,9 @@ struct Hole {
 struct StreamState {
   std::int64_t next = 0;           // one above the highest version seen
   std::int64_t head_position = 0;  // position of the first event seen with version next-1
-  std::int64_t head_recorded = 0;
   std::int64_t events = 0;
   bool has_row = false;            // the streams table has this id
+  bool has_head = false;           // the stream_heads table has this id
   bool missing_reported = false;
   bool holes_overflow = false;
   std::unique_ptr<std::map<std::int64_t, Hole>> holes;  // by lo; only for damaged streams
@@ -133,6 +133,7 @@ class Verifier {
         guarded("reading streams and events", [&] { scan_events(); });
         guarded("checking ids", [&] { check_ids(); });
         guarded("checking stream rows", [&] { check_streams(); });
+        if (has("table", "stream_heads")) guarded("checking stream heads", [&] { check_heads(); });
       }
     }
     if (!o_.narrowed() || !o_.queues.empty()) {
@@ -184,7 +185,7 @@ class Verifier {
   void load_schema() {
     auto s = db_.prepare_new("SELECT type, name, coalesce(sql, '') FROM sqlite_schema");
     while (s.step()) schema_[std::string(s.text(0)) + ":" + std::string(s.text(1))] = std::string(s.text(2));
-    for (const char* t : {"events", "streams", "queues", "queue_items"})
+    for (const char* t : {"events", "streams", "stream_heads", "queues", "queue_items"})
       if (!has("table", t))
         report("schema", std::nullopt, std::nullopt, std::nullopt,
                fmt::format("table '{}' is missing; the checks that need it were skipped", t));
@@ -366,7 +367,7 @@ class Verifier {
                v == 0 ? fmt::format("prev is {}, but version 0 has no previous event (prev must be NULL)", prev)
                       : fmt::format("prev is {}, but version {} is at position {}", prev_null ? "NULL" : std::to_string(prev),
                                     v - 1, st.head_position));
-      advance(st, s, v, p);
+      advance(st, v, p);
       check_mark(sid, v, p, mark);
       return;
     }
@@ -383,7 +384,7 @@ class Verifier {
         st.holes_overflow = true;
       }
       check_prev_slow(sid, v, p, prev_null, prev);
-      advance(st, s, v, p);
+      advance(st, v, p);
       check_mark(sid, v, p, mark);
       return;
     }
@@ -424,10 +425,9 @@ class Verifier {
     check_prev_slow(sid, v, p, prev_null, prev);
   }
 
-  static void advance(StreamState& st, sql::Stmt& s, std::int64_t v, std::int64_t p) {
+  static void advance(StreamState& st, std::int64_t v, std::int64_t p) {
     st.next = v + 1;
     st.head_position = p;
-    st.head_recorded = s.i64(7);
   }
 
   // The prev link of an event that is not simply the next version of its stream.
@@ -570,10 +570,10 @@ class Verifier {
            fmt::format("id {} is also the id of the event at position {}{}", uuid_text(id), first, others));
   }
 
-  // ---- stream rows ----
+  // ---- stream rows and heads ----
   void check_streams() {
-    auto s = db_.prepare_new(only_stream_ ? "SELECT id, name, category, head, head_position, updated_at FROM streams WHERE id = ?1"
-                                          : "SELECT id, name, category, head, head_position, updated_at FROM streams");
+    auto s = db_.prepare_new(only_stream_ ? "SELECT id, name, category FROM streams WHERE id = ?1"
+                                          : "SELECT id, name, category FROM streams");
     if (only_stream_) s.bind(1, *only_stream_);
     while (s.step()) {
       ++counts_.streams;
@@ -582,31 +582,45 @@ class Verifier {
       if (category != category_of(name))
         report("stream_category", id, std::nullopt, std::nullopt,
                fmt::format("category is '{}', but the category of '{}' is '{}'", category, name, category_of(name)));
-      if (!scan_complete_) continue;  // heads cannot be judged without every event
-      const std::int64_t head = s.i64(3), head_position = s.i64(4), updated_at = s.i64(5);
-      const StreamState* st = find_state(id);
+    }
+  }
+
+  // Every stream with events has a head row naming its highest version and where it is; no
+  // other head rows exist. Judged only after a complete scan of the events.
+  void check_heads() {
+    if (!scan_complete_) return;
+    auto s = db_.prepare_new(only_stream_ ? "SELECT stream_id, head, head_position FROM stream_heads WHERE stream_id = ?1"
+                                          : "SELECT stream_id, head, head_position FROM stream_heads");
+    if (only_stream_) s.bind(1, *only_stream_);
+    while (s.step()) {
+      const std::int64_t id = s.i64(0), head = s.i64(1), head_position = s.i64(2);
+      StreamState* st = find_state(id);
+      if (st) st->has_head = true;
       if (!st || st->events == 0) {
-        if (head != -1)
-          report("stream_head", id, head, head_position,
-                 fmt::format("the stream's row says head version {} at position {}, but the stream has no events", head,
-                             head_position));
+        report("stream_head", id, head, head_position,
+               fmt::format("a head row says version {} at position {}, but the stream has no events", head,
+                           head_position));
         continue;
       }
-      std::vector<std::string> wrong;
       const std::int64_t last = st->next - 1;
+      std::vector<std::string> wrong;
       if (head != last) wrong.push_back(fmt::format("head is {}, but the highest version is {}", head, last));
       if (head_position != st->head_position)
         wrong.push_back(fmt::format("head_position is {}, but version {} is at position {}", head_position, last,
                                     st->head_position));
-      if (updated_at != st->head_recorded)
-        wrong.push_back(fmt::format("updated_at is {}, but version {} was recorded at {}", updated_at, last,
-                                    st->head_recorded));
       if (!wrong.empty()) {
         std::string detail = wrong[0];
         for (std::size_t i = 1; i < wrong.size(); ++i) detail.append("; ").append(wrong[i]);
         report("stream_head", id, last, st->head_position, std::move(detail));
       }
     }
+    auto headless = [&](std::int64_t id, const StreamState& st) {
+      if (st.events > 0 && !st.has_head && (!only_stream_ || *only_stream_ == id))
+        report("stream_head", id, st.next - 1, st.head_position,
+               fmt::format("the stream has events up to version {}, but no head row", st.next - 1));
+    };
+    for (std::size_t i = 0; i < states_.size(); ++i) headless(static_cast<std::int64_t>(i), states_[i]);
+    for (const auto& [id, st] : other_states_) headless(id, st);
   }
 
   // ---- queues (kept together: the queue tables may still change) ----

@@ -56,7 +56,7 @@ TEST_SUITE("cli/store_file") {
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(contains(r.out, store));
     auto q = sqlite3(store, "PRAGMA application_id; PRAGMA user_version; PRAGMA journal_mode; SELECT count(*) FROM events;");
-    CHECK(q.out == "1163084628\n1\nwal\n0\n");
+    CHECK(q.out == "1163084628\n2\nwal\n0\n");
     REQUIRE(run({"--store", store, "append", "s", "T", "{\"a\":1}"}).status == 0);
     r = run({"--store", store, "--json", "init"});
     REQUIRE(r.status == 0);
@@ -116,8 +116,58 @@ TEST_SUITE("cli/store_file") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(run({"--store", store, "append", "s", "T"}).status == 0);
-    REQUIRE(sqlite3(store, "PRAGMA user_version = 2;").status == 0);
-    all_refuse(store, 1, "has schema version 2, newer than this esctl understands (1); upgrade esctl");
+    REQUIRE(sqlite3(store, "PRAGMA user_version = 3;").status == 0);
+    all_refuse(store, 1, "has schema version 3, newer than this esctl understands (2); upgrade esctl");
+  }
+
+  TEST_CASE("a schema version 1 store is refused by readers, naming the fix, and upgraded by the first write") {
+    TempDir d;
+    auto store = d / "s.db";
+    std::string input;
+    for (int i = 0; i < 300; ++i)
+      input += "{\"stream\":\"s" + std::to_string(i % 7) + "-x\",\"type\":\"T\",\"data\":{\"i\":" + std::to_string(i) + "}}\n";
+    REQUIRE(run({"--store", store, "import", "-q"}, RunOptions{input, {}, ""}).status == 0);
+    REQUIRE(run({"--store", store, "queue", "create", "q", "--from", "start"}).status == 0);
+    auto exported = run({"--store", store, "export"});
+    auto streams = run({"--store", store, "--json", "streams"});
+    REQUIRE(exported.status == 0);
+    // Turn it into what esctl wrote before version 2: the heads inside the streams rows.
+    auto down = sqlite3(store,
+                        "BEGIN;"
+                        "CREATE TABLE streams_v1 (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, category TEXT NOT NULL,"
+                        " head INTEGER NOT NULL, head_position INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+                        "INSERT INTO streams_v1 SELECT s.id, s.name, s.category, h.head, h.head_position, e.recorded_at"
+                        " FROM streams s JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position;"
+                        "DROP VIEW event_log; DROP TABLE streams; DROP TABLE stream_heads;"
+                        "ALTER TABLE streams_v1 RENAME TO streams;"
+                        "CREATE INDEX streams_by_category ON streams(category);"
+                        "CREATE VIEW event_log AS SELECT e.position, s.name AS stream, e.version FROM events e"
+                        " JOIN streams s ON s.id = e.stream_id;"
+                        "PRAGMA user_version = 1; COMMIT;");
+    REQUIRE_MESSAGE(down.status == 0, down.err);
+
+    auto before = file_hash(store);
+    for (auto args : reading_commands()) {
+      INFO(args[0]);
+      args.insert(args.begin(), {"--store", store});
+      auto r = run(args);
+      CHECK(r.status == 1);
+      CHECK(contains(r.err, "has schema version 1, older than this esctl's (2); upgrade it once with 'esctl init'"));
+    }
+    CHECK(run({"--store", store, "verify"}).status == 1);
+    CHECK(file_hash(store) == before);
+
+    REQUIRE(run({"--store", store, "init"}).status == 0);
+    CHECK(sqlite3(store, "PRAGMA user_version;").out == "2\n");
+    CHECK(run({"--store", store, "export"}).out == exported.out);
+    CHECK(run({"--store", store, "--json", "streams"}).out == streams.out);
+    auto v = run({"--store", store, "verify"});
+    CHECK_MESSAGE(v.status == 0, v.out, v.err);
+    auto next = run({"--store", store, "--json", "append", "s3-x", "T", "--expect", "42"});
+    REQUIRE_MESSAGE(next.status == 0, next.err);
+    CHECK(json::parse(next.out)["version"] == 43);
+    CHECK(run({"--store", store, "--json", "queue", "status", "q"}).status == 0);
+    CHECK(run({"--store", store, "read", "s0-x", "--from", "40"}).out.find("295 s0-x@42 T ") != std::string::npos);
   }
 
   TEST_CASE("stored events cannot be changed or deleted, even with sqlite3") {
@@ -143,13 +193,13 @@ TEST_SUITE("cli/store_file") {
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(contains(r.out, "store:"));
     CHECK(contains(r.out, store));
-    CHECK(contains(r.out, "schema version: 1"));
+    CHECK(contains(r.out, "schema version: 2"));
     CHECK(contains(r.out, "events:         3"));
     CHECK(contains(r.out, "streams:        2"));
     CHECK(contains(r.out, "bytes"));
     auto j = json::parse(run({"--store", store, "--json", "stats"}).out);
     CHECK(j["store"] == store);
-    CHECK(j["schema_version"] == 1);
+    CHECK(j["schema_version"] == 2);
     CHECK(j["events"] == 3);
     CHECK(j["streams"] == 2);
     CHECK(j["head_position"] == 3);

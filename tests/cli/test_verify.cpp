@@ -169,7 +169,7 @@ TEST_SUITE("cli/verify") {
              "WHERE version % 64 = 0' WHERE name = 'events_marks';"
              "PRAGMA writable_schema = OFF;",
          {"mark_missing"}, "mark_missing", "s2-x", 64, pos(n, 2, 64)},
-        {"make a stream head disagree", "UPDATE streams SET head = 68, head_position = 5 WHERE name = 's1-x';",
+        {"make a stream head disagree", "UPDATE stream_heads SET head = 68, head_position = 5 WHERE stream_id = (SELECT id FROM streams WHERE name = 's1-x');",
          {"stream_head"}, "stream_head", "s1-x", 69, pos(n, 1, 69)},
     };
     for (const auto& c : cases) {
