@@ -8,6 +8,9 @@
 //   partial index holds only every 64th version ("marks"). Reading a stream walks at most 63
 //   links from the nearest mark. Version uniqueness and contiguity are guaranteed by the writer
 //   (versions are assigned from stream_heads.head under BEGIN IMMEDIATE) and checked by `verify`.
+//   The marks are keyed (version, stream_id), not (stream_id, version): lookups give both, and
+//   interleaved streams that grow together then add their marks side by side in a few pages
+//   instead of one page per mark (~10% of an import's pages per commit over 10k streams).
 // - Ids are 16-byte blobs with a unique index; generated ids are UUIDv7, so that index too
 //   grows at its right edge.
 // - streams: one row per stream (name, category), written once when the stream is created.
@@ -59,7 +62,7 @@ CREATE TABLE events (
   recorded_at  INTEGER NOT NULL       -- µs since the epoch, UTC
 );
 CREATE UNIQUE INDEX events_by_id ON events(id);
-CREATE UNIQUE INDEX events_marks ON events(stream_id, version) WHERE version % 64 = 0;
+CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 64 = 0;
 
 CREATE TRIGGER events_immutable_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
@@ -126,8 +129,9 @@ CREATE TABLE queue_runs (
 // Migrations, one per older version, each frozen as that step was first released: it turns a
 // store of version N into one of version N+1 and never changes afterwards.
 //
-// 1 -> 2: the heads move out of the streams rows into stream_heads (see the top of this file);
-// updated_at is dropped (it is the recorded_at of the event at head_position).
+// 1 -> 2: the heads move out of the streams rows into stream_heads, and the marks index is keyed
+// (version, stream_id) (see the top of this file); updated_at is dropped (it is the recorded_at
+// of the event at head_position).
 constexpr const char* kMigrateFrom1 = R"sql(
 CREATE TABLE stream_heads (
   stream_id       INTEGER PRIMARY KEY,  -- streams.id
@@ -138,6 +142,8 @@ INSERT INTO stream_heads (stream_id, head, head_position) SELECT id, head, head_
 ALTER TABLE streams DROP COLUMN head;
 ALTER TABLE streams DROP COLUMN head_position;
 ALTER TABLE streams DROP COLUMN updated_at;
+DROP INDEX events_marks;
+CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 64 = 0;
 )sql";
 
 constexpr const char* kMigrations[] = {kMigrateFrom1};  // [i]: from version i + 1

@@ -161,11 +161,11 @@ TEST_SUITE("cli/verify") {
          100},
         {"drop a mark",
          "DROP INDEX events_marks;"
-         "CREATE UNIQUE INDEX events_marks ON events(stream_id, version) WHERE version % 64 = 0 AND position <> " +
+         "CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 64 = 0 AND position <> " +
              std::to_string(pos(n, 2, 64)) +
              ";"
              "PRAGMA writable_schema = ON;"
-             "UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX events_marks ON events(stream_id, version) "
+             "UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX events_marks ON events(version, stream_id) "
              "WHERE version % 64 = 0' WHERE name = 'events_marks';"
              "PRAGMA writable_schema = OFF;",
          {"mark_missing"}, "mark_missing", "s2-x", 64, pos(n, 2, 64)},

@@ -295,9 +295,9 @@ TEST_SUITE("store/verify") {
     // definition: the index now lacks one entry it should have.
     tamper(t.path,
            "DROP INDEX events_marks;"
-           "CREATE UNIQUE INDEX events_marks ON events(stream_id, version) WHERE version % 64 = 0 AND position <> 65;"
+           "CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 64 = 0 AND position <> 65;"
            "PRAGMA writable_schema = ON;"
-           "UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX events_marks ON events(stream_id, version) "
+           "UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX events_marks ON events(version, stream_id) "
            "WHERE version % 64 = 0' WHERE name = 'events_marks';"
            "PRAGMA writable_schema = OFF;");
     {
