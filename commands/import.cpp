@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <exception>
+#include <future>
 
 #include "commands/command.hpp"
 #include "commands/io.hpp"
@@ -45,6 +47,42 @@ void print_summary(Context& ctx, const Tally& t, double seconds) {
   }
 }
 
+/// Up to `size` parsed events from `lines`; a bad line or SIGINT ends the batch with `error`
+/// (the events before it are dropped: a batch is written whole or not at all).
+struct Batch {
+  std::vector<NewEvent> events;
+  std::vector<std::int64_t> line_nos;
+  std::exception_ptr error;
+  bool eof = false;          // the input ended
+  bool cut = false;          // SIGINT before the end of the input
+  std::int64_t bytes_after = 0;  // input consumed, for progress
+};
+
+Batch read_batch(LineReader& lines, std::int64_t size) {
+  Batch b;
+  b.events.reserve(static_cast<std::size_t>(std::min<std::int64_t>(size, 100000)));
+  try {
+    std::string_view line;
+    while (static_cast<std::int64_t>(b.events.size()) < size) {
+      if (interrupted()) {
+        b.cut = true;
+        break;
+      }
+      if (!lines.next(line)) {
+        b.eof = true;
+        break;
+      }
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      b.events.push_back(parse_event_line(line, lines.line_no()));
+      b.line_nos.push_back(lines.line_no());
+    }
+  } catch (const Error&) {
+    b.error = std::current_exception();
+  }
+  b.bytes_after = lines.bytes();
+  return b;
+}
+
 }  // namespace
 
 Runner setup_import(CLI::App& app) {
@@ -62,56 +100,51 @@ Runner setup_import(CLI::App& app) {
     Progress progress(ctx.progress, "import", "events", lines.size());
     const auto t0 = std::chrono::steady_clock::now();
     Tally t;
-    std::vector<NewEvent> batch;
-    std::vector<std::int64_t> line_nos;
-    batch.reserve(static_cast<std::size_t>(std::min<std::int64_t>(batch_size, 100000)));
-    bool eof = false, cut = false;  // cut: stopped by SIGINT before the end of the input
-    while (!eof) {
-      batch.clear();
-      line_nos.clear();
-      std::string_view line;
-      try {
-        while (static_cast<std::int64_t>(batch.size()) < batch_size) {
-          if (interrupted()) {
-            cut = true;
-            break;
+    // Parsing the next batch overlaps writing this one (mostly its commit's fsync), but only
+    // from a regular file: a read from a pipe or terminal may block until SIGINT, which would
+    // then reach one thread and not the other.
+    const bool read_ahead = lines.size() > 0;
+    auto read_next = [&lines, batch_size] { return read_batch(lines, batch_size); };
+    std::future<Batch> ahead;
+    Batch b;
+    for (bool first = true;; first = false) {
+      if (first || !read_ahead) b = read_next();
+      else b = ahead.get();
+      if (read_ahead && !b.error && !b.eof && !b.cut) ahead = std::async(std::launch::async, read_next);
+      if (b.error) {
+        try {
+          std::rethrow_exception(b.error);
+        } catch (const Error& e) {
+          if (e.code() != Errc::interrupted) {
+            progress.finish();
+            if (t.batches == 0) throw;
+            throw Error(e.code(), fmt::format("{}; nothing of this line's batch was written (committed before it: {}); "
+                                              "fix the line and run the same import again to finish",
+                                              e.what(), done_note(t)));
           }
-          if (!lines.next(line)) {
-            eof = true;
-            break;
-          }
-          if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-          batch.push_back(parse_event_line(line, lines.line_no()));
-          line_nos.push_back(lines.line_no());
+          b.cut = true;
+          b.events.clear();
         }
-      } catch (const Error& e) {
-        if (e.code() == Errc::interrupted) {
-          cut = true;
-          break;
-        }
-        progress.finish();
-        if (t.batches == 0) throw;
-        throw Error(e.code(), fmt::format("{}; nothing of this line's batch was written (committed before it: {}); "
-                                          "fix the line and run the same import again to finish",
-                                          e.what(), done_note(t)));
       }
-      if (cut || batch.empty()) break;
+      if (b.cut || b.events.empty()) break;
       std::size_t failed = 0;
       std::vector<Appended> done;
       try {
-        done = store.append(batch, {}, !o->ignore_versions, &failed);
+        done = store.append(b.events, {}, !o->ignore_versions, &failed);
       } catch (const Error& e) {
         progress.finish();
         if (e.code() != Errc::conflict) throw;
-        std::string where = failed < line_nos.size() ? fmt::format("line {}: ", line_nos[failed]) : "";
+        std::string where = failed < b.line_nos.size() ? fmt::format("line {}: ", b.line_nos[failed]) : "";
         throw Error(e.code(), fmt::format("{}{}; nothing of this line's batch was written{}", where, e.what(),
                                           t.batches ? fmt::format(" (committed before it: {})", done_note(t)) : ""));
       }
       for (const auto& a : done) (a.existed ? t.skipped : t.imported) += 1;
-      t.lines += static_cast<std::int64_t>(batch.size());
+      t.lines += static_cast<std::int64_t>(b.events.size());
       t.batches += 1;
-      progress.update(lines.bytes(), t.imported + t.skipped);
+      progress.update(b.bytes_after, t.imported + t.skipped);
+      if (b.eof) break;
     }
+    const bool cut = b.cut;
     progress.finish();
     if (cut) {
       fmt::print(stderr, "esctl: import interrupted; committed: {}; run the same import again to finish it\n",

@@ -423,6 +423,10 @@ int main(int argc, char** argv) {
       shell_cpu.push_back(s.cpu_seconds);
     }
   }
+  if (c.appends <= 0) {  // --appends 0: import and read only
+    if (own_dir) std::filesystem::remove_all(c.dir);
+    return 0;
+  }
   double em = median(esctl_s) * 1000, sm = median(shell_s) * 1000;
   fmt::print("append, one process per event ({} runs)   median ms   median CPU ms\n", c.appends);
   if (have_sqlite3)

@@ -146,6 +146,40 @@ TEST_SUITE("cli/import_export") {
     CHECK(event_count(store) == 4);
   }
 
+  TEST_CASE("from a FILE, read a batch ahead while one is written, batches, bad lines and conflicts are as from stdin") {
+    TempDir d;
+    auto input = numbered(3000, 37);
+    write_file(d / "in.ndjson", input);
+    auto piped = d / "piped.db", filed = d / "filed.db";
+    REQUIRE(import(piped, {"--batch", "7"}, input).status == 0);
+    auto r = import(filed, {"--batch", "7", d / "in.ndjson"});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(contains(r.out, "imported 3000 events"));
+    CHECK(contains(r.out, "in 429 batches"));
+    CHECK(export_all(filed) == export_all(piped));
+
+    // A bad line in the third batch: the two before it are written, nothing after it.
+    write_file(d / "bad.ndjson", numbered(5, 2) + "{\"stream\":\"s-0\",\"type\":\"T\",\"data\":{oops}}\n" + numbered(3, 2));
+    auto store = d / "bad.db";
+    r = import(store, {"--batch", "2", d / "bad.ndjson"});
+    CHECK(r.status == 5);
+    CHECK(contains(r.err, "line 6"));
+    CHECK(contains(r.err, "4 events imported"));
+    CHECK(event_count(store) == 4);
+
+    // A conflict in the second batch while the third is already read: only the first is written.
+    auto conflicted = d / "conflict.db";
+    REQUIRE(run({"--store", conflicted, "append", "s-1", "T"}).status == 0);
+    write_file(d / "conflict.ndjson", line("s-2", "T", "{}", ",\"version\":0") + line("s-3", "T", "{}", ",\"version\":0") +
+                                          line("s-1", "T", "{}", ",\"version\":0") + line("s-4", "T") +
+                                          line("s-5", "T") + line("s-6", "T"));
+    r = import(conflicted, {"--batch", "2", d / "conflict.ndjson"});
+    CHECK(r.status == 3);
+    CHECK(contains(r.err, "line 3"));
+    CHECK(contains(r.err, "committed before it: 2 events imported"));
+    CHECK(event_count(conflicted) == 3);
+  }
+
   TEST_CASE("re-running an import that stopped part way finishes it without duplicates") {
     TempDir d;
     auto store = d / "s.db", whole = d / "whole.db";
