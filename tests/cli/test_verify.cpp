@@ -224,15 +224,16 @@ TEST_SUITE("cli/verify") {
   TEST_CASE("flipped bytes in a page are integrity violations (exit 6), an unreadable schema exits 1") {
     TempDir dir;
     auto store = make_store(dir, 5, 400);
-    const std::int64_t page = 4096, pages = file_size(store) / page;
+    RunOptions db;
+    db.env["DB"] = store;
+    const std::int64_t page = std::stoll(sh("sqlite3 \"$DB\" \"PRAGMA page_size\"", db).out);
+    const std::int64_t pages = file_size(store) / page;
     REQUIRE(pages > 20);
     SUBCASE("a page in the middle of the file") {
       overwrite(store, (pages / 2) * page, std::string(8, '\xff'));
     }
     SUBCASE("the root page of the events table") {
-      RunOptions o;
-      o.env["DB"] = store;
-      auto root = sh("sqlite3 \"$DB\" \"SELECT rootpage FROM sqlite_schema WHERE name = 'events'\"", o);
+      auto root = sh("sqlite3 \"$DB\" \"SELECT rootpage FROM sqlite_schema WHERE name = 'events'\"", db);
       REQUIRE(root.status == 0);
       overwrite(store, (std::stoll(root.out) - 1) * page + 2, std::string(6, '\x5a'));
     }

@@ -4,15 +4,15 @@
 # SIGSTOP for PAUSE_SECONDS (default 60) from a quarter of the run on, then continued. The size
 # of the store's -wal file is sampled every second; the script prints its maximum and final size.
 #
-# The bound it checks (README "Limits"). esctl leaves SQLite's WAL settings at their defaults:
-# after any commit that leaves the WAL at 1000 pages or more (wal_autocheckpoint; 4 KiB pages)
+# The bound it checks (README "Limits"). After any commit that leaves the WAL at 4 MiB or more
+# (wal_autocheckpoint, which esctl sets to 512 of the 8 KiB pages of a store it creates)
 # the committer runs a passive checkpoint, and the first commit after a complete checkpoint
 # writes from the start of the file again, so the file stops growing; when it starts over, a
 # file larger than journal_size_limit (8 MiB, set on every connection) is cut back to that size.
 # The last connection to close checkpoints and removes it.
 # The long-running readers (tail -f, drain --follow) hold a read snapshot only while a query
 # runs, never while they wait or print, so in steady operation the WAL stays within
-#     WAL_LIMIT_BYTES = 2 x 1000 pages x (4096 + 24) bytes + 1 MiB  (about 9 MiB)
+#     WAL_LIMIT_BYTES = 2 x 512 pages x (8192 + 24) bytes + 1 MiB  (about 9 MiB)
 # — two checkpoint intervals (a checkpoint can find a reader mid-query and complete only at a
 # later commit) plus one transaction's frames (this script's are ~25 KB; a big import batch
 # adds its own size). A process that keeps one snapshot open (a long `export`, a `read --all`
@@ -37,8 +37,8 @@ SOAK_SECONDS=${SOAK_SECONDS:-600}
 PAUSE_SECONDS=${PAUSE_SECONDS:-60}
 APPEND_EVENTS=${APPEND_EVENTS:-50}
 PAD_BYTES=${PAD_BYTES:-400}
-WAL_LIMIT_BYTES=${WAL_LIMIT_BYTES:-$((2 * 1000 * (4096 + 24) + 1048576))}
-WAL_SETTLED_BYTES=${WAL_SETTLED_BYTES:-$((1000 * (4096 + 24) + 1048576))}
+WAL_LIMIT_BYTES=${WAL_LIMIT_BYTES:-$((2 * 512 * (8192 + 24) + 1048576))}
+WAL_SETTLED_BYTES=${WAL_SETTLED_BYTES:-$((512 * (8192 + 24) + 1048576))}
 PAUSE_AT=$((SOAK_SECONDS / 4))
 
 if [[ -n ${SOAK_DIR:-} ]]; then
