@@ -20,6 +20,7 @@
 
 #include "core/error.hpp"
 #include "core/signals.hpp"
+#include "store/wal_vfs.hpp"
 
 namespace esctl::sql {
 namespace {
@@ -140,7 +141,7 @@ Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path
   flags |= mode == OpenMode::read_only ? SQLITE_OPEN_READONLY
            : mode == OpenMode::create  ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
                                        : SQLITE_OPEN_READWRITE;
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, wal_vfs_name());
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     int err = db_ ? sqlite3_system_errno(db_) : 0;
