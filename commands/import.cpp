@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <exception>
 #include <future>
+#include <optional>
 
 #include "commands/command.hpp"
 #include "commands/io.hpp"
@@ -47,14 +47,14 @@ void print_summary(Context& ctx, const Tally& t, double seconds) {
   }
 }
 
-/// Up to `size` parsed events from `lines`; a bad line or SIGINT ends the batch with `error`
-/// (the events before it are dropped: a batch is written whole or not at all).
+/// Up to `size` parsed events from `lines`. A bad line ends the batch with `error`, SIGINT with
+/// `cut`; either way its events are dropped (a batch is written whole or not at all).
 struct Batch {
   std::vector<NewEvent> events;
   std::vector<std::int64_t> line_nos;
-  std::exception_ptr error;
-  bool eof = false;          // the input ended
-  bool cut = false;          // SIGINT before the end of the input
+  std::optional<Error> error;
+  bool eof = false;              // the input ended
+  bool cut = false;              // SIGINT before the end of the input
   std::int64_t bytes_after = 0;  // input consumed, for progress
 };
 
@@ -76,9 +76,11 @@ Batch read_batch(LineReader& lines, std::int64_t size) {
       b.events.push_back(parse_event_line(line, lines.line_no()));
       b.line_nos.push_back(lines.line_no());
     }
-  } catch (const Error&) {
-    b.error = std::current_exception();
+  } catch (const Error& e) {
+    if (e.code() == Errc::interrupted) b.cut = true;
+    else b.error = e;
   }
+  if (b.cut || b.error) b.events.clear();
   b.bytes_after = lines.bytes();
   return b;
 }
@@ -106,27 +108,21 @@ Runner setup_import(CLI::App& app) {
     const bool read_ahead = lines.size() > 0;
     auto read_next = [&lines, batch_size] { return read_batch(lines, batch_size); };
     std::future<Batch> ahead;
-    Batch b;
-    for (bool first = true;; first = false) {
-      if (first || !read_ahead) b = read_next();
-      else b = ahead.get();
+    bool cut = false;
+    for (Batch b = read_next();; b = read_ahead ? ahead.get() : read_next()) {
       if (read_ahead && !b.error && !b.eof && !b.cut) ahead = std::async(std::launch::async, read_next);
       if (b.error) {
-        try {
-          std::rethrow_exception(b.error);
-        } catch (const Error& e) {
-          if (e.code() != Errc::interrupted) {
-            progress.finish();
-            if (t.batches == 0) throw;
-            throw Error(e.code(), fmt::format("{}; nothing of this line's batch was written (committed before it: {}); "
-                                              "fix the line and run the same import again to finish",
-                                              e.what(), done_note(t)));
-          }
-          b.cut = true;
-          b.events.clear();
-        }
+        progress.finish();
+        if (t.batches == 0) throw *b.error;
+        throw Error(b.error->code(), fmt::format("{}; nothing of this line's batch was written (committed before it: {}); "
+                                                 "fix the line and run the same import again to finish",
+                                                 b.error->what(), done_note(t)));
       }
-      if (b.cut || b.events.empty()) break;
+      if (b.cut) {
+        cut = true;
+        break;
+      }
+      if (b.events.empty()) break;
       std::size_t failed = 0;
       std::vector<Appended> done;
       try {
@@ -144,7 +140,6 @@ Runner setup_import(CLI::App& app) {
       progress.update(b.bytes_after, t.imported + t.skipped);
       if (b.eof) break;
     }
-    const bool cut = b.cut;
     progress.finish();
     if (cut) {
       fmt::print(stderr, "esctl: import interrupted; committed: {}; run the same import again to finish it\n",

@@ -180,7 +180,9 @@ void configure_connection(sql::Db& db) {
   // A commit that leaves the WAL at 4 MiB or more checkpoints it, whatever the page size (SQLite
   // counts 1000 pages: 4 MiB of the 4 KiB pages of stores made before 8 KiB pages).
   const auto page_size = db.query_i64("PRAGMA page_size");
-  if (page_size > 0) db.exec(fmt::format("PRAGMA wal_autocheckpoint = {}", std::max<std::int64_t>(1, kWalCheckpointBytes / page_size)).c_str());
+  if (page_size > 0)
+    db.exec(fmt::format("PRAGMA wal_autocheckpoint = {}", std::max<std::int64_t>(1, kWalCheckpointBytes / page_size))
+                .c_str());
 }
 
 void prepare_schema(sql::Db& db, OpenIntent intent) {

@@ -47,17 +47,6 @@ const std::string& insert_events_sql(int rows) {
   return rows == 1 ? single : group;
 }
 
-// Sets the heads of `rows` streams: new ones get a row, others have theirs updated.
-const std::string& upsert_heads_sql(int rows) {
-  static const auto make = [](int n) {
-    std::string sql = "INSERT INTO stream_heads (stream_id, head, head_position) VALUES ";
-    for (int r = 0; r < n; ++r) sql.append(r ? ",(?,?,?)" : "(?,?,?)");
-    return sql + " ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position";
-  };
-  static const std::string single = make(1), group = make(kInsertRows);
-  return rows == 1 ? single : group;
-}
-
 constexpr const char* kSelectEvent =
     "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
 
@@ -172,8 +161,9 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       db_->prepare("INSERT INTO streams (name, category) VALUES (?1, ?2)");
   auto& insert_event = db_->prepare(insert_events_sql(1).c_str());
   auto& insert_group = db_->prepare(insert_events_sql(kInsertRows).c_str());
-  auto& update_head = db_->prepare(upsert_heads_sql(1).c_str());
-  auto& update_heads = db_->prepare(upsert_heads_sql(kInsertRows).c_str());
+  auto& update_head = db_->prepare(
+      "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position");
 
   sql::Txn txn(*db_);
   std::size_t at = 0;
@@ -298,19 +288,12 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
     }
     insert_pending();
-    // The moved heads in stream id order (each b-tree seek lands beside the last one), up to
-    // kInsertRows to a statement.
-    std::sort(dirty.begin(), dirty.end(),
-              [this](std::uint32_t a, std::uint32_t b) { return heads_.row(a).id < heads_.row(b).id; });
-    for (std::size_t i = 0; i < dirty.size();) {
-      const int rows = dirty.size() - i >= kInsertRows ? kInsertRows : 1;
-      sql::StmtScope s(rows == kInsertRows ? update_heads : update_head);
-      for (int k = 0; k < rows; ++k, ++i) {
-        StreamRow& row = heads_.row(dirty[i]);
-        s->bind(k * 3 + 1, row.id).bind(k * 3 + 2, row.head).bind(k * 3 + 3, row.head_position);
-        row.dirty = false;
-      }
+    for (std::uint32_t entry : dirty) {
+      StreamRow& row = heads_.row(entry);
+      sql::StmtScope s(update_head);
+      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position);
       s->run();
+      row.dirty = false;
     }
     txn.commit();
     heads_data_version_ = data_version;

@@ -37,8 +37,7 @@ sqlite3_vfs g_vfs;
 struct File {
   sqlite3_file base;          // our methods
   sqlite3_file* real;         // the wrapped file, stored right after this struct
-  bool wal = false;
-  std::vector<char>* buf = nullptr;  // pending appends (WAL files only)
+  std::vector<char>* buf = nullptr;  // pending appends; only WAL files have one
   sqlite3_int64 buf_at = 0;          // file offset of buf's first byte
   bool flush_after_next = false;     // the last write was a commit frame's header
 };
@@ -74,7 +73,7 @@ int x_read(sqlite3_file* pf, void* out, int n, sqlite3_int64 at) {
 
 int x_write(sqlite3_file* pf, const void* data, int n, sqlite3_int64 at) {
   File* f = of(pf);
-  if (!f->wal) return f->real->pMethods->xWrite(f->real, data, n, at);
+  if (!f->buf) return f->real->pMethods->xWrite(f->real, data, n, at);
   const bool append = !f->buf->empty() && at == f->buf_at + static_cast<sqlite3_int64>(f->buf->size());
   if (!append || f->buf->size() + static_cast<std::size_t>(n) > kBufferBytes) {
     if (int rc = flush(f); rc != SQLITE_OK) return rc;
@@ -146,11 +145,10 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
   f->real = reinterpret_cast<sqlite3_file*>(f + 1);
   int rc = g_base->xOpen(g_base, name, f->real, flags, out_flags);
   if (rc != SQLITE_OK || !f->real->pMethods) return rc;
-  f->wal = (flags & SQLITE_OPEN_WAL) != 0;
   f->buf = nullptr;
   f->buf_at = 0;
   f->flush_after_next = false;
-  if (f->wal) {
+  if (flags & SQLITE_OPEN_WAL) {
     f->buf = new (std::nothrow) std::vector<char>();
     if (!f->buf) {
       f->real->pMethods->xClose(f->real);
