@@ -67,6 +67,42 @@ std::vector<std::int64_t> positions_of(const std::vector<std::string>& args) {
   return out;
 }
 
+// `POSITION:LEASE` (fenced: settles that delivery only) or a bare `POSITION` (an override).
+std::vector<Target> targets_of(const std::vector<std::string>& args) {
+  std::vector<Target> out;
+  for (const auto& a : args) {
+    auto colon = a.find(':');
+    Target t;
+    if (colon == std::string::npos) {
+      t.position = positive(a, "POSITION");
+    } else {
+      std::string p = a.substr(0, colon), l = a.substr(colon + 1);
+      auto bad = [&] {
+        return Error(Errc::usage, fmt::format("invalid POSITION:LEASE '{}': give a position and the \"lease\" of "
+                                              "its delivery as 'queue pull --json' prints them, like 7:12",
+                                              a));
+      };
+      if (p.empty() || l.empty() || p.find_first_not_of("0123456789") != std::string::npos ||
+          l.find_first_not_of("0123456789") != std::string::npos)
+        throw bad();
+      t.position = positive(p, "POSITION");
+      t.lease = positive(l, "LEASE");
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+// Reports the fenced targets that were stale; the exit status of `queue ack|nack`.
+int report_stale(const std::vector<Target>& stale, const std::string& queue, const char* verb) {
+  for (const auto& t : stale)
+    fmt::print(stderr,
+               "esctl: error: {}:{} of queue '{}' is stale: that delivery's lease expired or the event was delivered "
+               "again or settled since; not {} (a bare position {} overrides)\n",
+               t.position, *t.lease, queue, verb, t.position);
+  return stale.empty() ? 0 : exit_code::kConflict;
+}
+
 std::string duration_text(std::int64_t ms) {
   if (ms > 0 && ms % 3600000 == 0) return fmt::format("{}h", ms / 3600000);
   if (ms > 0 && ms % 60000 == 0) return fmt::format("{}m", ms / 60000);
@@ -123,6 +159,14 @@ void append_status_json(std::string& b, const QueueStatus& st) {
   } else {
     b.append("null");
   }
+  b.append(",\"oldest_unacked_since\":");
+  if (st.oldest_since_us) {
+    b.push_back('"');
+    append_rfc3339(b, *st.oldest_since_us);
+    b.push_back('"');
+  } else {
+    b.append("null");
+  }
   b.append(fmt::format(",\"start\":{},\"filter\":{{\"streams\":", q.start_position));
   append_strings(b, q.filter.stream_globs);
   b.append(",\"categories\":");
@@ -135,10 +179,13 @@ void append_status_json(std::string& b, const QueueStatus& st) {
 
 std::string oldest_text(const QueueStatus& st, std::int64_t now, bool long_form) {
   if (!st.oldest_position) return long_form ? "none" : "-";
-  std::string age = st.oldest_recorded_at_us ? age_text(now - *st.oldest_recorded_at_us) : "?";
+  std::string age = st.oldest_since_us ? age_text(now - *st.oldest_since_us) : "?";
   if (!long_form) return age;
-  return fmt::format("position {}, recorded {} ({} ago)", *st.oldest_position,
-                     st.oldest_recorded_at_us ? format_rfc3339(*st.oldest_recorded_at_us) : "?", age);
+  std::string since;
+  if (st.oldest_since_us && st.oldest_recorded_at_us && *st.oldest_since_us > *st.oldest_recorded_at_us)
+    since = fmt::format(", deliverable to this queue since {}", format_rfc3339(*st.oldest_since_us));
+  return fmt::format("position {}, recorded {}{} ({} ago)", *st.oldest_position,
+                     st.oldest_recorded_at_us ? format_rfc3339(*st.oldest_recorded_at_us) : "?", since, age);
 }
 
 void print_status(Context& ctx, const QueueStatus& st) {
@@ -249,7 +296,8 @@ int run_pull(Context& ctx, const QueueOptions& o) {
   for (const auto& d : r.deliveries) {
     auto& b = ctx.out.buf();
     if (ctx.json())
-      append_event_json(b, d.event.ref(), fmt::format("\"attempt\":{},\"lease_expires_at\":\"{}\"", d.attempt, expires));
+      append_event_json(b, d.event.ref(), fmt::format("\"attempt\":{},\"lease\":{},\"lease_expires_at\":\"{}\"",
+                                                      d.attempt, d.lease, expires));
     else
       append_event_line(b, d.event.ref(), ctx.style);
     b.push_back('\n');
@@ -260,19 +308,17 @@ int run_pull(Context& ctx, const QueueOptions& o) {
 
 int run_ack(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
-  auto positions = positions_of(o.positions);
+  auto targets = targets_of(o.positions);
   Store store = ctx.open_store(Access::write);
-  Queues(store).ack(o.name, positions);
-  return 0;
+  return report_stale(Queues(store).ack(o.name, targets, Clock::now()), o.name, "acked");
 }
 
 int run_nack(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
-  auto positions = positions_of(o.positions);
+  auto targets = targets_of(o.positions);
   std::int64_t delay = duration_ms(o.delay, "--delay");
   Store store = ctx.open_store(Access::write);
-  Queues(store).nack(o.name, positions, delay, o.reason, Clock::now());
-  return 0;
+  return report_stale(Queues(store).nack(o.name, targets, delay, o.reason, Clock::now()), o.name, "nacked");
 }
 
 int run_parked(Context& ctx, const QueueOptions& o) {
@@ -401,8 +447,8 @@ int run_drain(Context& ctx, const QueueOptions& o) {
     eo.command = o.exec;
     eo.stdout_fd = ctx.json() ? 2 : 1;  // keep stdout for the JSON summary
     eo.format = [](std::string& out, const Delivery& dl) {
-      char extra[32];
-      auto r = fmt::format_to_n(extra, sizeof extra, "\"attempt\":{}", dl.attempt);
+      char extra[64];
+      auto r = fmt::format_to_n(extra, sizeof extra, "\"lease\":{},\"attempt\":{}", dl.lease, dl.attempt);
       append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
     };
     factory = [eo](int) { return make_exec_handler(eo); };
@@ -413,8 +459,20 @@ int run_drain(Context& ctx, const QueueOptions& o) {
 
   Progress progress(ctx.progress, "drain " + o.name, "events");
   d.progress = [&progress](const DrainTotals& t) { progress.update(t.delivered); };
+  const bool quiet = ctx.quiet();
+  d.on_stale = [&o, quiet](std::int64_t n) {
+    if (quiet) return;
+    fmt::print(stderr,
+               "esctl: warning: {} outcome{} of queue '{}' {} stale, not applied: {} lease had expired (this drainer was "
+               "paused or cut off past --ack-timeout) or passed to another delivery\n",
+               n, n == 1 ? "" : "s", o.name, n == 1 ? "was" : "were", n == 1 ? "its" : "their");
+  };
   DrainSummary s = drain(ctx.store_options, d, factory);
   progress.finish();
+  if (s.queue_deleted)
+    fmt::print(stderr, "esctl: error: queue '{}' was deleted under this drain (a queue created since under that name is "
+                       "another queue); stopped\n",
+               o.name);
 
   const auto& t = s.totals;
   double rate = s.elapsed_s > 0 ? static_cast<double>(t.delivered) / s.elapsed_s : 0;
@@ -422,17 +480,22 @@ int run_drain(Context& ctx, const QueueOptions& o) {
     if (ctx.json()) {
       std::string b = "{\"queue\":";
       json::append_quoted(b, o.name);
-      b.append(fmt::format(",\"delivered\":{},\"acked\":{},\"retried\":{},\"parked\":{},\"elapsed\":{:.3f},"
-                           "\"events_per_s\":{:.0f}}}\n",
-                           t.delivered, t.acked, t.retried, t.parked, s.elapsed_s, rate));
+      b.append(fmt::format(",\"delivered\":{},\"acked\":{},\"retried\":{},\"returned\":{},\"parked\":{},"
+                           "\"stale\":{},\"elapsed\":{:.3f},\"events_per_s\":{:.0f}}}\n",
+                           t.delivered, t.acked, t.retried, t.returned, t.parked, t.stale, s.elapsed_s, rate));
       ctx.out.write(b);
     } else {
-      ctx.out.write(fmt::format("drained queue '{}': {} delivered, {} acked, {} retried, {} parked in {:.2f}s "
+      std::string extra;
+      if (t.returned) extra += fmt::format(", {} returned", t.returned);
+      extra += fmt::format(", {} parked", t.parked);
+      if (t.stale) extra += fmt::format(", {} stale", t.stale);
+      ctx.out.write(fmt::format("drained queue '{}': {} delivered, {} acked, {} retried{} in {:.2f}s "
                                 "({:.0f} events/s){}\n",
-                                o.name, t.delivered, t.acked, t.retried, t.parked, s.elapsed_s, rate,
+                                o.name, t.delivered, t.acked, t.retried, extra, s.elapsed_s, rate,
                                 s.interrupted ? " (interrupted)" : ""));
     }
   }
+  if (s.queue_deleted) return exit_code::kNotFound;
   if (s.interrupted) return exit_code::kInterrupted;
   if (t.parked > 0) {
     if (!ctx.quiet() && !ctx.json())
@@ -477,11 +540,13 @@ Runner setup_queue(CLI::App& app) {
 
   auto* ack = sub(app, "ack", "Acknowledge delivered events: they are done");
   ack->add_option("name", o->name, "Queue name")->required();
-  ack->add_option("positions", o->positions, "Positions of the events")->required();
+  ack->add_option("positions", o->positions, "POSITION:LEASE of deliveries (fenced), or a bare POSITION (override)")
+      ->required();
 
   auto* nack = sub(app, "nack", "Report delivered events as failed: delivered again, or parked");
   nack->add_option("name", o->name, "Queue name")->required();
-  nack->add_option("positions", o->positions, "Positions of the events")->required();
+  nack->add_option("positions", o->positions, "POSITION:LEASE of deliveries (fenced), or a bare POSITION (override)")
+      ->required();
   nack->add_option("--delay", o->delay, "Deliver them again no sooner than DUR from now (default 0ms)");
   nack->add_option("--reason", o->reason, "Why they failed (shown by 'queue parked')");
 

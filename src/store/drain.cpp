@@ -23,6 +23,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -103,7 +104,9 @@ struct Shared {
   const HandlerFactory& make_handler;
   LeaseKeeper& keeper;
   std::atomic<std::int64_t> budget;
+  std::int64_t queue_id;
   std::atomic<bool> stop{false};
+  std::atomic<bool> deleted{false};
   std::mutex m;
   DrainTotals totals;
   std::exception_ptr error;
@@ -120,17 +123,25 @@ struct Shared {
     std::lock_guard<std::mutex> lock(m);
     totals.delivered += delivered;
     totals.acked += c.acked;
-    totals.retried += c.retried + c.released + c.stale;
+    totals.retried += c.retried;
+    totals.returned += c.released;
+    totals.stale += c.stale;
     totals.parked += c.parked + parked_on_expiry;
+    if (c.stale && options.on_stale) options.on_stale(c.stale);
     if (options.progress && delivered) options.progress(totals);
+  }
+  // The queue this drain started on is gone: stop at this batch boundary, without an error.
+  void queue_gone() {
+    deleted = true;
+    stop = true;
   }
 };
 
 Settlement settlement_for(const PullResult& r, const BatchOutcome& out, bool interrupted) {
   std::unordered_map<std::int64_t, const std::optional<std::string>*> by_position;
   for (const auto& [p, v] : out.results) by_position[p] = &v;
-  Settlement s;
-  s.generation = r.lease.generation;
+  std::unordered_set<std::int64_t> returned(out.returned.begin(), out.returned.end());
+  Settlement s = Settlement::of(r.lease);
   for (const auto& d : r.deliveries) {
     auto it = by_position.find(d.event.position);
     Settlement::Item item{d.event.position, Settlement::ack, {}};
@@ -143,14 +154,14 @@ Settlement settlement_for(const PullResult& r, const BatchOutcome& out, bool int
     }
     // Stopped by SIGINT: the failure is most likely the interrupt itself; do not count it.
     if (item.kind == Settlement::nack && interrupted) item.kind = Settlement::release;
+    if (returned.count(d.event.position)) item.kind = Settlement::release;
     s.items.push_back(std::move(item));
   }
   return s;
 }
 
 Settlement release_all(const PullResult& r) {
-  Settlement s;
-  s.generation = r.lease.generation;
+  Settlement s = Settlement::of(r.lease);
   for (const auto& d : r.deliveries) s.items.push_back({d.event.position, Settlement::release, {}});
   return s;
 }
@@ -181,10 +192,16 @@ void run_worker(Shared& sh, int index) {
       po.max = want;
       po.isolate_retries = true;
       po.whole_batch_only = whole_batch_only;
+      po.queue_id = sh.queue_id;
       SettleCounts counts;
       PullResult r;
       try {
         r = queues.pull(o.queue, po, Clock::now(), unsettled.empty() ? nullptr : &unsettled.front(), &counts);
+      } catch (const Error& e) {
+        sh.budget.fetch_add(want);
+        if (e.code() != Errc::not_found) throw;
+        sh.queue_gone();
+        return std::nullopt;
       } catch (...) {
         sh.budget.fetch_add(want);
         throw;
@@ -200,6 +217,19 @@ void run_worker(Shared& sh, int index) {
     while (!sh.stop.load() && !interrupted()) {
       PullResult cur;
       if (ahead) {
+        // Leased while the last handler ran: the queue may have been deleted since.
+        bool same = false;
+        try {
+          same = queues.get(o.queue).id == sh.queue_id;
+        } catch (const Error& e) {
+          if (e.code() != Errc::not_found) throw;
+        }
+        if (!same) {
+          sh.keeper.drop(index * 2 + slot);
+          give_back.push_back(release_all(*ahead));
+          sh.queue_gone();
+          break;
+        }
         cur = std::move(*ahead);
         ahead.reset();
       } else {
@@ -399,14 +429,16 @@ DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, con
   if (o.batch < 1) throw Error(Errc::usage, fmt::format("invalid --batch {}: a batch holds at least 1 event", o.batch));
   if (o.parallel < 1) throw Error(Errc::usage, fmt::format("invalid --parallel {}: run at least 1 handler", o.parallel));
   if (o.max_events && *o.max_events < 0) throw Error(Errc::usage, "invalid --max-events: it must not be negative");
-  std::int64_t lease_ms;
+  std::int64_t lease_ms, queue_id;
   {
     Store store(store_options, Access::write);
-    lease_ms = Queues(store).get(o.queue).ack_timeout_ms;  // also: the queue exists
+    QueueInfo q = Queues(store).get(o.queue);  // also: the queue exists
+    lease_ms = q.ack_timeout_ms;
+    queue_id = q.id;
   }
   const auto started = std::chrono::steady_clock::now();
   LeaseKeeper keeper(store_options, o.queue, lease_ms);
-  Shared sh{o, store_options, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}};
+  Shared sh{o, store_options, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}, queue_id};
   if (o.parallel == 1) {
     run_worker(sh, 0);
   } else {
@@ -418,6 +450,7 @@ DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, con
   sum.totals = sh.totals;
   sum.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   sum.interrupted = interrupted();
+  sum.queue_deleted = sh.deleted.load();
   if (sh.error) std::rethrow_exception(sh.error);
   return sum;
 }

@@ -412,6 +412,7 @@ std::vector<ApplyResult> Projector::apply(std::span<const EventRef> batch) {
     r.position = e.position;
     if (auto h = held.find(e.stream); h != held.end()) {
       r.ok = false;
+      r.held = true;
       r.error = fmt::format("held behind position {} of stream '{}', which failed", h->second, e.stream);
       record_pending(e, r.error);
       continue;
@@ -476,8 +477,10 @@ BatchHandler make_projection_handler(std::shared_ptr<const Projection> projectio
     auto results = projector->apply(std::span<const EventRef>(refs));
     BatchOutcome out;
     out.results.reserve(results.size());
-    for (auto& r : results)
+    for (auto& r : results) {
+      if (r.held) out.returned.push_back(r.position);
       out.results.emplace_back(r.position, r.ok ? std::nullopt : std::optional<std::string>(std::move(r.error)));
+    }
     return out;
   };
 }

@@ -68,6 +68,7 @@ struct ApplyResult {
   /// the projection does not handle. Ack it. False: nothing of it was applied; nack it.
   bool ok = true;
   bool applied = false;  ///< this call ran the event's statements
+  bool held = false;     ///< not run because an earlier event of its stream failed: give it back, not nack it
   std::string error;     ///< when !ok: the SQLite message with file, line and section, or "held behind position P"
 };
 

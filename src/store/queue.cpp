@@ -29,6 +29,22 @@
 // Every row is at or below the cursor and every new event above it, so steps 2 and 3 together
 // hand out events lowest position first.
 //
+// Fencing. Each pull draws a lease token from the store-wide counter (never reused, not even
+// after its queue is deleted) and writes it on every row and run it leases. An outcome (ack,
+// nack, release) or a renewal names the token it answers; it may change a row only while the row
+// is leased under that token and its lease has not expired (Session::current: the one place of
+// the rule). A paused drainer that comes back past its lease, a reset (which drops the rows), a
+// redelivery to someone else (a new token), a queue deleted and created again (other rows, other
+// tokens; its id is never reused either): all make the outcome stale, counted and not applied. So
+// an outcome is accepted only from the consumer that holds the event now, which is why a later
+// event of a stream never starts while an earlier one is held: the holder's own ack is the only
+// one that frees the stream. A bare position (`queue ack NAME 7`) is an operator's override and
+// settles whatever delivery is current.
+//
+// Expiry. An expired lease with attempts left is waiting for its redelivery; one whose attempts
+// are used up is parked from the moment it expired: readers (status, parked) count it so at
+// once, and the next write (pull, retry) records it, with the expiry as its parked time.
+//
 // Clocks: due times are CLOCK_BOOTTIME µs plus the boot they were taken on; a due time from
 // another boot has passed (see Clock). Wall times are kept for display only.
 #include "store/queue.hpp"
@@ -58,13 +74,13 @@ constexpr std::int64_t kScanBudget = 20000;
 
 constexpr const char* kSelectQueue =
     "SELECT id, name, filter_streams, filter_categories, filter_types, start_position, cursor, max_attempts, "
-    "ack_timeout_ms, on_poison, generation, created_at FROM queues WHERE name = ?1";
+    "ack_timeout_ms, on_poison, generation, created_at, deliverable_since FROM queues WHERE name = ?1";
 constexpr const char* kSelectEventAt =
     "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
 constexpr const char* kSelectEventsAfter =
     "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position > ?1 "
     "ORDER BY position";
-constexpr const char* kRowColumns = "position, stream_id, state, attempts, due_mono, due_boot";
+constexpr const char* kRowColumns = "position, stream_id, state, attempts, due_mono, due_boot, coalesce(lease, 0)";
 
 std::int64_t boot_number() {
   static const std::int64_t n = [] {
@@ -130,17 +146,17 @@ bool get_varint(std::string_view in, std::size_t& at, std::uint64_t& v) {
 }
 
 struct Row {
-  std::int64_t position = 0, stream = 0, state = 0, attempts = 0, due_mono = 0, due_boot = 0;
+  std::int64_t position = 0, stream = 0, state = 0, attempts = 0, due_mono = 0, due_boot = 0, lease = 0;
 };
 
 Row read_row(sql::Stmt& s) {
-  return Row{s.i64(0), s.i64(1), s.i64(2), s.i64(3), s.i64(4), s.i64(5)};
+  return Row{s.i64(0), s.i64(1), s.i64(2), s.i64(3), s.i64(4), s.i64(5), s.i64(6)};
 }
 
 struct Run {
   std::int64_t first = 0, last = 0;
   std::vector<std::int64_t> positions, streams;
-  std::int64_t due_mono = 0, due_boot = 0, due_wall = 0;
+  std::int64_t due_mono = 0, due_boot = 0, due_wall = 0, lease = 0;
 
   std::string encode() const {
     std::string out;
@@ -212,6 +228,7 @@ QueueInfo load_queue(sql::Db& db, std::string_view name) {
     q.on_poison = s->text(9) == "park" ? Poison::park : Poison::block;
     q.generation = s->i64(10);
     q.created_at_us = s->i64(11);
+    q.deliverable_since_us = s->i64(12);
   }
   q.filter.stream_globs = json_strings(db, streams);
   q.filter.categories = json_strings(db, categories);
@@ -249,11 +266,59 @@ class Session {
 
   // ---- rows ----
   std::optional<Row> item(std::int64_t position) {
-    sql::StmtScope s(db_.prepare(
-        "SELECT position, stream_id, state, attempts, due_mono, due_boot FROM queue_items WHERE queue_id = ?1 AND position = ?2"));
+    static const std::string sql =
+        fmt::format("SELECT {} FROM queue_items WHERE queue_id = ?1 AND position = ?2", kRowColumns);
+    sql::StmtScope s(db_.prepare(sql.c_str()));
     s->bind(1, q_.id).bind(2, position);
     if (!s->step()) return std::nullopt;
     return read_row(*s);
+  }
+
+  // ---- fencing: the one place of the rule (see the top of this file) ----
+  bool current(const Row& r, std::int64_t token) const {
+    return r.state == kLeased && token != 0 && r.lease == token && !due_passed(r.due_mono, r.due_boot, clock_);
+  }
+  bool current(const Run& r, std::int64_t token) const {
+    return token != 0 && r.lease == token && !due_passed(r.due_mono, r.due_boot, clock_);
+  }
+  // Whether a leased row's last allowed lease has expired: it counts as parked from then on.
+  bool expired_for_good(const Row& r) const {
+    return r.state == kLeased && r.attempts >= q_.max_attempts && due_passed(r.due_mono, r.due_boot, clock_);
+  }
+
+  // Records what expired for good as parked (reason "lease expired", parked when it expired):
+  // expired runs become rows first. Returns how many it parked.
+  std::int64_t park_expired() {
+    for (const Run& r : runs())
+      if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
+    sql::StmtScope s(db_.prepare(
+        "UPDATE queue_items SET state = 3, lease = NULL, reason = 'lease expired', due_mono = NULL, due_boot = NULL "
+        "WHERE queue_id = ?1 AND state = 1 AND attempts >= ?2 AND (due_boot <> ?3 OR due_mono <= ?4)"));
+    s->bind(1, q_.id).bind(2, q_.max_attempts).bind(3, clock_.boot).bind(4, clock_.mono_us);
+    s->run();
+    return db_.changes();
+  }
+
+  // What park_expired would park, as parked events (positions only), for readers.
+  void expired_for_good(std::vector<ParkedEvent>& out) {
+    static const std::string sql = fmt::format("SELECT {}, coalesce(due_wall, 0) FROM queue_items WHERE queue_id = ?1 AND state = 1", kRowColumns);
+    sql::StmtScope s(db_.prepare(sql.c_str()));
+    s->bind(1, q_.id);
+    while (s->step()) {
+      Row r = read_row(*s);
+      if (expired_for_good(r)) out.push_back(ParkedEvent{Event{r.position}, r.attempts, "lease expired", s->i64(7)});
+    }
+    if (q_.max_attempts > 1) return;
+    for (const Run& r : runs())
+      if (due_passed(r.due_mono, r.due_boot, clock_))
+        for (auto p : r.positions) out.push_back(ParkedEvent{Event{p}, 1, "lease expired", r.due_wall});
+  }
+
+  // A new lease token, from the store-wide counter.
+  std::int64_t new_token() {
+    sql::StmtScope s(db_.prepare("UPDATE counters SET value = value + 1 WHERE name = 'lease' RETURNING value"));
+    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no lease counter; run 'esctl verify'", store_.path()));
+    return s->i64(0);
   }
 
   std::optional<Row> next_in_stream(const Row& r) {
@@ -269,7 +334,7 @@ class Session {
   // Inserts a row, keeping head right. `known_head`: the caller knows whether the stream has a
   // lower row (true: this is the head; false: it is not); nullopt: look it up.
   void insert_item(std::int64_t position, std::int64_t stream, int state, std::int64_t attempts,
-                   std::optional<Clock> due, std::optional<bool> known_head = std::nullopt) {
+                   std::optional<Clock> due, std::optional<bool> known_head = std::nullopt, std::int64_t lease = 0) {
     bool head;
     if (known_head) {
       head = *known_head;
@@ -289,12 +354,14 @@ class Session {
       }
     }
     sql::StmtScope s(db_.prepare(
-        "INSERT INTO queue_items (queue_id, position, stream_id, state, attempts, due_mono, due_boot, due_wall, head) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+        "INSERT INTO queue_items (queue_id, position, stream_id, state, attempts, due_mono, due_boot, due_wall, head, lease) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
     s->bind(1, q_.id).bind(2, position).bind(3, stream).bind(4, state).bind(5, attempts);
     if (due) s->bind(6, due->mono_us).bind(7, due->boot).bind(8, due->wall_us);
     else s->bind_null(6).bind_null(7).bind_null(8);
     s->bind(9, head ? 1 : 0);
+    if (lease) s->bind(10, lease);
+    else s->bind_null(10);
     s->run();
   }
 
@@ -323,7 +390,7 @@ class Session {
   void set_state(std::int64_t position, int state, std::int64_t attempts, std::optional<Clock> due,
                  std::optional<std::int64_t> wall, const std::string* reason) {
     sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items SET state = ?3, attempts = ?4, due_mono = ?5, due_boot = ?6, due_wall = ?7, "
+        "UPDATE queue_items SET state = ?3, attempts = ?4, due_mono = ?5, due_boot = ?6, due_wall = ?7, lease = NULL, "
         "reason = CASE WHEN ?9 THEN ?8 ELSE reason END WHERE queue_id = ?1 AND position = ?2"));
     s->bind(1, q_.id).bind(2, position).bind(3, state).bind(4, attempts);
     if (due) s->bind(5, due->mono_us).bind(6, due->boot);
@@ -335,11 +402,11 @@ class Session {
     s->run();
   }
 
-  void lease_item(std::int64_t position, const Clock& due) {
+  void lease_item(std::int64_t position, const Clock& due, std::int64_t token) {
     sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items SET state = 1, attempts = attempts + 1, due_mono = ?3, due_boot = ?4, due_wall = ?5 "
-        "WHERE queue_id = ?1 AND position = ?2"));
-    s->bind(1, q_.id).bind(2, position).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
+        "UPDATE queue_items SET state = 1, attempts = attempts + 1, due_mono = ?3, due_boot = ?4, due_wall = ?5, "
+        "lease = ?6 WHERE queue_id = ?1 AND position = ?2"));
+    s->bind(1, q_.id).bind(2, position).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us).bind(6, token);
     s->run();
   }
 
@@ -359,7 +426,7 @@ class Session {
   std::vector<Run> runs() {
     std::vector<Run> out;
     sql::StmtScope s(db_.prepare(
-        "SELECT first, last, members, due_mono, due_boot, due_wall FROM queue_runs WHERE queue_id = ?1 ORDER BY first"));
+        "SELECT first, last, members, due_mono, due_boot, due_wall, lease FROM queue_runs WHERE queue_id = ?1 ORDER BY first"));
     s->bind(1, q_.id);
     while (s->step()) {
       Run r;
@@ -381,6 +448,7 @@ class Session {
       r.due_mono = s->i64(3);
       r.due_boot = s->i64(4);
       r.due_wall = s->i64(5);
+      r.lease = s->i64(6);
       out.push_back(std::move(r));
     }
     return out;
@@ -388,10 +456,10 @@ class Session {
 
   void insert_run(const Run& r) {
     sql::StmtScope s(db_.prepare(
-        "INSERT INTO queue_runs (queue_id, first, last, count, members, due_mono, due_boot, due_wall) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+        "INSERT INTO queue_runs (queue_id, first, last, count, members, due_mono, due_boot, due_wall, lease) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
     s->bind(1, q_.id).bind(2, r.first).bind(3, r.last).bind(4, static_cast<std::int64_t>(r.positions.size()));
-    s->bind_blob(5, r.encode()).bind(6, r.due_mono).bind(7, r.due_boot).bind(8, r.due_wall);
+    s->bind_blob(5, r.encode()).bind(6, r.due_mono).bind(7, r.due_boot).bind(8, r.due_wall).bind(9, r.lease);
     s->run();
   }
 
@@ -401,10 +469,11 @@ class Session {
     s->run();
   }
 
-  // Turns a run into leased rows (attempt 1, the run's due time).
+  // Turns a run into leased rows (attempt 1, the run's due time and token).
   void materialize(const Run& r) {
     Clock due{r.due_mono, r.due_boot, r.due_wall};
-    for (std::size_t i = 0; i < r.positions.size(); ++i) insert_item(r.positions[i], r.streams[i], kLeased, 1, due);
+    for (std::size_t i = 0; i < r.positions.size(); ++i)
+      insert_item(r.positions[i], r.streams[i], kLeased, 1, due, std::nullopt, r.lease);
     delete_run(r);
   }
 
@@ -445,20 +514,17 @@ class Session {
     PullResult& out = pass.result;
     const std::int64_t lease_ms = o.lease_ms.value_or(q_.ack_timeout_ms);
     const Clock due = clock_.plus_ms(lease_ms);
-    out.lease.generation = q_.generation;
+    out.lease.queue_id = q_.id;
     out.lease_expires_at_us = due.wall_us;
 
-    // 1. Runs.
+    // 1. Runs: expired ones become rows, and what expired for good is parked.
+    out.parked += park_expired();
     std::unordered_set<std::int64_t> run_blocked;
-    for (const Run& r : runs()) {
-      if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
-      else run_blocked.insert(r.streams.begin(), r.streams.end());
-    }
+    for (const Run& r : runs()) run_blocked.insert(r.streams.begin(), r.streams.end());
 
     // 2. Rows. `has_rows`: streams with rows -> blocked?
     std::unordered_map<std::int64_t, bool> has_rows;
     std::vector<Row> picked;
-    std::vector<Row> park_expired;
     bool rows_done = false, full = false;
     {
       static const std::string heads_sql =
@@ -495,12 +561,8 @@ class Session {
         enum { deliver, skip, block } verdict = block;
         switch (r.state) {
           case kPending: verdict = deliver; break;
-          case kLeased:
-            if (!due_passed(r.due_mono, r.due_boot, clock_)) verdict = block;
-            else if (r.attempts >= q_.max_attempts) {
-              park_expired.push_back(r);
-              verdict = q_.on_poison == Poison::park ? skip : block;
-            } else verdict = deliver;
+          case kLeased:  // expired with attempts left (park_expired took the others)
+            verdict = due_passed(r.due_mono, r.due_boot, clock_) && r.attempts < q_.max_attempts ? deliver : block;
             break;
           case kRetry: verdict = due_passed(r.due_mono, r.due_boot, clock_) ? deliver : block; break;
           case kParked: verdict = q_.on_poison == Poison::park ? skip : block; break;
@@ -567,12 +629,8 @@ class Session {
     }
 
     // Writes.
-    static const std::string lease_expired = "lease expired";
-    for (const Row& r : park_expired) {
-      set_state(r.position, kParked, r.attempts, std::nullopt, clock_.wall_us, &lease_expired);
-      ++out.parked;
-    }
-    for (const Row& r : picked) lease_item(r.position, due);
+    if (!picked.empty() || !run.positions.empty()) out.lease.token = new_token();
+    for (const Row& r : picked) lease_item(r.position, due, out.lease.token);
     for (auto [pos, sid] : admitted) {
       auto [it, fresh] = has_rows.try_emplace(sid, true);
       it->second = true;
@@ -584,6 +642,7 @@ class Session {
       run.due_mono = due.mono_us;
       run.due_boot = due.boot;
       run.due_wall = due.wall_us;
+      run.lease = out.lease.token;
       insert_run(run);
       out.lease.run = run.first;
     }
@@ -591,16 +650,16 @@ class Session {
 
     out.deliveries.reserve(picked.size() + run_events.size());
     for (const Row& r : picked) {
-      out.deliveries.push_back(Delivery{event_at(r.position), r.attempts + 1});
+      out.deliveries.push_back(Delivery{event_at(r.position), r.attempts + 1, out.lease.token});
       out.lease.rows.push_back(r.position);
     }
-    for (auto& e : run_events) out.deliveries.push_back(Delivery{std::move(e), 1});
+    for (auto& e : run_events) out.deliveries.push_back(Delivery{std::move(e), 1, out.lease.token});
     return pass;
   }
 
   // ---- settling a batch (drain) ----
   void settle(const Settlement& st, SettleCounts& counts) {
-    if (st.generation != q_.generation) {
+    if (st.queue_id != q_.id) {  // another queue now goes by this name
       counts.stale += static_cast<std::int64_t>(st.items.size());
       return;
     }
@@ -618,6 +677,10 @@ class Session {
     for (std::size_t i = 0; i < all.size(); ++i) {
       auto& items = by_run[i];
       if (items.empty()) continue;
+      if (!current(all[i], st.token)) {
+        counts.stale += static_cast<std::int64_t>(items.size());
+        continue;
+      }
       bool all_acked = items.size() == all[i].positions.size() &&
                        std::all_of(items.begin(), items.end(), [](auto* it) { return it->kind == Settlement::ack; });
       if (all_acked) {
@@ -631,17 +694,15 @@ class Session {
     // Highest position first: deleting a stream's rows from the top promotes a head only once.
     std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->position > b->position; });
     for (const auto* it : rows) {
-      if (it->kind == Settlement::ack) {
-        delete_item(it->position);
-        ++counts.acked;
-        continue;
-      }
       auto r = item(it->position);
-      if (!r || r->state != kLeased) {
+      if (!r || !current(*r, st.token)) {
         ++counts.stale;
         continue;
       }
-      if (it->kind == Settlement::nack) {
+      if (it->kind == Settlement::ack) {
+        delete_item(it->position);
+        ++counts.acked;
+      } else if (it->kind == Settlement::nack) {
         if (fail_item(*r, 0, it->reason)) ++counts.parked;
         else ++counts.retried;
       } else {
@@ -653,20 +714,63 @@ class Session {
     }
   }
 
-  // Rows for `positions`, materializing the runs they are in. Positions with no row and in no run
-  // are returned in `missing`.
-  void rows_for(const std::vector<std::int64_t>& positions, std::vector<std::int64_t>& missing) {
-    std::vector<Run> all = runs();
-    std::vector<bool> touched(all.size(), false);
-    for (auto p : positions) {
-      if (item(p)) continue;
-      bool found = false;
-      for (std::size_t i = 0; i < all.size() && !found; ++i)
-        if (all[i].contains(p)) found = touched[i] = true;
-      if (!found) missing.push_back(p);
+  // Extends the deliveries of `lease` that are still current to `due`.
+  void renew(const Lease& lease, const Clock& due) {
+    if (lease.queue_id != q_.id) return;
+    if (lease.run) {
+      for (const Run& r : runs()) {
+        if (r.first != *lease.run || !current(r, lease.token)) continue;
+        sql::StmtScope s(db_.prepare(
+            "UPDATE queue_runs SET due_mono = ?3, due_boot = ?4, due_wall = ?5 WHERE queue_id = ?1 AND first = ?2"));
+        s->bind(1, q_.id).bind(2, r.first).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
+        s->run();
+      }
     }
-    for (std::size_t i = 0; i < all.size(); ++i)
-      if (touched[i]) materialize(all[i]);
+    for (auto p : lease.rows) {
+      auto r = item(p);
+      if (!r || !current(*r, lease.token)) continue;
+      sql::StmtScope s(db_.prepare(
+          "UPDATE queue_items SET due_mono = ?3, due_boot = ?4, due_wall = ?5 WHERE queue_id = ?1 AND position = ?2"));
+      s->bind(1, q_.id).bind(2, p).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
+      s->run();
+    }
+  }
+
+  // `queue ack|nack` targets in runs: a fenced target whose run is not current under its token is
+  // stale (set aside in `stale`); a run whose every member is acked by the rest is dropped whole
+  // (when `whole` is set); other runs touched are turned into rows. Returns the targets left,
+  // for the rows.
+  std::vector<Target> open_runs(const std::vector<Target>& targets, bool whole, std::vector<Target>& stale) {
+    std::vector<Target> rest;
+    std::vector<Run> all = runs();
+    std::vector<std::vector<Target>> in_run(all.size());
+    for (const auto& t : targets) {
+      auto r = std::upper_bound(all.begin(), all.end(), t.position,
+                                [](std::int64_t p, const Run& run) { return p < run.first; });
+      if (r != all.begin() && std::prev(r)->contains(t.position))
+        in_run[static_cast<std::size_t>(std::prev(r) - all.begin())].push_back(t);
+      else
+        rest.push_back(t);
+    }
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      std::vector<Target> live;
+      for (const auto& t : in_run[i]) {
+        if (t.lease && !current(all[i], *t.lease)) stale.push_back(t);
+        else live.push_back(t);
+      }
+      if (live.empty()) continue;
+      std::vector<std::int64_t> covered;
+      for (const auto& t : live) covered.push_back(t.position);
+      std::sort(covered.begin(), covered.end());
+      covered.erase(std::unique(covered.begin(), covered.end()), covered.end());
+      if (whole && covered.size() == all[i].positions.size()) {
+        delete_run(all[i]);
+        continue;
+      }
+      materialize(all[i]);
+      rest.insert(rest.end(), live.begin(), live.end());
+    }
+    return rest;
   }
 
   // Why `p` (no row, in no run) cannot be acked or nacked, or nullopt if it is acked.
@@ -728,10 +832,18 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
                                               spec.name, spec.name));
   }
   std::int64_t start = resolve(from, head_of(db), "--from");
+  std::int64_t id = 0;
+  {
+    // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
+    sql::StmtScope s(db.prepare("UPDATE counters SET value = value + 1 WHERE name = 'queue' RETURNING value"));
+    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", store_.path()));
+    id = s->i64(0);
+  }
   {
     sql::StmtScope s(db.prepare(
         "INSERT INTO queues (name, filter_streams, filter_categories, filter_types, start_position, cursor, max_attempts, "
-        "ack_timeout_ms, on_poison, generation, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 0, ?9)"));
+        "ack_timeout_ms, on_poison, generation, created_at, deliverable_since, id) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10)"));
     s->bind(1, spec.name)
         .bind(2, json_array(spec.filter.stream_globs))
         .bind(3, json_array(spec.filter.categories))
@@ -740,7 +852,8 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
         .bind(6, spec.max_attempts)
         .bind(7, spec.ack_timeout_ms)
         .bind(8, poison_name(spec.on_poison))
-        .bind(9, now_us());
+        .bind(9, now_us())
+        .bind(10, id);
     s->run();
   }
   QueueInfo q = load_queue(db, spec.name);
@@ -792,10 +905,14 @@ QueueStatus Queues::status(std::string_view name, const Clock& clock) {
     }
   }
   {
-    sql::StmtScope s(db.prepare("SELECT due_mono, due_boot, position FROM queue_items WHERE queue_id = ?1 AND state = 1"));
+    // An expired lease is waiting for its redelivery, or parked if it was the last allowed one.
+    sql::StmtScope s(
+        db.prepare("SELECT due_mono, due_boot, position, attempts FROM queue_items WHERE queue_id = ?1 AND state = 1"));
     s->bind(1, q.id);
     while (s->step()) {
-      (due_passed(s->i64(0), s->i64(1), clock) ? st.retrying : st.leased) += 1;
+      if (!due_passed(s->i64(0), s->i64(1), clock)) ++st.leased;
+      else if (s->i64(3) >= q.max_attempts) ++st.parked;
+      else ++st.retrying;
       lower(s->i64(2));
     }
   }
@@ -803,7 +920,8 @@ QueueStatus Queues::status(std::string_view name, const Clock& clock) {
     sql::StmtScope s(db.prepare("SELECT count, due_mono, due_boot, first FROM queue_runs WHERE queue_id = ?1"));
     s->bind(1, q.id);
     while (s->step()) {
-      (due_passed(s->i64(1), s->i64(2), clock) ? st.retrying : st.leased) += s->i64(0);
+      if (!due_passed(s->i64(1), s->i64(2), clock)) st.leased += s->i64(0);
+      else (q.max_attempts <= 1 ? st.parked : st.retrying) += s->i64(0);
       lower(s->i64(3));
     }
   }
@@ -831,7 +949,10 @@ QueueStatus Queues::status(std::string_view name, const Clock& clock) {
     st.oldest_position = oldest;
     sql::StmtScope s(db.prepare("SELECT recorded_at FROM events WHERE position = ?1"));
     s->bind(1, *oldest);
-    if (s->step()) st.oldest_recorded_at_us = s->i64(0);
+    if (s->step()) {
+      st.oldest_recorded_at_us = s->i64(0);
+      st.oldest_since_us = std::max(s->i64(0), q.deliverable_since_us);
+    }
   }
   snapshot.commit();
   return st;
@@ -858,16 +979,14 @@ PullResult Queues::pull(std::string_view name, const PullOptions& options, const
   for (;;) {
     sql::Txn txn(db);
     Session session(store_, load_queue(db, name), clock);
+    if (options.queue_id && *options.queue_id != session.queue().id)
+      throw Error(Errc::not_found, fmt::format("queue '{}' was deleted (a queue created since under that name is another "
+                                               "queue)",
+                                               name));
     if (settle_first) {
       SettleCounts c;
       session.settle(*settle_first, c);
-      if (counts) {
-        counts->acked += c.acked;
-        counts->retried += c.retried;
-        counts->parked += c.parked;
-        counts->released += c.released;
-        counts->stale += c.stale;
-      }
+      if (counts) counts->add(c);
       settle_first = nullptr;
     }
     auto pass = session.pull(options);
@@ -880,8 +999,16 @@ SettleCounts Queues::settle(std::string_view name, const Settlement& settlement,
   auto& db = store_.db();
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
   SettleCounts c;
+  std::optional<QueueInfo> q;
+  try {
+    q = load_queue(db, name);
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found || settlement.queue_id == 0) throw;
+    c.stale = static_cast<std::int64_t>(settlement.items.size());  // deleted: nothing to settle
+    return c;
+  }
+  Session session(store_, std::move(*q), clock);
   session.settle(settlement, c);
   txn.commit();
   return c;
@@ -891,82 +1018,112 @@ void Queues::renew(std::string_view name, const Lease& lease, std::int64_t lease
   auto& db = store_.db();
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
-  QueueInfo q = load_queue(db, name);
-  if (q.generation != lease.generation) return;
-  Clock due = clock.plus_ms(lease_ms);
-  if (lease.run) {
-    sql::StmtScope s(db.prepare(
-        "UPDATE queue_runs SET due_mono = ?3, due_boot = ?4, due_wall = ?5 WHERE queue_id = ?1 AND first = ?2"));
-    s->bind(1, q.id).bind(2, *lease.run).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
-    s->run();
-  }
-  for (auto p : lease.rows) {
-    sql::StmtScope s(db.prepare("UPDATE queue_items SET due_mono = ?3, due_boot = ?4, due_wall = ?5 "
-                                "WHERE queue_id = ?1 AND position = ?2 AND state = 1"));
-    s->bind(1, q.id).bind(2, p).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
-    s->run();
-  }
+  Session session(store_, load_queue(db, name), clock);
+  session.renew(lease, clock.plus_ms(lease_ms));
   txn.commit();
 }
 
-void Queues::ack(std::string_view name, const std::vector<std::int64_t>& positions_in) {
-  check_positions(positions_in);
-  auto positions = unique_sorted(positions_in);
+namespace {
+
+std::vector<Target> checked_targets(std::vector<Target> targets) {
+  if (targets.empty()) throw Error(Errc::usage, "no positions given");
+  for (const auto& t : targets)
+    if (t.position < 1) throw Error(Errc::usage, fmt::format("invalid position {}: positions start at 1", t.position));
+  auto key = [](const Target& t) { return std::make_pair(t.position, t.lease.value_or(-1)); };
+  std::sort(targets.begin(), targets.end(), [&](const Target& a, const Target& b) { return key(a) < key(b); });
+  targets.erase(std::unique(targets.begin(), targets.end(), [&](const Target& a, const Target& b) { return key(a) == key(b); }),
+                targets.end());
+  return targets;
+}
+
+std::vector<Target> bare(const std::vector<std::int64_t>& positions) {
+  std::vector<Target> out;
+  for (auto p : positions) out.push_back(Target{p, std::nullopt});
+  return out;
+}
+
+}  // namespace
+
+std::vector<Target> Queues::ack(std::string_view name, const std::vector<Target>& targets_in, const Clock& clock) {
+  auto targets = checked_targets(targets_in);
   auto& db = store_.db();
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), Clock::now());
+  Session session(store_, load_queue(db, name), clock);
   Matcher match(store_, session.queue().filter);
-  std::vector<std::int64_t> missing;
-  // Acking a whole run: drop it in one go.
-  {
-    std::vector<Run> all = session.runs();
-    for (const Run& r : all) {
-      if (!std::includes(positions.begin(), positions.end(), r.positions.begin(), r.positions.end())) continue;
-      session.delete_run(r);
+  std::vector<Target> stale;
+  auto rest = session.open_runs(targets, true, stale);
+  // Highest position first: deleting a stream's rows from the top promotes a head only once.
+  std::sort(rest.begin(), rest.end(), [](const Target& a, const Target& b) { return a.position > b.position; });
+  std::vector<std::int64_t> done;
+  for (const auto& t : rest) {
+    auto r = session.item(t.position);
+    if (!r) {
+      if (auto why = session.problem(t.position, match)) throw Error(Errc::usage, *why);
+      continue;  // acked already: a no-op
     }
+    if (t.lease && !session.current(*r, *t.lease)) stale.push_back(t);
+    else session.delete_item(t.position);
   }
-  session.rows_for(positions, missing);
-  for (auto p : missing)
-    if (auto why = session.problem(p, match)) throw Error(Errc::usage, *why);
-  for (auto it = positions.rbegin(); it != positions.rend(); ++it) session.delete_item(*it);
   txn.commit();
+  std::sort(stale.begin(), stale.end(), [](const Target& a, const Target& b) { return a.position < b.position; });
+  return stale;
 }
 
-void Queues::nack(std::string_view name, const std::vector<std::int64_t>& positions_in, std::int64_t delay_ms,
-                  const std::string& reason, const Clock& clock) {
-  check_positions(positions_in);
+std::vector<Target> Queues::nack(std::string_view name, const std::vector<Target>& targets_in, std::int64_t delay_ms,
+                                 const std::string& reason, const Clock& clock) {
+  auto targets = checked_targets(targets_in);
   if (delay_ms < 0) throw Error(Errc::usage, "invalid --delay: it must not be negative");
-  auto positions = unique_sorted(positions_in);
   auto& db = store_.db();
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
   const QueueInfo& q = session.queue();
   Matcher match(store_, q.filter);
-  std::vector<std::int64_t> missing;
-  session.rows_for(positions, missing);
-  for (auto p : missing) {
-    if (auto why = session.problem(p, match)) throw Error(Errc::usage, *why);
-    throw Error(Errc::usage, fmt::format("position {} of queue '{}' is already acked; it cannot be nacked", p, q.name));
-  }
-  for (auto p : positions) {
-    Row r = *session.item(p);
-    switch (r.state) {
+  std::vector<Target> stale;
+  auto rest = session.open_runs(targets, false, stale);
+  for (const auto& t : rest) {
+    const std::int64_t p = t.position;
+    auto r = session.item(p);
+    if (!r) {
+      if (auto why = session.problem(p, match)) throw Error(Errc::usage, *why);
+      if (t.lease) {
+        stale.push_back(t);  // settled since: not this delivery's to fail
+        continue;
+      }
+      throw Error(Errc::usage, fmt::format("position {} of queue '{}' is already acked; it cannot be nacked", p, q.name));
+    }
+    if (t.lease) {
+      if (!session.current(*r, *t.lease)) stale.push_back(t);
+      else session.fail_item(*r, delay_ms, reason);
+      continue;
+    }
+    switch (r->state) {
       case kPending:
         throw Error(Errc::usage, fmt::format("position {} of queue '{}' has not been delivered yet (it is pending); "
                                              "pull it first",
                                              p, q.name));
-      case kLeased: session.fail_item(r, delay_ms, reason); break;
+      case kLeased: session.fail_item(*r, delay_ms, reason); break;
       case kRetry: {
         Clock due = clock.plus_ms(delay_ms);
-        session.set_state(p, kRetry, r.attempts, due, due.wall_us, &reason);
+        session.set_state(p, kRetry, r->attempts, due, due.wall_us, &reason);
         break;
       }
       default: break;  // parked: stays parked
     }
   }
   txn.commit();
+  std::sort(stale.begin(), stale.end(), [](const Target& a, const Target& b) { return a.position < b.position; });
+  return stale;
+}
+
+void Queues::ack(std::string_view name, const std::vector<std::int64_t>& positions) {
+  ack(name, bare(positions), Clock::now());
+}
+
+void Queues::nack(std::string_view name, const std::vector<std::int64_t>& positions, std::int64_t delay_ms,
+                  const std::string& reason, const Clock& clock) {
+  nack(name, bare(positions), delay_ms, reason, clock);
 }
 
 std::vector<ParkedEvent> Queues::parked(std::string_view name) {
@@ -981,6 +1138,8 @@ std::vector<ParkedEvent> Queues::parked(std::string_view name) {
     s.bind(1, session.queue().id);
     while (s.step()) out.push_back(ParkedEvent{Event{s.i64(0)}, s.i64(1), std::string(s.text(2)), s.i64(3)});
   }
+  session.expired_for_good(out);
+  std::sort(out.begin(), out.end(), [](const ParkedEvent& a, const ParkedEvent& b) { return a.event.position < b.event.position; });
   for (auto& p : out) p.event = session.event_at(p.event.position);
   snapshot.commit();
   return out;
@@ -992,6 +1151,7 @@ std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t
   auto& db = store_.db();
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), Clock::now());
+  session.park_expired();
   for (auto p : positions) {
     auto r = session.item(p);
     if (!r || r->state != kParked)
@@ -1006,11 +1166,12 @@ std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t
 std::int64_t Queues::retry_all(std::string_view name) {
   auto& db = store_.db();
   sql::Txn txn(db);
-  QueueInfo q = load_queue(db, name);
+  Session session(store_, load_queue(db, name), Clock::now());
+  session.park_expired();
   sql::StmtScope s(db.prepare(
       "UPDATE queue_items SET state = 0, attempts = 0, due_mono = NULL, due_boot = NULL, due_wall = NULL "
       "WHERE queue_id = ?1 AND state = 3"));
-  s->bind(1, q.id);
+  s->bind(1, session.queue().id);
   s->run();
   std::int64_t n = db.changes();
   txn.commit();
@@ -1029,8 +1190,9 @@ QueueInfo Queues::reset(std::string_view name, StartPoint to) {
   }
   {
     sql::StmtScope s(db.prepare(
-        "UPDATE queues SET start_position = ?2, cursor = ?2, generation = generation + 1 WHERE id = ?1"));
-    s->bind(1, q.id).bind(2, point);
+        "UPDATE queues SET start_position = ?2, cursor = ?2, generation = generation + 1, deliverable_since = ?3 "
+        "WHERE id = ?1"));
+    s->bind(1, q.id).bind(2, point).bind(3, now_us());
     s->run();
   }
   q = load_queue(db, name);

@@ -1,5 +1,5 @@
-// Projector queues (SPEC §6): durable subscriptions with at-least-once delivery, per-stream
-// order, leases, retries and parking. The algorithm and the table layout are explained at the
+// Projector queues: durable subscriptions with at-least-once delivery, per-stream order,
+// fenced leases, retries and parking. The algorithm and the table layout are explained at the
 // top of queue.cpp. Not here: running handlers (drain.hpp) and printing (commands/queue.cpp).
 #pragma once
 #include <cstdint>
@@ -50,7 +50,7 @@ struct StartPoint {
 
 /// One queue's definition and cursor.
 struct QueueInfo {
-  std::int64_t id = 0;
+  std::int64_t id = 0;  ///< never reused in a store: a queue created again under a name is another queue
   std::string name;
   EventFilter filter;
   std::int64_t start_position = 0;  ///< the queue holds the matching events after this position
@@ -58,8 +58,11 @@ struct QueueInfo {
   std::int64_t max_attempts = 5;
   std::int64_t ack_timeout_ms = 30000;
   Poison on_poison = Poison::block;
-  std::int64_t generation = 0;  ///< bumped by reset: outcomes of older deliveries are ignored
+  std::int64_t generation = 0;  ///< bumped by reset
   std::int64_t created_at_us = 0;
+  /// Wall µs of its creation, last reset or rebuild handover: its events became deliverable to
+  /// it no earlier than this.
+  std::int64_t deliverable_since_us = 0;
 };
 
 /// `queue status`: counts of the matching events after the queue's start that are not acked.
@@ -70,21 +73,28 @@ struct QueueStatus {
   std::int64_t lag = 0;       ///< not acked, whatever their state
   std::int64_t pending = 0;   ///< never delivered (or put back by retry): new, or held behind their stream
   std::int64_t leased = 0;    ///< handed out, lease not expired
-  std::int64_t retrying = 0;  ///< nacked or lease expired: will be delivered again
-  std::int64_t parked = 0;
+  std::int64_t retrying = 0;  ///< nacked or lease expired with attempts left: will be delivered again
+  std::int64_t parked = 0;    ///< parked, or its last allowed lease expired (see Queues::parked)
   std::optional<std::int64_t> oldest_position;        ///< the lowest unacked position
   std::optional<std::int64_t> oldest_recorded_at_us;  ///< its recorded_at
+  /// Since when the oldest unacked event has been deliverable to this queue: its recorded_at, or
+  /// the queue's deliverable_since if later. Its age is now minus this.
+  std::optional<std::int64_t> oldest_since_us;
 };
 
-/// One event handed out by pull, with its delivery number (1 for the first delivery).
+/// One event handed out by pull, with its delivery number (1 for the first delivery) and the
+/// token of its lease: (position, lease) names this delivery and no other.
 struct Delivery {
   Event event;
   std::int64_t attempt = 1;
+  std::int64_t lease = 0;
 };
 
-/// What a pull leased, so that it can be renewed while a handler works (Queues::renew).
+/// What a pull leased, so that it can be renewed while a handler works (Queues::renew). Every
+/// delivery of one pull carries the same token; tokens are never reused in a store.
 struct Lease {
-  std::int64_t generation = 0;
+  std::int64_t queue_id = 0;
+  std::int64_t token = 0;
   std::optional<std::int64_t> run;  ///< id of the run of first deliveries, if any (see queue.cpp)
   std::vector<std::int64_t> rows;   ///< positions leased one by one (redeliveries)
 };
@@ -100,6 +110,9 @@ struct PullOptions {
   /// nothing and leave the cursor where it is. A drain pulls its next batch this way while the
   /// current batch's handler still holds its streams.
   bool whole_batch_only = false;
+  /// The queue's id as the caller knows it: if the queue of that name is now another one (it was
+  /// deleted, and maybe created again), the pull fails with Errc::not_found and leases nothing.
+  std::optional<std::int64_t> queue_id;
 };
 
 struct PullResult {
@@ -110,8 +123,8 @@ struct PullResult {
 };
 
 /// The outcome of a delivered batch (drain), applied by Queues::settle or by the next pull.
-/// Lenient: an outcome for an event that is no longer leased is ignored, and outcomes from an
-/// older generation (the queue was reset meanwhile) are all ignored.
+/// Fenced (see "Fencing" in queue.cpp): an item changes its event only while the delivery it
+/// answers is current; any other item is counted as stale and changes nothing.
 struct Settlement {
   enum Kind { ack, nack, release };  ///< release: give it back without counting the attempt
   struct Item {
@@ -119,13 +132,27 @@ struct Settlement {
     Kind kind = ack;
     std::string reason;  ///< for nack
   };
-  std::int64_t generation = 0;
+  std::int64_t queue_id = 0;  ///< Lease::queue_id of the deliveries it answers
+  std::int64_t token = 0;     ///< Lease::token of the deliveries it answers
   std::vector<Item> items;
+  /// An empty settlement answering the deliveries of `lease`.
+  static Settlement of(const Lease& lease) { return Settlement{lease.queue_id, lease.token, {}}; }
 };
 
 /// What a settlement did.
 struct SettleCounts {
-  std::int64_t acked = 0, retried = 0, parked = 0, released = 0, stale = 0;
+  std::int64_t acked = 0, retried = 0, parked = 0, released = 0;
+  std::int64_t stale = 0;  ///< items not applied: their delivery's lease was no longer current
+  void add(const SettleCounts& o) {
+    acked += o.acked, retried += o.retried, parked += o.parked, released += o.released, stale += o.stale;
+  }
+};
+
+/// One position given to `queue ack|nack`: fenced with the token of the delivery it answers,
+/// or bare (an operator's override: it settles whatever delivery is current).
+struct Target {
+  std::int64_t position = 0;
+  std::optional<std::int64_t> lease;
 };
 
 /// A parked event with its last failure.
@@ -168,22 +195,29 @@ class Queues {
                   const Settlement* settle_first = nullptr, SettleCounts* counts = nullptr);
   /// Applies a settlement on its own.
   SettleCounts settle(std::string_view name, const Settlement& settlement, const Clock& clock);
-  /// Extends a lease to `lease_ms` from now (a handler is still working). Ignores what is no
-  /// longer leased.
+  /// Extends a lease to `lease_ms` from now (a handler is still working). Fenced: only the
+  /// deliveries of `lease` that are still current are extended; an expired lease stays expired.
   void renew(std::string_view name, const Lease& lease, std::int64_t lease_ms, const Clock& clock);
 
-  /// Acks events: they are done. Acking an acked event is a no-op. Errc::usage (nothing acked)
-  /// for a position the queue has not reached yet (after its cursor: never delivered) or that
-  /// is not one of its events (before its start, not matching its filter, no such event).
-  void ack(std::string_view name, const std::vector<std::int64_t>& positions);
+  /// Acks events: they are done. Returns the fenced targets that were stale (not applied; the
+  /// others are). Acking an acked event is a no-op. Errc::usage (nothing acked) for a position
+  /// the queue has not reached yet (after its cursor: never delivered) or that is not one of its
+  /// events (before its start, not matching its filter, no such event).
+  std::vector<Target> ack(std::string_view name, const std::vector<Target>& targets, const Clock& clock);
   /// Nacks delivered events: each is delivered again after `delay_ms`, or parked with `reason`
-  /// when it has had max-attempts deliveries. A nack of an event already waiting for retry
-  /// updates its delay and reason; of a parked event, nothing. Errc::usage (nothing changed)
-  /// for an event that is acked, never delivered, or not in the queue.
+  /// when it has had max-attempts deliveries. Returns the fenced targets that were stale. A bare
+  /// nack of an event already waiting for retry updates its delay and reason; of a parked event,
+  /// nothing. Errc::usage (nothing changed) for an event that is acked, never delivered, or not
+  /// in the queue.
+  std::vector<Target> nack(std::string_view name, const std::vector<Target>& targets, std::int64_t delay_ms,
+                           const std::string& reason, const Clock& clock);
+  /// Bare ack / nack of positions (operator's override; tests).
+  void ack(std::string_view name, const std::vector<std::int64_t>& positions);
   void nack(std::string_view name, const std::vector<std::int64_t>& positions, std::int64_t delay_ms,
             const std::string& reason, const Clock& clock);
 
-  /// Parked events in position order.
+  /// Parked events in position order, including those whose last allowed lease has expired
+  /// (reason "lease expired", parked when it expired) though no pull has recorded it yet.
   std::vector<ParkedEvent> parked(std::string_view name);
   /// Puts parked events back (next delivery: attempt 1). Errc::usage (nothing changed) if a
   /// position is not parked. Returns how many.

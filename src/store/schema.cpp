@@ -1,4 +1,4 @@
-// Layout (schema v2), chosen for append speed at scale:
+// Layout (schema v3), chosen for append speed at scale:
 //
 // - events: one row per event, keyed by `position` (INTEGER PRIMARY KEY AUTOINCREMENT: global
 //   commit order, never reused). Rows are appended at the right edge of the table b-tree only.
@@ -23,6 +23,8 @@
 //   events in flight (leased, waiting for retry, parked, or held behind one of those); acked
 //   events below the cursor leave no trace, so a queue costs nothing per event until it is
 //   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
+//   Every lease carries a token, and every queue an id, drawn from `counters`: neither is ever
+//   reused, even after a queue is deleted, so a late outcome can be told from a current one.
 #include "store/schema.hpp"
 
 #include <algorithm>
@@ -90,9 +92,18 @@ CREATE TABLE queues (
   max_attempts    INTEGER NOT NULL,
   ack_timeout_ms  INTEGER NOT NULL,
   on_poison       TEXT NOT NULL CHECK (on_poison IN ('park', 'block')),
-  generation      INTEGER NOT NULL DEFAULT 0,   -- bumped by reset: late outcomes of older deliveries are ignored
-  created_at      INTEGER NOT NULL
+  generation      INTEGER NOT NULL DEFAULT 0,   -- bumped by reset
+  created_at      INTEGER NOT NULL,
+  deliverable_since INTEGER NOT NULL DEFAULT 0  -- µs: last create, reset or rebuild handover
 );
+
+-- Store-wide counters that survive the rows they number: 'queue' (the last queues.id given
+-- out) and 'lease' (the last lease token).
+CREATE TABLE counters (
+  name            TEXT PRIMARY KEY,
+  value           INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('queue', 0), ('lease', 0);
 
 -- Events in flight one by one (see src/store/queue.cpp): held behind their stream, redelivered,
 -- parked, or leased singly. due_* is a lease expiry or retry time.
@@ -107,6 +118,7 @@ CREATE TABLE queue_items (
   due_wall    INTEGER,               -- wall clock µs of the same instant (display only); parked: when
   reason      TEXT,                  -- the last failure
   head        INTEGER NOT NULL DEFAULT 0,   -- 1 on the lowest row of its stream in this queue
+  lease       INTEGER,               -- leased: the token of the delivery holding it
   PRIMARY KEY (queue_id, position)
 ) WITHOUT ROWID;
 CREATE INDEX queue_items_by_stream ON queue_items(queue_id, stream_id, position);
@@ -123,6 +135,7 @@ CREATE TABLE queue_runs (
   due_mono    INTEGER NOT NULL,
   due_boot    INTEGER NOT NULL,
   due_wall    INTEGER NOT NULL,
+  lease       INTEGER NOT NULL DEFAULT 0,   -- the token of the pull that leased it
   PRIMARY KEY (queue_id, first)
 ) WITHOUT ROWID;
 )sql";
@@ -147,7 +160,22 @@ DROP INDEX events_marks;
 CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 64 = 0;
 )sql";
 
-constexpr const char* kMigrations[] = {kMigrateFrom1};  // [i]: from version i + 1
+// 2 -> 3: lease tokens on queue_items and queue_runs rows, and store-wide counters for them and
+// for queue ids (so that neither is reused after a queue is deleted); a queue's
+// deliverable_since starts at its creation.
+constexpr const char* kMigrateFrom2 = R"sql(
+ALTER TABLE queues ADD COLUMN deliverable_since INTEGER NOT NULL DEFAULT 0;
+UPDATE queues SET deliverable_since = created_at;
+CREATE TABLE counters (
+  name            TEXT PRIMARY KEY,
+  value           INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('queue', (SELECT coalesce(max(id), 0) FROM queues)), ('lease', 0);
+ALTER TABLE queue_items ADD COLUMN lease INTEGER;
+ALTER TABLE queue_runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr const char* kMigrations[] = {kMigrateFrom1, kMigrateFrom2};  // [i]: from version i + 1
 static_assert(std::size(kMigrations) == kSchemaVersion - 1, "one migration per older schema version");
 
 void migrate(sql::Db& db) {

@@ -7,7 +7,7 @@ namespace esctl {
 namespace sql { class Db; }
 
 inline constexpr std::int64_t kApplicationId = 0x45534354;  // "ESCT"
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 enum class OpenIntent { read, write };
 

@@ -193,6 +193,29 @@ TEST_SUITE("cli/projection") {
     CHECK(sql(e.db, "SELECT stream, version, position FROM _esctl_pending") == "s-1|1|2\n");
   }
 
+  TEST_CASE("later events of a failed event's stream in the same batch are returned as pending, not retried") {
+    Env e;
+    write_file(e.proj, "-- @init\nCREATE TABLE log (stream TEXT, n INTEGER NOT NULL);\n-- @on T\n"
+                       "INSERT INTO log VALUES (:stream, :data ->> '$.n');\n");
+    e.ok({"queue", "create", "q", "--from", "start"});
+    e.ok({"append", "s-1", "T", R"({})"});       // fails
+    e.ok({"append", "s-1", "T", R"({"n":2})"});  // held behind it
+    e.ok({"append", "s-1", "T", R"({"n":3})"});  // held behind it
+    auto r = e.drain("q", {"--max-events", "3"});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    auto sum = json::parse(r.out);
+    CHECK(sum["retried"] == 1);
+    CHECK(sum["returned"] == 2);
+    auto st = e.status("q");
+    CHECK(st["retrying"] == 1);
+    CHECK(st["pending"] == 2);
+    // Their next delivery is their first attempt.
+    write_file(e.proj, "-- @init\nCREATE TABLE log (stream TEXT, n INTEGER NOT NULL);\n-- @on T\n"
+                       "INSERT INTO log VALUES (:stream, coalesce(:data ->> '$.n', 0));\n");
+    CHECK(e.drain("q").status == 0);
+    CHECK(sql(e.db, "SELECT n FROM log ORDER BY rowid") == "0\n2\n3\n");
+  }
+
   TEST_CASE("an event retried after other streams moved on (--on-poison block) is applied, not skipped") {
     Env e;
     write_file(e.proj, "-- @init\nCREATE TABLE log (stream TEXT, version INTEGER, n INTEGER NOT NULL);\n-- @on T\n"

@@ -67,7 +67,8 @@ std::vector<std::int64_t> attempts(const PullResult& r) {
 
 Settlement settle_all(const PullResult& r, Settlement::Kind kind, const std::string& reason = "failed") {
   Settlement s;
-  s.generation = r.lease.generation;
+  s.queue_id = r.lease.queue_id;
+  s.token = r.lease.token;
   for (const auto& d : r.deliveries) s.items.push_back({d.event.position, kind, reason});
   return s;
 }
@@ -465,19 +466,25 @@ TEST_SUITE("store/queue") {
         auto r = std::move(held[i]);
         held.erase(held.begin() + static_cast<long>(i));
         Settlement s = settle_all(r, Settlement::ack);
+        std::vector<std::int64_t> ok;
         for (auto& it : s.items) {
           if (rng() % 3 == 0) it.kind = Settlement::nack;
-          else acked.insert(it.position);
+          else ok.push_back(it.position);
         }
-        f.queues.settle("q", s, f.clock);
+        auto c = f.queues.settle("q", s, f.clock);
+        // A pull's deliveries expire together: its late outcomes are all stale, else none.
+        CHECK((c.stale == 0 || c.stale == static_cast<std::int64_t>(s.items.size())));
+        if (c.stale == 0) acked.insert(ok.begin(), ok.end());
       } else if (op == 8) {
-        f.advance_ms(rng() % 1500);  // some leases expire; their late outcomes are still applied
+        f.advance_ms(rng() % 1500);  // some leases expire; their late outcomes are stale
       }
     }
     // Drain what is left.
-    for (auto& r : held) f.queues.settle("q", settle_all(r, Settlement::ack), f.clock);
-    for (const auto& r : held)
-      for (auto p : positions(r)) acked.insert(p);
+    for (auto& r : held) {
+      auto c = f.queues.settle("q", settle_all(r, Settlement::ack), f.clock);
+      if (c.stale == 0)
+        for (auto p : positions(r)) acked.insert(p);
+    }
     for (int guard = 0; guard < 1000; ++guard) {
       f.advance_ms(2000);
       auto r = f.pull("q", 5);
@@ -487,6 +494,186 @@ TEST_SUITE("store/queue") {
     }
     CHECK(acked.size() == events.size());
     CHECK(f.queues.status("q", f.clock).lag == 0);
+  }
+
+  TEST_CASE("a late outcome of a lease that expired and was delivered again is stale and changes nothing") {
+    for (auto kind : {Settlement::ack, Settlement::nack, Settlement::release}) {
+      CAPTURE(kind);
+      Fixture f;
+      f.create("q");
+      f.append("s-1");
+      f.append("s-1");
+      auto a = f.pull("q", 1);  // consumer A: s-1@0, attempt 1
+      REQUIRE(positions(a) == std::vector<std::int64_t>{1});
+      f.advance_ms(1001);       // A is paused past its lease
+      auto b = f.pull("q", 1);  // consumer B: s-1@0, attempt 2
+      REQUIRE(attempts(b) == std::vector<std::int64_t>{2});
+      CHECK(b.lease.token != a.lease.token);
+      f.queues.renew("q", a.lease, 1000, f.clock);  // A's keeper wakes up: no effect
+      auto c = f.queues.settle("q", settle_all(a, kind), f.clock);
+      CHECK(c.stale == 1);
+      CHECK(c.acked + c.retried + c.parked + c.released == 0);
+      // B still holds s-1@0: nothing of s-1 is deliverable, and B's delivery keeps its attempt.
+      CHECK(f.pull("q", 5).deliveries.empty());
+      auto st = f.queues.status("q", f.clock);
+      CHECK(st.leased == 1);
+      CHECK(st.pending == 1);
+      CHECK(f.queues.settle("q", settle_all(b, Settlement::ack), f.clock).acked == 1);
+      CHECK(positions(f.pull("q", 5)) == std::vector<std::int64_t>{2});
+    }
+  }
+
+  TEST_CASE("an outcome after its lease expired is stale even when nobody took the event since") {
+    Fixture f;
+    f.create("q");
+    f.append("s-1");
+    auto a = f.pull("q", 1);
+    f.advance_ms(1001);
+    f.queues.renew("q", a.lease, 1000, f.clock);  // an expired lease is not revived
+    CHECK(f.queues.settle("q", settle_all(a, Settlement::ack), f.clock).stale == 1);
+    CHECK(attempts(f.pull("q")) == std::vector<std::int64_t>{2});
+  }
+
+  TEST_CASE("renew extends only the current deliveries of its own lease") {
+    Fixture f;
+    f.create("q");
+    f.append("s-1");
+    f.append("t-1");
+    auto a = f.pull("q", 1);
+    f.queues.settle("q", settle_all(a, Settlement::nack), f.clock);
+    auto b = f.pull("q", 2);  // s-1@0 again (row) and t-1@0 (run)
+    REQUIRE(positions(b) == std::vector<std::int64_t>{1, 2});
+    f.advance_ms(900);
+    f.queues.renew("q", a.lease, 1000, f.clock);  // a's token: not b's delivery
+    f.advance_ms(200);
+    auto c = f.pull("q", 2);
+    CHECK(positions(c) == std::vector<std::int64_t>{1, 2});
+    CHECK(f.queues.settle("q", settle_all(b, Settlement::ack), f.clock).stale == 2);
+    CHECK(f.queues.settle("q", settle_all(c, Settlement::ack), f.clock).acked == 2);
+  }
+
+  TEST_CASE("fenced ack and nack apply only with the current delivery's token; bare positions override") {
+    Fixture f;
+    f.create("q");
+    f.append("s-1");
+    f.append("t-1");
+    auto a = f.pull("q", 2);
+    f.advance_ms(1001);
+    auto b = f.pull("q", 2);
+    REQUIRE(positions(b) == std::vector<std::int64_t>{1, 2});
+    auto stale = f.queues.ack("q", {Target{1, a.lease.token}, Target{2, b.lease.token}}, f.clock);
+    REQUIRE(stale.size() == 1);
+    CHECK(stale[0].position == 1);
+    auto st = f.queues.status("q", f.clock);
+    CHECK(st.lag == 1);
+    CHECK(st.leased == 1);
+    CHECK(f.queues.nack("q", {Target{1, a.lease.token}}, 0, "late", f.clock).size() == 1);
+    CHECK(f.queues.status("q", f.clock).leased == 1);
+    CHECK(f.queues.ack("q", {Target{2, b.lease.token}}, f.clock).empty());  // acked again: a no-op
+    f.queues.ack("q", std::vector<std::int64_t>{1});  // the override
+    CHECK(f.queues.status("q", f.clock).lag == 0);
+  }
+
+  TEST_CASE("a queue deleted and created again under its name is another queue") {
+    Fixture f;
+    auto old_q = f.create("q");
+    f.append("s-1");
+    f.append("s-2");
+    auto a = f.pull("q", 2);
+    f.queues.remove("q");
+    auto new_q = f.create("q");
+    CHECK(new_q.id != old_q.id);
+    auto b = f.pull("q", 2);
+    REQUIRE(positions(b) == std::vector<std::int64_t>{1, 2});
+    CHECK(b.lease.token > a.lease.token);
+    f.queues.renew("q", a.lease, 60000, f.clock);
+    auto c = f.queues.settle("q", settle_all(a, Settlement::ack), f.clock);
+    CHECK(c.stale == 2);
+    CHECK(f.queues.status("q", f.clock).leased == 2);
+    PullOptions o;
+    o.queue_id = old_q.id;
+    try {
+      f.queues.pull("q", o, f.clock);
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::not_found);
+      CHECK(std::string(e.what()).find("was deleted") != std::string::npos);
+    }
+    // Deleted outright: a late settlement is stale, not an error.
+    f.queues.remove("q");
+    CHECK(f.queues.settle("q", settle_all(b, Settlement::ack), f.clock).stale == 2);
+    // The highest id deleted is not given out again either.
+    CHECK(f.create("q").id > new_q.id);
+  }
+
+  TEST_CASE("an event whose last allowed lease expired is parked at once, and so is every later one with no attempt left") {
+    Fixture f;
+    f.create("q", {StartPoint::start}, 1);
+    f.append("s-1");
+    f.append("s-1");
+    f.append("t-1");
+    auto r = f.pull("q", 3);
+    REQUIRE(positions(r) == std::vector<std::int64_t>{1, 2, 3});
+    f.queues.ack("q", std::vector<std::int64_t>{3});  // the run becomes rows; 1 and 2 stay leased
+    f.advance_ms(1001);
+    auto st = f.queues.status("q", f.clock);  // nothing pulled since
+    CHECK(st.parked == 2);
+    CHECK(st.retrying == 0);
+    CHECK(st.leased == 0);
+    auto parked = f.queues.parked("q");
+    REQUIRE(parked.size() == 2);
+    CHECK(parked[0].event.position == 1);
+    CHECK(parked[1].event.position == 2);
+    CHECK(parked[0].reason == "lease expired");
+    CHECK(f.queues.retry("q", {2}) == 1);  // retry accepts it as parked
+    CHECK(f.queues.parked("q").size() == 1);
+  }
+
+  TEST_CASE("an expired run of first deliveries with no attempt left is parked at once") {
+    Fixture f;
+    f.create("q", {StartPoint::start}, 1);
+    f.append("s-1");
+    f.append("t-1");
+    auto r = f.pull("q", 2);
+    REQUIRE(r.lease.run);
+    f.advance_ms(1001);
+    auto st = f.queues.status("q", f.clock);
+    CHECK(st.parked == 2);
+    CHECK(st.retrying == 0);
+    CHECK(f.queues.parked("q").size() == 2);
+    CHECK(f.queues.settle("q", settle_all(r, Settlement::ack), f.clock).stale == 2);
+    auto p = f.pull("q", 2);
+    CHECK(p.deliveries.empty());
+    CHECK(p.parked == 2);
+    CHECK(f.queues.status("q", f.clock).parked == 2);
+  }
+
+  TEST_CASE("the oldest unacked age counts from the queue's creation or reset when those are later") {
+    Fixture f;
+    NewEvent e;
+    e.stream = "s-1";
+    e.type = "T";
+    e.recorded_at = 1000000;  // imported history: 1970
+    f.store.append({e});
+    auto q = f.create("q");
+    auto st = f.queues.status("q", f.clock);
+    REQUIRE(st.oldest_since_us);
+    CHECK(*st.oldest_recorded_at_us == 1000000);
+    CHECK(*st.oldest_since_us == q.deliverable_since_us);
+    CHECK(q.deliverable_since_us >= q.created_at_us);
+    f.pull("q", 1);
+    f.queues.ack("q", std::vector<std::int64_t>{1});
+    f.append("s-2");  // committed now, after the queue's creation: its own time counts
+    st = f.queues.status("q", f.clock);
+    REQUIRE(st.oldest_position == 2);
+    CHECK(*st.oldest_since_us == *st.oldest_recorded_at_us);
+    CHECK(*st.oldest_since_us >= q.deliverable_since_us);
+    ::usleep(2000);
+    auto again = f.queues.reset("q", {StartPoint::start});  // the old event is deliverable again, from now
+    CHECK(again.deliverable_since_us > q.deliverable_since_us);
+    st = f.queues.status("q", f.clock);
+    REQUIRE(st.oldest_position == 1);
+    CHECK(*st.oldest_since_us == again.deliverable_since_us);
   }
 
   TEST_CASE("queue names are checked and unknown queues are not found") {
