@@ -310,7 +310,7 @@ int run_ack(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
   auto targets = targets_of(o.positions);
   Store store = ctx.open_store(Access::write);
-  return report_stale(Queues(store).ack(o.name, targets, Clock::now()), o.name, "acked");
+  return report_stale(Queues(store).ack_targets(o.name, targets, Clock::now()), o.name, "acked");
 }
 
 int run_nack(Context& ctx, const QueueOptions& o) {
@@ -318,7 +318,7 @@ int run_nack(Context& ctx, const QueueOptions& o) {
   auto targets = targets_of(o.positions);
   std::int64_t delay = duration_ms(o.delay, "--delay");
   Store store = ctx.open_store(Access::write);
-  return report_stale(Queues(store).nack(o.name, targets, delay, o.reason, Clock::now()), o.name, "nacked");
+  return report_stale(Queues(store).nack_targets(o.name, targets, delay, o.reason, Clock::now()), o.name, "nacked");
 }
 
 int run_parked(Context& ctx, const QueueOptions& o) {

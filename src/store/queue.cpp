@@ -1044,7 +1044,7 @@ std::vector<Target> bare(const std::vector<std::int64_t>& positions) {
 
 }  // namespace
 
-std::vector<Target> Queues::ack(std::string_view name, const std::vector<Target>& targets_in, const Clock& clock) {
+std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector<Target>& targets_in, const Clock& clock) {
   auto targets = checked_targets(targets_in);
   auto& db = store_.db();
   RelaxedSync relaxed(db);
@@ -1070,8 +1070,8 @@ std::vector<Target> Queues::ack(std::string_view name, const std::vector<Target>
   return stale;
 }
 
-std::vector<Target> Queues::nack(std::string_view name, const std::vector<Target>& targets_in, std::int64_t delay_ms,
-                                 const std::string& reason, const Clock& clock) {
+std::vector<Target> Queues::nack_targets(std::string_view name, const std::vector<Target>& targets_in,
+                                         std::int64_t delay_ms, const std::string& reason, const Clock& clock) {
   auto targets = checked_targets(targets_in);
   if (delay_ms < 0) throw Error(Errc::usage, "invalid --delay: it must not be negative");
   auto& db = store_.db();
@@ -1118,18 +1118,18 @@ std::vector<Target> Queues::nack(std::string_view name, const std::vector<Target
 }
 
 void Queues::ack(std::string_view name, const std::vector<std::int64_t>& positions) {
-  ack(name, bare(positions), Clock::now());
+  ack_targets(name, bare(positions), Clock::now());
 }
 
 void Queues::nack(std::string_view name, const std::vector<std::int64_t>& positions, std::int64_t delay_ms,
                   const std::string& reason, const Clock& clock) {
-  nack(name, bare(positions), delay_ms, reason, clock);
+  nack_targets(name, bare(positions), delay_ms, reason, clock);
 }
 
-std::vector<ParkedEvent> Queues::parked(std::string_view name) {
+std::vector<ParkedEvent> Queues::parked(std::string_view name, const Clock& clock) {
   auto& db = store_.db();
   sql::Txn snapshot(db, sql::Txn::deferred);
-  Session session(store_, load_queue(db, name), Clock::now());
+  Session session(store_, load_queue(db, name), clock);
   std::vector<ParkedEvent> out;
   {
     auto s = db.prepare_new(
@@ -1145,12 +1145,12 @@ std::vector<ParkedEvent> Queues::parked(std::string_view name) {
   return out;
 }
 
-std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t>& positions_in) {
+std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t>& positions_in, const Clock& clock) {
   check_positions(positions_in);
   auto positions = unique_sorted(positions_in);
   auto& db = store_.db();
   sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), Clock::now());
+  Session session(store_, load_queue(db, name), clock);
   session.park_expired();
   for (auto p : positions) {
     auto r = session.item(p);
@@ -1163,10 +1163,10 @@ std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t
   return static_cast<std::int64_t>(positions.size());
 }
 
-std::int64_t Queues::retry_all(std::string_view name) {
+std::int64_t Queues::retry_all(std::string_view name, const Clock& clock) {
   auto& db = store_.db();
   sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), Clock::now());
+  Session session(store_, load_queue(db, name), clock);
   session.park_expired();
   sql::StmtScope s(db.prepare(
       "UPDATE queue_items SET state = 0, attempts = 0, due_mono = NULL, due_boot = NULL, due_wall = NULL "

@@ -203,14 +203,14 @@ class Queues {
   /// others are). Acking an acked event is a no-op. Errc::usage (nothing acked) for a position
   /// the queue has not reached yet (after its cursor: never delivered) or that is not one of its
   /// events (before its start, not matching its filter, no such event).
-  std::vector<Target> ack(std::string_view name, const std::vector<Target>& targets, const Clock& clock);
+  std::vector<Target> ack_targets(std::string_view name, const std::vector<Target>& targets, const Clock& clock);
   /// Nacks delivered events: each is delivered again after `delay_ms`, or parked with `reason`
   /// when it has had max-attempts deliveries. Returns the fenced targets that were stale. A bare
   /// nack of an event already waiting for retry updates its delay and reason; of a parked event,
   /// nothing. Errc::usage (nothing changed) for an event that is acked, never delivered, or not
   /// in the queue.
-  std::vector<Target> nack(std::string_view name, const std::vector<Target>& targets, std::int64_t delay_ms,
-                           const std::string& reason, const Clock& clock);
+  std::vector<Target> nack_targets(std::string_view name, const std::vector<Target>& targets, std::int64_t delay_ms,
+                                   const std::string& reason, const Clock& clock);
   /// Bare ack / nack of positions (operator's override; tests).
   void ack(std::string_view name, const std::vector<std::int64_t>& positions);
   void nack(std::string_view name, const std::vector<std::int64_t>& positions, std::int64_t delay_ms,
@@ -218,11 +218,11 @@ class Queues {
 
   /// Parked events in position order, including those whose last allowed lease has expired
   /// (reason "lease expired", parked when it expired) though no pull has recorded it yet.
-  std::vector<ParkedEvent> parked(std::string_view name);
+  std::vector<ParkedEvent> parked(std::string_view name, const Clock& clock = Clock::now());
   /// Puts parked events back (next delivery: attempt 1). Errc::usage (nothing changed) if a
   /// position is not parked. Returns how many.
-  std::int64_t retry(std::string_view name, const std::vector<std::int64_t>& positions);
-  std::int64_t retry_all(std::string_view name);
+  std::int64_t retry(std::string_view name, const std::vector<std::int64_t>& positions, const Clock& clock = Clock::now());
+  std::int64_t retry_all(std::string_view name, const Clock& clock = Clock::now());
 
   /// Clears the queue's delivery state and moves its start and cursor to `to`: every matching
   /// event after it becomes deliverable. Other queues are untouched.

@@ -14,6 +14,18 @@ using nlohmann::json;
 
 namespace {
 
+// Turns a version 3 store back into what esctl wrote at version 2 (no lease tokens, counters or
+// deliverable_since).
+constexpr const char* kDownTo2 =
+    "DROP TABLE counters;"
+    "ALTER TABLE queue_items DROP COLUMN lease;"
+    "ALTER TABLE queue_runs DROP COLUMN lease;"
+    "ALTER TABLE queues DROP COLUMN deliverable_since;";
+
+}  // namespace
+
+namespace {
+
 Result sqlite3(const std::string& db, const std::string& sql) {
   return sh("sqlite3 '" + db + "' \"$SQL\"", RunOptions{"", {{"SQL", sql}}, ""});
 }
@@ -116,8 +128,8 @@ TEST_SUITE("cli/store_file") {
     TempDir d;
     auto store = d / "s.db";
     REQUIRE(run({"--store", store, "append", "s", "T"}).status == 0);
-    REQUIRE(sqlite3(store, "PRAGMA user_version = 3;").status == 0);
-    all_refuse(store, 1, "has schema version 3, newer than this esctl understands (2); upgrade esctl");
+    REQUIRE(sqlite3(store, "PRAGMA user_version = 4;").status == 0);
+    all_refuse(store, 1, "has schema version 4, newer than this esctl understands (3); upgrade esctl");
   }
 
   TEST_CASE("a schema version 1 store is refused by readers, naming the fix, and upgraded by the first write") {
@@ -138,6 +150,7 @@ TEST_SUITE("cli/store_file") {
                         " head INTEGER NOT NULL, head_position INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
                         "INSERT INTO streams_v1 SELECT s.id, s.name, s.category, h.head, h.head_position, e.recorded_at"
                         " FROM streams s JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position;"
+                        + std::string(kDownTo2) +
                         "DROP VIEW event_log; DROP TABLE streams; DROP TABLE stream_heads;"
                         "ALTER TABLE streams_v1 RENAME TO streams;"
                         "CREATE INDEX streams_by_category ON streams(category);"
@@ -154,13 +167,13 @@ TEST_SUITE("cli/store_file") {
       args.insert(args.begin(), {"--store", store});
       auto r = run(args);
       CHECK(r.status == 1);
-      CHECK(contains(r.err, "has schema version 1, older than this esctl's (2); upgrade it once with 'esctl init'"));
+      CHECK(contains(r.err, "has schema version 1, older than this esctl's (3); upgrade it once with 'esctl init'"));
     }
     CHECK(run({"--store", store, "verify"}).status == 1);
     CHECK(file_hash(store) == before);
 
     REQUIRE(run({"--store", store, "init"}).status == 0);
-    CHECK(sqlite3(store, "PRAGMA user_version;").out == "2\n");
+    CHECK(sqlite3(store, "PRAGMA user_version;").out == "3\n");
     CHECK(contains(sqlite3(store, "SELECT sql FROM sqlite_schema WHERE name = 'events_marks';").out, "(version, stream_id)"));
     CHECK(run({"--store", store, "export"}).out == exported.out);
     CHECK(run({"--store", store, "--json", "streams"}).out == streams.out);
@@ -172,6 +185,37 @@ TEST_SUITE("cli/store_file") {
     CHECK(run({"--store", store, "--json", "queue", "status", "q"}).status == 0);
     // Version 10 is found through the marks index (the mark of version 64), then prev links.
     CHECK(run({"--store", store, "read", "s0-x", "--from", "10", "--count", "1"}).out.find("71 s0-x@10 T ") == 0);
+  }
+
+  TEST_CASE("a schema version 2 store is upgraded by the first write: its queues, leases and new queue ids carry on") {
+    TempDir d;
+    auto store = d / "s.db";
+    for (int i = 0; i < 4; ++i) REQUIRE(run({"--store", store, "append", "s-" + std::to_string(i % 2), "T"}).status == 0);
+    for (const char* q : {"a", "b"}) REQUIRE(run({"--store", store, "queue", "create", q, "--from", "start"}).status == 0);
+    REQUIRE(run({"--store", store, "queue", "pull", "b", "--max", "2"}).status == 0);
+    auto down = sqlite3(store, std::string("BEGIN;") + kDownTo2 + "PRAGMA user_version = 2; COMMIT;");
+    REQUIRE_MESSAGE(down.status == 0, down.err);
+    auto before = file_hash(store);
+    auto r = run({"--store", store, "queue", "status", "b"});
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "has schema version 2, older than this esctl's (3)"));
+    CHECK(file_hash(store) == before);
+
+    REQUIRE(run({"--store", store, "init"}).status == 0);
+    CHECK(sqlite3(store, "PRAGMA user_version;").out == "3\n");
+    auto st = json::parse(run({"--store", store, "--json", "queue", "status", "b"}).out);
+    CHECK(st["leased"] == 2);
+    CHECK(st["oldest_unacked_since"].is_string());
+    // A lease from before the upgrade has no token: only a bare position settles it.
+    CHECK(run({"--store", store, "queue", "ack", "b", "1:1"}).status == 3);
+    CHECK(run({"--store", store, "queue", "ack", "b", "1", "2"}).status == 0);
+    // Queue ids go on from the highest one used, and lease tokens start.
+    REQUIRE(run({"--store", store, "queue", "create", "c", "--from", "start"}).status == 0);
+    CHECK(sqlite3(store, "SELECT id FROM queues WHERE name = 'c';").out == "3\n");
+    auto pulled = json::parse(run({"--store", store, "--json", "queue", "pull", "c"}).out);
+    CHECK(pulled["lease"] == 1);
+    auto v = run({"--store", store, "verify"});
+    CHECK_MESSAGE(v.status == 0, v.out, v.err);
   }
 
   TEST_CASE("stored events cannot be changed or deleted, even with sqlite3") {

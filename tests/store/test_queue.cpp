@@ -561,15 +561,15 @@ TEST_SUITE("store/queue") {
     f.advance_ms(1001);
     auto b = f.pull("q", 2);
     REQUIRE(positions(b) == std::vector<std::int64_t>{1, 2});
-    auto stale = f.queues.ack("q", {Target{1, a.lease.token}, Target{2, b.lease.token}}, f.clock);
+    auto stale = f.queues.ack_targets("q", {Target{1, a.lease.token}, Target{2, b.lease.token}}, f.clock);
     REQUIRE(stale.size() == 1);
     CHECK(stale[0].position == 1);
     auto st = f.queues.status("q", f.clock);
     CHECK(st.lag == 1);
     CHECK(st.leased == 1);
-    CHECK(f.queues.nack("q", {Target{1, a.lease.token}}, 0, "late", f.clock).size() == 1);
+    CHECK(f.queues.nack_targets("q", {Target{1, a.lease.token}}, 0, "late", f.clock).size() == 1);
     CHECK(f.queues.status("q", f.clock).leased == 1);
-    CHECK(f.queues.ack("q", {Target{2, b.lease.token}}, f.clock).empty());  // acked again: a no-op
+    CHECK(f.queues.ack_targets("q", {Target{2, b.lease.token}}, f.clock).empty());  // acked again: a no-op
     f.queues.ack("q", std::vector<std::int64_t>{1});  // the override
     CHECK(f.queues.status("q", f.clock).lag == 0);
   }
@@ -620,13 +620,13 @@ TEST_SUITE("store/queue") {
     CHECK(st.parked == 2);
     CHECK(st.retrying == 0);
     CHECK(st.leased == 0);
-    auto parked = f.queues.parked("q");
+    auto parked = f.queues.parked("q", f.clock);
     REQUIRE(parked.size() == 2);
     CHECK(parked[0].event.position == 1);
     CHECK(parked[1].event.position == 2);
     CHECK(parked[0].reason == "lease expired");
-    CHECK(f.queues.retry("q", {2}) == 1);  // retry accepts it as parked
-    CHECK(f.queues.parked("q").size() == 1);
+    CHECK(f.queues.retry("q", {2}, f.clock) == 1);  // retry accepts it as parked
+    CHECK(f.queues.parked("q", f.clock).size() == 1);
   }
 
   TEST_CASE("an expired run of first deliveries with no attempt left is parked at once") {
@@ -640,7 +640,7 @@ TEST_SUITE("store/queue") {
     auto st = f.queues.status("q", f.clock);
     CHECK(st.parked == 2);
     CHECK(st.retrying == 0);
-    CHECK(f.queues.parked("q").size() == 2);
+    CHECK(f.queues.parked("q", f.clock).size() == 2);
     CHECK(f.queues.settle("q", settle_all(r, Settlement::ack), f.clock).stale == 2);
     auto p = f.pull("q", 2);
     CHECK(p.deliveries.empty());
