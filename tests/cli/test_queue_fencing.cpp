@@ -152,7 +152,7 @@ TEST_SUITE("cli/queue_fencing") {
   TEST_CASE("queue ack NAME POSITION:LEASE applies only to the current delivery, exit 3 when stale") {
     Env e;
     e.ok({"append", "s-1", "T"});
-    e.ok({"append", "t-1", "T"});
+    e.ok({"append", "s-1", "T"});  // held behind the first
     e.ok({"queue", "create", "q", "--from", "start"});
     auto first = json::parse(e.ok({"--json", "queue", "pull", "q", "--lease", "100ms"}).out);
     REQUIRE(first["position"] == 1);
@@ -184,9 +184,18 @@ TEST_SUITE("cli/queue_fencing") {
     CHECK(e.status("q")["lag"] == 1);
     CHECK(e.esctl({"queue", "ack", "q", token}).status == 0);  // the same delivery again: a no-op
     // A mix: the stale one is refused, the current one applies.
-    auto t = json::parse(e.ok({"--json", "queue", "pull", "q"}).out);
-    std::string t_token = "2:" + std::to_string(t["lease"].get<std::int64_t>());
-    CHECK(e.esctl({"queue", "ack", "q", t_token, stale_token}).status == 3);
+    auto t1 = json::parse(e.ok({"--json", "queue", "pull", "q", "--lease", "100ms"}).out);
+    REQUIRE(t1["position"] == 2);
+    json t2;
+    REQUIRE(wait_until([&] {
+      auto out = e.ok({"--json", "queue", "pull", "q"}).out;
+      if (out.empty()) return false;
+      t2 = json::parse(out);
+      return true;
+    }));
+    auto r2 = e.esctl({"queue", "ack", "q", "2:" + std::to_string(t2["lease"].get<std::int64_t>()),
+                       "2:" + std::to_string(t1["lease"].get<std::int64_t>())});
+    CHECK(r2.status == 3);
     CHECK(e.status("q")["lag"] == 0);
     // Bad tokens are usage errors.
     for (std::string bad : {"1:", ":5", "1:x", "1:-2", "1:2:3"}) {
