@@ -123,6 +123,8 @@ CREATE TABLE queue_items (
 ) WITHOUT ROWID;
 CREATE INDEX queue_items_by_stream ON queue_items(queue_id, stream_id, position);
 CREATE INDEX queue_items_heads ON queue_items(queue_id, position) WHERE head;
+-- Leased rows: what a pull checks for leases expired with no attempt left.
+CREATE INDEX queue_items_leased ON queue_items(queue_id, position) WHERE state = 1;
 
 -- Runs of first deliveries leased together by one pull (attempt 1, one due time): `members`
 -- packs (position delta, stream id) varint pairs for positions first..last.
@@ -161,8 +163,9 @@ CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 6
 )sql";
 
 // 2 -> 3: lease tokens on queue_items and queue_runs rows, and store-wide counters for them and
-// for queue ids (so that neither is reused after a queue is deleted); a queue's
-// deliverable_since starts at its creation.
+// for queue ids (so that neither is reused after a queue is deleted; ids of queues deleted before
+// the upgrade are not known); a queue's deliverable_since starts at its creation; an index of
+// leased rows.
 constexpr const char* kMigrateFrom2 = R"sql(
 ALTER TABLE queues ADD COLUMN deliverable_since INTEGER NOT NULL DEFAULT 0;
 UPDATE queues SET deliverable_since = created_at;
@@ -173,6 +176,7 @@ CREATE TABLE counters (
 INSERT INTO counters (name, value) VALUES ('queue', (SELECT coalesce(max(id), 0) FROM queues)), ('lease', 0);
 ALTER TABLE queue_items ADD COLUMN lease INTEGER;
 ALTER TABLE queue_runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX queue_items_leased ON queue_items(queue_id, position) WHERE state = 1;
 )sql";
 
 constexpr const char* kMigrations[] = {kMigrateFrom1, kMigrateFrom2};  // [i]: from version i + 1

@@ -17,7 +17,7 @@ namespace {
 // Turns a version 3 store back into what esctl wrote at version 2 (no lease tokens, counters or
 // deliverable_since).
 constexpr const char* kDownTo2 =
-    "DROP TABLE counters;"
+    "DROP TABLE counters; DROP INDEX queue_items_leased;"
     "ALTER TABLE queue_items DROP COLUMN lease;"
     "ALTER TABLE queue_runs DROP COLUMN lease;"
     "ALTER TABLE queues DROP COLUMN deliverable_since;";
