@@ -68,7 +68,7 @@ TEST_SUITE("cli/store_file") {
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(contains(r.out, store));
     auto q = sqlite3(store, "PRAGMA application_id; PRAGMA user_version; PRAGMA journal_mode; SELECT count(*) FROM events;");
-    CHECK(q.out == "1163084628\n2\nwal\n0\n");
+    CHECK(q.out == "1163084628\n3\nwal\n0\n");
     REQUIRE(run({"--store", store, "append", "s", "T", "{\"a\":1}"}).status == 0);
     r = run({"--store", store, "--json", "init"});
     REQUIRE(r.status == 0);
@@ -241,13 +241,13 @@ TEST_SUITE("cli/store_file") {
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(contains(r.out, "store:"));
     CHECK(contains(r.out, store));
-    CHECK(contains(r.out, "schema version: 2"));
+    CHECK(contains(r.out, "schema version: 3"));
     CHECK(contains(r.out, "events:         3"));
     CHECK(contains(r.out, "streams:        2"));
     CHECK(contains(r.out, "bytes"));
     auto j = json::parse(run({"--store", store, "--json", "stats"}).out);
     CHECK(j["store"] == store);
-    CHECK(j["schema_version"] == 2);
+    CHECK(j["schema_version"] == 3);
     CHECK(j["events"] == 3);
     CHECK(j["streams"] == 2);
     CHECK(j["head_position"] == 3);

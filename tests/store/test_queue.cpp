@@ -552,7 +552,7 @@ TEST_SUITE("store/queue") {
     CHECK(f.queues.settle("q", settle_all(c, Settlement::ack), f.clock).acked == 2);
   }
 
-  TEST_CASE("fenced ack and nack apply only with the current delivery's token; bare positions override") {
+  TEST_CASE("fenced ack and nack apply only with the current delivery's token, and bare positions override") {
     Fixture f;
     f.create("q");
     f.append("s-1");
