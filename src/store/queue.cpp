@@ -287,13 +287,14 @@ class Session {
   }
 
   // Records what expired for good as parked (reason "lease expired", parked when it expired):
-  // expired runs become rows first. Returns how many it parked.
+  // expired runs become rows first. Returns how many it parked. Runs on every pull: the index of
+  // leased rows keeps it from reading the pending rows of blocked streams.
   std::int64_t park_expired() {
     for (const Run& r : runs())
       if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
     sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items SET state = 3, lease = NULL, reason = 'lease expired', due_mono = NULL, due_boot = NULL "
-        "WHERE queue_id = ?1 AND state = 1 AND attempts >= ?2 AND (due_boot <> ?3 OR due_mono <= ?4)"));
+        "UPDATE queue_items INDEXED BY queue_items_leased SET state = 3, lease = NULL, reason = 'lease expired', "
+        "due_mono = NULL, due_boot = NULL WHERE queue_id = ?1 AND state = 1 AND attempts >= ?2 AND (due_boot <> ?3 OR due_mono <= ?4)"));
     s->bind(1, q_.id).bind(2, q_.max_attempts).bind(3, clock_.boot).bind(4, clock_.mono_us);
     s->run();
     return db_.changes();
