@@ -1,4 +1,4 @@
-// Projector queues (SPEC §6): durable subscriptions with at-least-once delivery, per-stream
+// Projector queues (esctl-queue(1)): durable subscriptions with at-least-once delivery, per-stream
 // order, leases, retries and parking. The algorithm and the table layout are explained at the
 // top of queue.cpp. Not here: running handlers (drain.hpp) and printing (commands/queue.cpp).
 #pragma once

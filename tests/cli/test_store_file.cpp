@@ -1,4 +1,4 @@
-// The store file through the binary (SPEC section 3): init, where the store is, read-only
+// The store file through the binary (esctl(1)): init, where the store is, read-only
 // commands on a missing store, refusing files that are not esctl stores (left byte-identical),
 // what sqlite3 sees, immutability, stats, and a lock held elsewhere.
 #include <doctest/doctest.h>
