@@ -92,8 +92,10 @@ void name_values(CLI::App& app, const std::string& command) {
     if (opt->get_type_size() == 0 || opt->get_type_name().rfind("TEXT", 0) != 0) continue;
     opt->type_name(opt->nonpositional() ? value_name(command, *opt) : "");
   }
-  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-    if (!sub->get_name().empty()) name_values(*sub, command.empty() ? sub->get_name() : command + " " + sub->get_name());
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (sub->get_name().empty()) name_values(*sub, command);  // an option group: its options are the app's
+    else name_values(*sub, command.empty() ? sub->get_name() : command + " " + sub->get_name());
+  }
 }
 
 /// The command `argv` names (the first argument that is neither an option nor a global option's

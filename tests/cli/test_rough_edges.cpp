@@ -15,12 +15,6 @@ using namespace esctl::test;
 
 namespace {
 
-// Runs a shell command under a pseudo-terminal (script(1)); returns what the terminal showed.
-// Exit 77: script(1) is not installed.
-Result under_tty(const std::string& command, const RunOptions& o = {}) {
-  return sh("command -v script >/dev/null || exit 77; script -qec \"" + command + "\" /dev/null", o);
-}
-
 // "Subcommands:" of a help text.
 std::vector<std::string> subcommands(const std::string& help) {
   std::vector<std::string> out;
@@ -159,20 +153,27 @@ TEST_SUITE("cli/rough edges") {
     TempDir dir;
     std::string store = dir / "s.db";
     REQUIRE(run({"--store", store, "init"}).status == 0);
-    // On a terminal: the note, then the event once it comes.
+    // On a terminal: the note, then the event once it comes. script(1) logs the terminal to a
+    // file as it goes (-f), which serves as the barrier between the steps.
     RunOptions o;
     o.env["S"] = store;
-    auto tty = under_tty(
-        "$ESCTL --store $S tail -f order-7 & pid=$!; sleep 0.3; $ESCTL --store $S -q append order-7 Placed; "
-        "sleep 0.5; kill -INT $pid; wait $pid",
-        o);
+    o.env["D"] = dir.path();
+    auto tty = sh("command -v script >/dev/null || exit 77\n"
+                  "script -qfec '$ESCTL --store $S tail -f order-7 & echo $! > $D/pid; wait' $D/log >/dev/null &\n"
+                  "sp=$!\n"
+                  "for i in $(seq 600); do grep -q 'waiting for' $D/log 2>/dev/null && break; sleep 0.05; done\n"
+                  "$ESCTL --store $S -q append order-7 Placed\n"
+                  "for i in $(seq 600); do grep -q 'order-7@0' $D/log && break; sleep 0.05; done\n"
+                  "kill -INT $(cat $D/pid); wait $sp; cat $D/log",
+                  o);
     if (tty.status == 77) return;
-    CHECK_MESSAGE(contains(tty.out, "waiting for stream 'order-7' (it has no events yet)"), tty.out);
+    CHECK_MESSAGE(contains(tty.out, "esctl: waiting for stream 'order-7' (it has no events yet)"), tty.out);
     CHECK_MESSAGE(contains(tty.out, "order-7@0"), tty.out);
-    // Not on a pipe: stderr stays clean for scripts.
+    CHECK(tty.out.find("waiting for") < tty.out.find("order-7@0"));
+    // Not on a terminal: stderr stays clean for scripts.
     int pid = spawn({"--store", store, "tail", "-f", "order-8"}, dir / "out", dir / "err");
     REQUIRE(run({"--store", store, "-q", "append", "order-8", "Placed"}).status == 0);
-    for (int i = 0; i < 200 && !contains(read_file(dir / "out"), "order-8@0"); ++i) usleep(20000);
+    for (int i = 0; i < 600 && !contains(read_file(dir / "out"), "order-8@0"); ++i) usleep(50000);
     kill(pid, SIGINT);
     wait_for(pid);
     CHECK(contains(read_file(dir / "out"), "order-8@0"));
@@ -183,11 +184,17 @@ TEST_SUITE("cli/rough edges") {
     TempDir dir;
     RunOptions o;
     o.env["S"] = dir / "s.db";
-    // stdin is the terminal; script(1) sends EOF (its input ends) and import ends with nothing read.
-    auto r = under_tty("$ESCTL --store $S import </dev/tty 2>&1 & sleep 0.5; kill -INT $! 2>/dev/null; wait", o);
+    o.env["D"] = dir.path();
+    // stdin is the terminal: the note comes before import waits for input; SIGINT then ends it.
+    auto r = sh("command -v script >/dev/null || exit 77\n"
+                "script -qfec '$ESCTL --store $S import </dev/tty & echo $! > $D/pid; wait' $D/log >/dev/null &\n"
+                "sp=$!\n"
+                "for i in $(seq 600); do grep -q 'Ctrl-D' $D/log 2>/dev/null && break; sleep 0.05; done\n"
+                "kill -INT $(cat $D/pid); wait $sp; cat $D/log",
+                o);
     if (r.status == 77) return;
-    CHECK_MESSAGE(contains(r.out, "reading NDJSON events from the terminal; end with Ctrl-D"), r.out);
-    // From a pipe or file: no such note.
+    CHECK_MESSAGE(contains(r.out, "esctl: reading NDJSON events from the terminal; end with Ctrl-D"), r.out);
+    // From a pipe or a file: no such note.
     auto piped = run({"--store", dir / "t.db", "import"}, RunOptions{R"({"stream":"a-1","type":"T","data":{}})" "\n", {}, {}});
     CHECK(piped.status == 0);
     CHECK_MESSAGE(piped.err.empty(), piped.err);
