@@ -133,22 +133,25 @@ void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& run
   globals->add_option("--color", g.color, "Colour: auto, always or never (NO_COLOR is honoured)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   globals->add_option("--busy-timeout", g.busy_timeout, "How long to wait for a lock held elsewhere (default 5s)");
-  name_values(app, "");
   const std::string_view only = argv ? command_named(argc, argv, app) : std::string_view();
+  // Value names and footers only show in help and usage errors, which main parses again with
+  // everything built: a command line that names a command skips them.
+  const bool for_help = only.empty();
+  if (for_help) name_values(app, "");
   // Each command's --help ends with the global options, laid out as CLI11 lays out its own.
   std::string footer = "Global options (before or after the command; see esctl(1)):\n";
-  if (auto f = std::dynamic_pointer_cast<CLI::Formatter>(app.get_formatter()))
-    for (const CLI::Option* opt : globals->get_options()) footer += f->make_option(opt, false);
+  if (auto f = std::dynamic_pointer_cast<CLI::Formatter>(app.get_formatter()); f && for_help)
+    for (const CLI::Option* opt : globals->get_options())
+      if (opt != app.get_help_ptr()) footer += f->make_option(opt, false);
   for (const auto& c : kCommands) {
     auto* sub = app.add_subcommand(c.name, c.summary);
     sub->fallthrough();
     if (c.summary[0] == '\0') sub->group("");  // hidden helper commands
     if (!only.empty() && only != c.name) continue;  // only its name: the command line names another
     runners[sub] = c.setup(*sub);
-    name_values(*sub, c.name);
-    sub->footer(footer);
+    if (for_help) name_values(*sub, c.name), sub->footer(footer);
     for (auto* nested : sub->get_subcommands([](CLI::App* a) { return !a->get_name().empty(); })) {
-      nested->footer(footer);
+      if (for_help) nested->footer(footer);
       // Nested subcommands (queue create, ...) run their parent's runner, which dispatches.
       runners.emplace(nested, runners[sub]);
     }

@@ -190,32 +190,28 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
   sql::Txn txn(*db_);
   std::size_t at = 0;
   try {
-    // The cached heads are ours as of our last commit; any other writer invalidates them.
-    std::int64_t data_version;
-    {
-      sql::StmtScope s(db_->prepare("PRAGMA data_version"));
-      s->step();
-      data_version = s->i64(0);
-    }
-    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
-    // Every stored id is <= max_id, so a given id above it needs no lookup: with time-ordered
-    // (UUIDv7) ids that is nearly every id of an import, and the lookup would cost a b-tree probe.
+    // One statement (one parse, for a one-event append) reads what the batch starts from:
+    // - data_version: the cached heads are ours as of our last commit; any other writer
+    //   invalidates them;
+    // - max(id): every stored id is <= it, so a given id above it needs no lookup (with
+    //   time-ordered UUIDv7 ids, nearly every id of an import; the lookup costs a b-tree probe);
+    // - the next position (see kInsertRows).
+    std::int64_t data_version, next_position;
     std::string max_id;
     {
-      sql::StmtScope s(db_->prepare("SELECT max(id) FROM events"));
-      if (s->step() && !s->is_null(0)) max_id = std::string(s->blob(0));
+      sql::StmtScope s(db_->prepare(
+          "SELECT (SELECT data_version FROM pragma_data_version()), (SELECT max(id) FROM events), "
+          "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+          "coalesce((SELECT max(position) FROM events), 0)) + 1"));
+      s->step();
+      data_version = s->i64(0);
+      if (!s->is_null(1)) max_id = std::string(s->blob(1));
+      next_position = s->i64(2);
     }
+    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
     auto above_max = [&](std::string_view id) {
       return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
     };
-    std::int64_t next_position;
-    {
-      sql::StmtScope s(db_->prepare(
-          "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
-          "coalesce((SELECT max(position) FROM events), 0)) + 1"));
-      s->step();
-      next_position = s->i64(0);
-    }
     // Events checked and given a position but not inserted yet (see kInsertRows).
     struct Pending {
       const NewEvent* ev;

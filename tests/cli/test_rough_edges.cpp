@@ -71,9 +71,10 @@ TEST_SUITE("cli/rough edges") {
 
   TEST_CASE("every command's --help lists the global options") {
     for (auto args : every_command()) {
+      if (args[0] == "help") continue;  // `esctl help` only prints other help
       args.push_back("--help");
       auto out = run(args).out;
-      for (const char* g : {"--store PATH", "--json", "--quiet", "--color WHEN", "--busy-timeout DUR"})
+      for (std::string g : {"--store PATH", "--json", "--quiet", "--color WHEN", "--busy-timeout DUR"})
         CHECK_MESSAGE(contains(out, g), "'esctl " << joined(args) << "' does not list " << g);
     }
     // The same help whichever way it is asked for, with the global options in it.
