@@ -25,6 +25,7 @@ std::vector<std::string> help_commands(const std::string& help) {
       in = true;
       continue;
     }
+    if (in && !l.empty() && l[0] != ' ') break;  // the next section (the global options)
     if (in && l.size() > 2 && l[0] == ' ' && l[2] != ' ') out.push_back(l.substr(2, l.find(' ', 2) - 2));
   }
   return out;

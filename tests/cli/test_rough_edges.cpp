@@ -24,8 +24,8 @@ std::vector<std::string> subcommands(const std::string& help) {
       in = true;
       continue;
     }
+    if (in && !l.empty() && l[0] != ' ') break;  // the next section (the global options)
     if (in && l.size() > 2 && l[0] == ' ' && l[2] != ' ') out.push_back(l.substr(2, l.find(' ', 2) - 2));
-    else if (in && l.empty()) in = false;
   }
   return out;
 }
@@ -82,7 +82,7 @@ TEST_SUITE("cli/rough edges") {
     CHECK(run({"--json", "read", "--help"}).out == run({"read", "--help"}).out);
   }
 
-  TEST_CASE("--json --version is a JSON object; plain --version stays plain") {
+  TEST_CASE("--json --version is a JSON object, plain --version stays plain") {
     auto plain = run({"--version"});
     CHECK(plain.status == 0);
     CHECK(plain.out.rfind("esctl ", 0) == 0);
