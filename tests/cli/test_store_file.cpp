@@ -200,7 +200,7 @@ TEST_SUITE("cli/store_file") {
     CHECK(contains(r.out, "schema version: 2"));
     CHECK(contains(r.out, "events:         3"));
     CHECK(contains(r.out, "streams:        2"));
-    CHECK(contains(r.out, "bytes"));
+    CHECK(contains(r.out, "KiB"));  // the size in binary units; bytes are in --json
     auto j = json::parse(run({"--store", store, "--json", "stats"}).out);
     CHECK(j["store"] == store);
     CHECK(j["schema_version"] == 2);
