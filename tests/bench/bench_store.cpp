@@ -450,7 +450,7 @@ int main(int argc, char** argv) {
     fmt::print("  {} append  {:>8.2f}   {:>12.2f}{}\n", c.other_esctl, median(other_s) * 1000,
                median(other_cpu) * 1000, have_sqlite3 ? fmt::format("   ({:.2f}x sqlite3)", median(other_s) * 1000 / sm) : "");
   if (have_sqlite3)
-    fmt::print("  esctl / sqlite3: {:.2f}x (target <= 1.2x: {})\n", em / sm, verdict(em / sm <= 1.2));
+    fmt::print("  esctl / sqlite3: {:.2f}x (target <= 1.0x: {})\n", em / sm, verdict(em / sm <= 1.0));
   else
     fmt::print("  (no sqlite3 shell on PATH: no baseline)\n");
 
