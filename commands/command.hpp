@@ -15,7 +15,7 @@
 
 namespace esctl::cmd {
 
-/// Options every command accepts (SPEC §3), before or after the command name.
+/// Options every command accepts, before or after the command name (esctl(1), GLOBAL OPTIONS).
 struct Globals {
   std::string store;  ///< --store; empty: $ESCTL_STORE, else ./events.db
   bool json = false;
@@ -48,9 +48,17 @@ struct Command {
 /// Every command, in the order `esctl --help` lists them.
 std::span<const Command> commands();
 
-/// Builds the whole command line: global options and every command. `runners` receives the
-/// Runner for each (sub)command app.
-void build_cli(CLI::App& app, Globals& globals, std::map<const CLI::App*, Runner>& runners);
+/// Builds the command line: global options and every command. `runners` receives the Runner
+/// for each (sub)command app. Given the command line (`argv`), a command it names is the only
+/// one built in full; the others are added by name alone, enough to parse that command line and
+/// much cheaper than building them all. Every option's value shows in `--help` by what it is
+/// (`--batch N`, `--store PATH`), and each command's `--help` ends with the global options.
+void build_cli(CLI::App& app, Globals& globals, std::map<const CLI::App*, Runner>& runners, int argc = 0,
+               const char* const* argv = nullptr);
+
+/// "esctl 0.1.0 (SQLite 3.x.y)", and the same as a JSON object line for `--json --version`.
+std::string version_text();
+std::string version_json();
 
 /// Parses a --from/--count style non-negative integer option value, or throws Error(usage).
 std::int64_t parse_count(const std::string& value, const char* option);

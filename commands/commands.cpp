@@ -1,6 +1,8 @@
 // The command table (like git's commands[] in git.c) and the global options. Adding a command:
 // write commands/<name>.cpp with setup_<name>(), add one row here, a man page and completions.
 #include <charconv>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -28,9 +30,100 @@ constexpr Command kCommands[] = {
 
 std::span<const Command> commands() { return kCommands; }
 
-void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& runners) {
-  app.set_version_flag("--version", fmt::format("esctl {} (SQLite {})", ESCTL_VERSION, sqlite_version()),
-                       "Print esctl's and SQLite's versions");
+namespace {
+
+/// What `--help` shows for an option's value instead of CLI11's TEXT/INT: "cmd --opt" rows
+/// first (the same name can mean different things), then "--opt". Options added later get the
+/// upper-cased option name (`--since` shows `SINCE`) until they get a row here.
+constexpr std::pair<std::string_view, std::string_view> kValueNames[] = {
+    {"read --from", "VERSION|POSITION"},
+    {"queue create --from", "start|end|POSITION"},
+    {"queue reset --to", "start|end|POSITION"},
+    {"queue create --stream", "GLOB"},
+    {"--store", "PATH"},
+    {"--color", "WHEN"},
+    {"--busy-timeout", "DUR"},
+    {"--meta", "JSON"},
+    {"--id", "UUID"},
+    {"--expect", "any|none|exists|N"},
+    {"--ndjson", "FILE"},
+    {"--batch", "N"},
+    {"--count", "N"},
+    {"--max", "N"},
+    {"--max-attempts", "N"},
+    {"--max-events", "N"},
+    {"--parallel", "N"},
+    {"--from", "POSITION"},
+    {"--category", "C"},
+    {"--type", "T"},
+    {"--prefix", "P"},
+    {"--stream", "STREAM"},
+    {"--projection", "FILE"},
+    {"--queue", "NAME"},
+    {"--log", "FILE"},
+    {"--ack-timeout", "DUR"},
+    {"--lease", "DUR"},
+    {"--delay", "DUR"},
+    {"--on-poison", "block|park"},
+    {"--reason", "MESSAGE"},
+    {"--exec", "CMD"},
+    {"--into", "DB"},
+    {"--since", "TIME"},
+    {"--until", "TIME"},
+    {"--format", "TEMPLATE"},
+};
+
+std::string value_name(const std::string& command, const CLI::Option& opt) {
+  std::string name = opt.get_lnames().empty() ? "" : "--" + opt.get_lnames().front();
+  for (const auto& [key, value] : kValueNames)
+    if (key == command + " " + name) return std::string(value);
+  for (const auto& [key, value] : kValueNames)
+    if (key == name) return std::string(value);
+  std::string upper;
+  for (char c : name.empty() ? opt.get_name() : name.substr(2))
+    upper.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  return upper;
+}
+
+/// Gives every option of `app` and its subcommands a value name for `--help` (see kValueNames);
+/// positionals show their own name only ("stream", not "stream TEXT").
+void name_values(CLI::App& app, const std::string& command) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_type_size() == 0 || opt->get_type_name().rfind("TEXT", 0) != 0) continue;
+    opt->type_name(opt->nonpositional() ? value_name(command, *opt) : "");
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (sub->get_name().empty()) name_values(*sub, command);  // an option group: its options are the app's
+    else name_values(*sub, command.empty() ? sub->get_name() : command + " " + sub->get_name());
+  }
+}
+
+/// The command `argv` names (the first argument that is neither an option nor a global option's
+/// value), if it is one of kCommands; else empty.
+std::string_view command_named(int argc, const char* const* argv, const CLI::App& app) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") return {};
+    if (a.size() > 1 && a[0] == '-') {
+      // A global option that takes a value takes the next argument too ("--store x.db").
+      if (a.starts_with("--") && a.find('=') == std::string_view::npos) {
+        const CLI::Option* opt = app.get_option_no_throw(std::string(a));
+        if (opt && opt->get_type_size() > 0) ++i;
+      }
+      continue;
+    }
+    for (const auto& c : kCommands)
+      if (a == c.name) return c.name;
+    return {};
+  }
+  return {};
+}
+
+}  // namespace
+
+void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& runners, int argc,
+               const char* const* argv) {
+  app.set_version_flag("--version", version_text(), "Print esctl's and SQLite's versions");
   app.require_subcommand(0, 1);
   app.fallthrough();
   auto* globals = app.add_option_group("Global options");
@@ -40,15 +133,35 @@ void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& run
   globals->add_option("--color", g.color, "Colour: auto, always or never (NO_COLOR is honoured)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   globals->add_option("--busy-timeout", g.busy_timeout, "How long to wait for a lock held elsewhere (default 5s)");
+  const std::string_view only = argv ? command_named(argc, argv, app) : std::string_view();
+  // Value names and footers only show in help and usage errors, which main parses again with
+  // everything built: a command line that names a command skips them.
+  const bool for_help = only.empty();
+  if (for_help) name_values(app, "");
+  // Each command's --help ends with the global options, laid out as CLI11 lays out its own.
+  std::string footer = "Global options (before or after the command; see esctl(1)):\n";
+  if (auto f = std::dynamic_pointer_cast<CLI::Formatter>(app.get_formatter()); f && for_help)
+    for (const CLI::Option* opt : globals->get_options())
+      if (opt != app.get_help_ptr()) footer += f->make_option(opt, false);
   for (const auto& c : kCommands) {
     auto* sub = app.add_subcommand(c.name, c.summary);
     sub->fallthrough();
     if (c.summary[0] == '\0') sub->group("");  // hidden helper commands
+    if (!only.empty() && only != c.name) continue;  // only its name: the command line names another
     runners[sub] = c.setup(*sub);
-    // Nested subcommands (queue create, ...) run their parent's runner, which dispatches.
-    for (auto* nested : sub->get_subcommands([](CLI::App* a) { return !a->get_name().empty(); }))
+    if (for_help) name_values(*sub, c.name), sub->footer(footer);
+    for (auto* nested : sub->get_subcommands([](CLI::App* a) { return !a->get_name().empty(); })) {
+      if (for_help) nested->footer(footer);
+      // Nested subcommands (queue create, ...) run their parent's runner, which dispatches.
       runners.emplace(nested, runners[sub]);
+    }
   }
+}
+
+std::string version_text() { return fmt::format("esctl {} (SQLite {})", ESCTL_VERSION, sqlite_version()); }
+
+std::string version_json() {
+  return fmt::format("{{\"version\":\"{}\",\"sqlite\":\"{}\"}}\n", ESCTL_VERSION, sqlite_version());
 }
 
 std::int64_t parse_count(const std::string& value, const char* option) {

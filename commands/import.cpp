@@ -2,6 +2,8 @@
 // --batch lines, idempotent by id, checking each line's "version" unless --ignore-versions.
 // A bad line or a conflict stops it with nothing of the current batch written; SIGINT stops it
 // between batches. Either way the committed batches stay and a re-run finishes the job.
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -99,6 +101,9 @@ Runner setup_import(CLI::App& app) {
     if (batch_size < 1) throw Error(Errc::usage, fmt::format("invalid --batch value '{}': use 1 or more", o->batch));
     LineReader lines(o->file);  // before the store: a missing FILE must not create one
     Store store = ctx.open_store(Access::write);
+    // Like sort(1), import reads a terminal too; unlike it, it says so rather than seem to hang.
+    if ((o->file.empty() || o->file == "-") && ::isatty(STDIN_FILENO) && !ctx.quiet())
+      fmt::print(stderr, "esctl: reading NDJSON events from the terminal; end with Ctrl-D (see 'esctl import --help')\n");
     Progress progress(ctx.progress, "import", "events", lines.size());
     const auto t0 = std::chrono::steady_clock::now();
     Tally t;

@@ -3,6 +3,7 @@
 
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
+#include "render/units.hpp"
 
 namespace esctl::cmd {
 
@@ -18,7 +19,7 @@ Runner setup_init(CLI::App& app) {
       b.append(fmt::format(",\"schema_version\":{},\"events\":{}}}\n", st.schema_version, st.events));
       ctx.out.commit();
     } else if (!ctx.quiet()) {
-      ctx.out.write(fmt::format("store ready at {} ({} events)\n", store.path(), st.events));
+      ctx.out.write(fmt::format("store ready at {} ({})\n", store.path(), counted(st.events, "event")));
     }
     return 0;
   };

@@ -1,5 +1,5 @@
 // esctl rebuild DB --projection FILE [--queue NAME]: build a query db from scratch with a
-// projection and atomically replace DB (SPEC §7). The work is in src/store/rebuild.cpp; this file
+// projection and atomically replace DB (esctl-rebuild(1)). The work is in src/store/rebuild.cpp; this file
 // parses options, draws progress and prints the summary.
 #include <fmt/format.h>
 

@@ -6,6 +6,7 @@
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
 #include "render/table.hpp"
+#include "render/units.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -73,8 +74,8 @@ Runner setup_stats(CLI::App& app) {
     Summary sum;
     sum.add_text("store", st.path, "store");
     sum.add("schema version", st.schema_version, "schema_version");
-    sum.add("file size", fmt::format("{} bytes (+{} WAL)", st.file_bytes, st.wal_bytes), "file_bytes",
-            std::to_string(st.file_bytes));
+    sum.add("file size", fmt::format("{} (+{} WAL)", human_bytes(st.file_bytes), human_bytes(st.wal_bytes)),
+            "file_bytes", std::to_string(st.file_bytes));
     sum.add("", "", "wal_bytes", std::to_string(st.wal_bytes));
     sum.add("events", st.events, "events");
     sum.add("streams", st.streams, "streams");
@@ -96,7 +97,8 @@ Runner setup_stats(CLI::App& app) {
       std::string human;
       if (queues.empty()) human = "no queues\n";
       else t.render(human);
-      sum.add("queues", static_cast<std::int64_t>(queues.size()), "queue_count");
+      // Humans see the count in the table (or "no queues"); --json has it as a number.
+      sum.add("", "", "queue_count", std::to_string(queues.size()));
       sum.add_block(std::move(human), "queues", std::move(js));
     }
     sum.render(ctx.out.buf(), ctx.json());

@@ -1,8 +1,12 @@
-// esctl streams: one row per stream (name, last version, count, last position, last recorded_at).
+// esctl streams: one row per stream (name, last version, count, last position, last recorded_at),
+// in natural order of names (order-2 before order-10).
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
+#include "core/names.hpp"
 #include "core/time.hpp"
 #include "render/table.hpp"
 
@@ -23,6 +27,7 @@ Runner setup_streams(CLI::App& app) {
     auto rows = store.streams(o->category.empty() ? std::nullopt : std::optional(o->category),
                               o->prefix.empty() ? std::nullopt : std::optional(o->prefix));
     if (ctx.quiet()) return 0;
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return natural_less(a.name, b.name); });
     if (ctx.json()) {
       for (const auto& r : rows) {
         auto& b = ctx.out.buf();

@@ -1,6 +1,6 @@
 // esctl tail: the last N matching events, oldest first, then (-f) each new one as it commits.
 // Following is store/follow.hpp's ChangeWaiter + read_after from the last position seen; this
-// file only picks the source, prints, and decides how the command ends (SPEC §5, esctl-tail(1)).
+// file only picks the source, prints, and decides how the command ends (esctl-tail(1)).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,6 +104,9 @@ Runner setup_tail(CLI::App& app) {
                           : store.stream_version(o->stream).has_value();
       if (!exists && !o->follow)
         throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", o->stream));
+      // Silence would look like a hang to someone at a terminal (never a note for scripts).
+      if (!exists && !ctx.quiet() && ::isatty(STDERR_FILENO))
+        fmt::print(stderr, "esctl: waiting for stream '{}' (it has no events yet)\n", o->stream);
     } else {
       store.read_last(n, filter, [&](const EventRef& e) {
         print(e);

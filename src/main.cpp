@@ -1,9 +1,11 @@
 // esctl entry point: build the CLI from the command table, parse, run the chosen command,
-// and turn failures into the exit codes of SPEC §3. All behaviour lives in commands/ and src/.
+// and turn failures into esctl's exit codes (esctl(1), EXIT STATUS). All behaviour lives in
+// commands/ and src/.
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -102,21 +104,44 @@ int main(int argc, char** argv) {
   install_signal_handlers();
   Output out(STDOUT_FILENO);
   try {
-    CLI::App app("esctl: an event store with CQRS projector queues in one SQLite file", "esctl");
+    // The CLI is built for the command the command line names (the others by name only): a
+    // quick `esctl append` does not pay for building every command. Help, version and usage
+    // errors are rare, so they parse again with everything built, for complete help and hints.
+    std::unique_ptr<CLI::App> app_ptr;
     cmd::Globals globals;
     std::map<const CLI::App*, cmd::Runner> runners;
-    cmd::build_cli(app, globals, runners);
-    // `esctl help [CMD...]` prints the help of CMD, like `git help`.
     std::vector<std::string> help_path;
-    auto* help = app.add_subcommand("help", "Show help for a command");
-    help->add_option("command", help_path, "Command (and subcommand) to describe");
+    CLI::App* help = nullptr;
+    auto build = [&](bool lazily) {
+      globals = cmd::Globals{};
+      runners.clear();
+      help_path.clear();
+      app_ptr = std::make_unique<CLI::App>("esctl: an event store with CQRS projector queues in one SQLite file", "esctl");
+      cmd::build_cli(*app_ptr, globals, runners, lazily ? argc : 0, lazily ? argv : nullptr);
+      // `esctl help [CMD...]` prints the help of CMD, like `git help`.
+      help = app_ptr->add_subcommand("help", "Show help for a command");
+      help->add_option("command", help_path, "Command (and subcommand) to describe")->type_name("");
+    };
+    build(true);
+    bool parsed = false;
     try {
-      app.parse(argc, argv);
+      app_ptr->parse(argc, argv);
+      parsed = true;
+    } catch (const CLI::ParseError&) {
+      build(false);
+    }
+    CLI::App& app = *app_ptr;
+    try {
+      if (!parsed) app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
       return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {
       return app.exit(e);
     } catch (const CLI::CallForVersion& e) {
+      if (std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "--json"; })) {
+        fmt::print("{}", cmd::version_json());
+        return 0;
+      }
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
       return fail(fmt::format("{} (see '{}')", usage_message(e, app), help_hint(app)), exit_code::kUsage);

@@ -1,4 +1,4 @@
-// Errc -> exit code: the single place SPEC.md §3's table lives in code.
+// Errc -> exit code: the single place the exit status table of esctl(1) lives in code.
 #include "core/error.hpp"
 
 namespace esctl {

@@ -20,7 +20,7 @@ enum class Errc {
   interrupted,    ///< SIGINT (exit 130)
 };
 
-/// Exit codes of SPEC.md §3.
+/// Exit codes, as esctl(1) documents them (EXIT STATUS).
 namespace exit_code {
 inline constexpr int kOk = 0;
 inline constexpr int kFailure = 1;

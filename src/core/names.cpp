@@ -85,3 +85,32 @@ void check_event_type(std::string_view type) {
 }
 
 }  // namespace esctl
+
+namespace esctl {
+
+bool natural_less(std::string_view a, std::string_view b) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::size_t i = 0, j = 0;
+  int zeros_tiebreak = 0;  // fewer leading zeros first, when everything else is equal
+  while (i < a.size() && j < b.size()) {
+    if (digit(a[i]) && digit(b[j])) {
+      std::size_t za = i, zb = j;
+      while (za < a.size() && a[za] == '0') ++za;
+      while (zb < b.size() && b[zb] == '0') ++zb;
+      std::size_t ea = za, eb = zb;
+      while (ea < a.size() && digit(a[ea])) ++ea;
+      while (eb < b.size() && digit(b[eb])) ++eb;
+      if (ea - za != eb - zb) return ea - za < eb - zb;  // more significant digits: larger
+      if (int c = a.substr(za, ea - za).compare(b.substr(zb, eb - zb)); c != 0) return c < 0;
+      if (zeros_tiebreak == 0 && za - i != zb - j) zeros_tiebreak = za - i < zb - j ? -1 : 1;
+      i = ea, j = eb;
+      continue;
+    }
+    if (a[i] != b[j]) return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[j]);
+    ++i, ++j;
+  }
+  if (i < a.size() || j < b.size()) return j < b.size() && i == a.size();
+  return zeros_tiebreak < 0;
+}
+
+}  // namespace esctl

@@ -23,3 +23,9 @@ namespace esctl {
 /// Event types: 1–255 bytes of UTF-8 without control characters; throws Error(invalid_input).
 void check_event_type(std::string_view type);
 }  // namespace esctl
+
+namespace esctl {
+/// Natural order of names: runs of digits compare as numbers, so "order-2" < "order-10";
+/// everything else compares bytewise. A strict weak order (equal only for equal strings).
+bool natural_less(std::string_view a, std::string_view b);
+}  // namespace esctl

@@ -52,7 +52,8 @@ std::string progress_line(std::string_view label, std::string_view unit, std::in
     line.append(static_cast<std::size_t>(width - full), '-');
     line += fmt::format("] {:3d}%", static_cast<int>(f * 100));
   }
-  line += fmt::format("  {} {}", items, unit);
+  // "1 event", not "1 events": the unit is given in the plural.
+  line += fmt::format("  {} {}", items, items == 1 && unit.ends_with('s') ? unit.substr(0, unit.size() - 1) : unit);
   if (seconds > 0.05) line += fmt::format("  {:.0f}/s", static_cast<double>(items) / seconds);
   return line;
 }

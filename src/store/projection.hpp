@@ -1,4 +1,4 @@
-// SQL projections (SPEC §7): parsing and validating a projection file, and applying events to a
+// SQL projections (esctl-projection(5)): parsing and validating a projection file, and applying events to a
 // query db effectively-once (Projector, used by `queue drain --projection`). Rebuilding a query
 // db from scratch is in rebuild.hpp; the file format is documented in esctl-projection(5).
 #pragma once

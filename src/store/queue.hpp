@@ -1,5 +1,5 @@
-// Projector queues: durable subscriptions with at-least-once delivery, per-stream order,
-// fenced leases, retries and parking. The algorithm and the table layout are explained at the
+// Projector queues (esctl-queue(1)): durable subscriptions with at-least-once delivery, per-stream
+// order, fenced leases, retries and parking. The algorithm and the table layout are explained at the
 // top of queue.cpp. Not here: running handlers (drain.hpp) and printing (commands/queue.cpp).
 #pragma once
 #include <cstdint>

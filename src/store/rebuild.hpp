@@ -1,5 +1,5 @@
 // `esctl rebuild`: build a query db from scratch with a projection into a temporary file beside
-// it, then atomically replace it (SPEC §7). Not the incremental path: that is Projector
+// it, then atomically replace it (esctl-rebuild(1)). Not the incremental path: that is Projector
 // (projection.hpp) driven by `queue drain`.
 #pragma once
 #include <cstdint>

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -67,6 +68,20 @@ Store::Store(const StoreOptions& options, Access access) : options_(options) {
   if (!exists && access == Access::read)
     throw Error(Errc::not_found,
                 fmt::format("no store at '{}' (create one with 'esctl init', or pass --store / set ESCTL_STORE)", options_.path));
+  if (!exists && access == Access::write) {
+    // SQLite would only say "unable to open database file": name the missing folder instead.
+    const auto slash = options_.path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : options_.path.substr(0, slash);
+    struct stat dst {};
+    const bool found = ::stat(dir.c_str(), &dst) == 0;
+    if (found && !S_ISDIR(dst.st_mode))
+      throw Error(Errc::not_found,
+                  fmt::format("cannot create store '{}': '{}' is not a folder (choose another --store)", options_.path, dir));
+    if (!found && (errno == ENOENT || errno == ENOTDIR))
+      throw Error(Errc::not_found, fmt::format("cannot create store '{}': folder '{}' does not exist (create it with "
+                                               "'mkdir -p {}', or choose another --store)",
+                                               options_.path, dir, dir));
+  }
   if (exists && st.st_size > 0) {
     // Look at the header ourselves first: SQLite must never be let loose on a foreign file.
     auto header = sql::read_header(options_.path);
@@ -156,44 +171,47 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
   out.reserve(events.size());
   bool expect_checked = expect.kind == Expect::any;
 
-  auto& find_id = db_->prepare("SELECT stream_id, type, data, position, version FROM events WHERE id = ?1");
-  auto& insert_stream =
-      db_->prepare("INSERT INTO streams (name, category) VALUES (?1, ?2)");
-  auto& insert_event = db_->prepare(insert_events_sql(1).c_str());
-  auto& insert_group = db_->prepare(insert_events_sql(kInsertRows).c_str());
-  auto& update_head = db_->prepare(
-      "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
-      "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position");
+  // Statements are prepared (and cached by Db) on first use: a one-event `esctl append` never
+  // parses the 32-row INSERT or the id lookup, a third of its instructions otherwise.
+  struct Lazy {
+    sql::Db& db;
+    const char* sql;
+    sql::Stmt* stmt = nullptr;
+    sql::Stmt& operator()() { return stmt ? *stmt : *(stmt = &db.prepare(sql)); }
+  };
+  Lazy find_id{*db_, "SELECT stream_id, type, data, position, version FROM events WHERE id = ?1"};
+  Lazy insert_stream{*db_, "INSERT INTO streams (name, category) VALUES (?1, ?2)"};
+  Lazy insert_event{*db_, insert_events_sql(1).c_str()};
+  Lazy insert_group{*db_, insert_events_sql(kInsertRows).c_str()};
+  Lazy update_head{*db_,
+                   "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position"};
 
   sql::Txn txn(*db_);
   std::size_t at = 0;
   try {
-    // The cached heads are ours as of our last commit; any other writer invalidates them.
-    std::int64_t data_version;
-    {
-      sql::StmtScope s(db_->prepare("PRAGMA data_version"));
-      s->step();
-      data_version = s->i64(0);
-    }
-    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
-    // Every stored id is <= max_id, so a given id above it needs no lookup: with time-ordered
-    // (UUIDv7) ids that is nearly every id of an import, and the lookup would cost a b-tree probe.
+    // One statement (one parse, for a one-event append) reads what the batch starts from:
+    // - data_version: the cached heads are ours as of our last commit; any other writer
+    //   invalidates them;
+    // - max(id): every stored id is <= it, so a given id above it needs no lookup (with
+    //   time-ordered UUIDv7 ids, nearly every id of an import; the lookup costs a b-tree probe);
+    // - the next position (see kInsertRows).
+    std::int64_t data_version, next_position;
     std::string max_id;
     {
-      sql::StmtScope s(db_->prepare("SELECT max(id) FROM events"));
-      if (s->step() && !s->is_null(0)) max_id = std::string(s->blob(0));
+      sql::StmtScope s(db_->prepare(
+          "SELECT (SELECT data_version FROM pragma_data_version()), (SELECT max(id) FROM events), "
+          "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+          "coalesce((SELECT max(position) FROM events), 0)) + 1"));
+      s->step();
+      data_version = s->i64(0);
+      if (!s->is_null(1)) max_id = std::string(s->blob(1));
+      next_position = s->i64(2);
     }
+    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
     auto above_max = [&](std::string_view id) {
       return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
     };
-    std::int64_t next_position;
-    {
-      sql::StmtScope s(db_->prepare(
-          "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
-          "coalesce((SELECT max(position) FROM events), 0)) + 1"));
-      s->step();
-      next_position = s->i64(0);
-    }
     // Events checked and given a position but not inserted yet (see kInsertRows).
     struct Pending {
       const NewEvent* ev;
@@ -212,12 +230,12 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     };
     auto insert_pending = [&] {
       if (pending_count == kInsertRows) {
-        sql::StmtScope s(insert_group);
+        sql::StmtScope s(insert_group());
         for (int r = 0; r < kInsertRows; ++r) bind_event(*s, r, pending[static_cast<std::size_t>(r)]);
         s->run();
       } else {
         for (int r = 0; r < pending_count; ++r) {
-          sql::StmtScope s(insert_event);
+          sql::StmtScope s(insert_event());
           bind_event(*s, 0, pending[static_cast<std::size_t>(r)]);
           s->run();
         }
@@ -233,7 +251,7 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       StreamRow& row = heads_.row(entry);
       if (ev.id && !above_max(ev.id->view())) {
         insert_pending();  // the id may be that of an event earlier in this batch
-        sql::StmtScope s(find_id);
+        sql::StmtScope s(find_id());
         s->bind_blob(1, ev.id->view());
         if (s->step()) {
           bool same = row.id == s->i64(0) && s->text(1) == ev.type && s->text(2) == ev.data;
@@ -267,7 +285,7 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
                                                 ev.stream, actual, *ev.version));
       }
       if (row.id == 0) {
-        sql::StmtScope s(insert_stream);
+        sql::StmtScope s(insert_stream());
         s->bind(1, ev.stream).bind(2, category_of(ev.stream));
         s->run();
         row.id = db_->last_insert_rowid();
@@ -290,7 +308,7 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     insert_pending();
     for (std::uint32_t entry : dirty) {
       StreamRow& row = heads_.row(entry);
-      sql::StmtScope s(update_head);
+      sql::StmtScope s(update_head());
       s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position);
       s->run();
       row.dirty = false;

@@ -1,4 +1,4 @@
-// esctl append (SPEC section 4) through the binary: output forms, DATA sources, each --expect
+// esctl append (esctl-append(1)) through the binary: output forms, DATA sources, each --expect
 // mode and its conflict, idempotency by id, atomic --ndjson, name and JSON checks, and many
 // processes appending at once.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// Attack (issue 8, SPEC §10 "between services"): a relay
+// Attack (issue 8, "between services": one service relays to another): a relay
 // `esctl --store A queue drain relay --follow --exec 'esctl --store B import --ignore-versions -'`
 // is killed with SIGKILL at random moments and restarted, while another process keeps appending
 // to several streams of A. At the end B holds every event of A exactly once, each stream in A's
@@ -135,7 +135,7 @@ void attack_relay(int kills, bool whole_service) {
       fmt::arg("stop", q(stop)), fmt::arg("bin", q(bin())), fmt::arg("a", q(a)), fmt::arg("streams", kStreams));
   GroupGuard appending{spawn_group(appender, "/dev/null", d / "append.err")};
 
-  // The relay of SPEC §10, with two handlers at once so B sees concurrent imports too.
+  // The relay between services, with two handlers at once so B sees concurrent imports too.
   const std::string import = bin() + " --store " + b + " --busy-timeout 60s import --ignore-versions -";
   const std::string relay =
       fmt::format("exec {} --store {} --busy-timeout 60s queue drain relay --parallel 2 {}--exec {}", q(bin()), q(a),

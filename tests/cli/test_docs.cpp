@@ -25,6 +25,7 @@ std::vector<std::string> help_commands(const std::string& help) {
       in = true;
       continue;
     }
+    if (in && !l.empty() && l[0] != ' ') break;  // the next section (the global options)
     if (in && l.size() > 2 && l[0] == ' ' && l[2] != ' ') out.push_back(l.substr(2, l.find(' ', 2) - 2));
   }
   return out;
@@ -197,6 +198,18 @@ TEST_SUITE("cli/docs") {
       if (c.sub.empty()) CHECK_MESSAGE(!read_file(dir / ("share/man/man1/esctl-" + c.name + ".1")).empty(), c.name);
     auto v = sh("'" + dir.path() + "/bin/esctl' --version");
     CHECK(v.out.find("SQLite") != std::string::npos);
+    // The installed binary works on its own (README's install step: a prefix such as ~/.local).
+    auto init = sh("cd '" + dir.path() + "' && bin/esctl init && bin/esctl append order-1 Placed && bin/esctl streams");
+    CHECK_MESSAGE(init.status == 0, init.err);
+    CHECK(init.out.find("order-1") != std::string::npos);
+    // man finds the pages under the prefix, as the README's `man 5 esctl-projection` needs.
+    auto man = sh("command -v man >/dev/null || exit 77; man -M '" + dir.path() +
+                  "/share/man' -w 5 esctl-projection && man -M '" + dir.path() + "/share/man' -w esctl-queue");
+    if (man.status != 77) {
+      CHECK_MESSAGE(man.status == 0, man.err);
+      CHECK(man.out.find(dir.path() + "/share/man/man5/esctl-projection.5") != std::string::npos);
+      CHECK(man.out.find(dir.path() + "/share/man/man1/esctl-queue.1") != std::string::npos);
+    }
   }
 
   TEST_CASE("no test case name has a semicolon, which CTest would split into names that match nothing") {

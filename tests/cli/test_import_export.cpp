@@ -1,4 +1,4 @@
-// esctl import and esctl export (SPEC sections 4 and 5) through the binary: the round trip,
+// esctl import and esctl export (esctl-import(1), esctl-export(1)) through the binary: the round trip,
 // batches, idempotent re-runs, version checks, bad lines, SIGINT between batches, and what
 // export selects and prints.
 #include <doctest/doctest.h>

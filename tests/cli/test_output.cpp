@@ -1,4 +1,4 @@
-// Conventions every command shares (SPEC section 3): help, version, usage errors, colour rules,
+// Conventions every command shares (esctl(1)): help, version, usage errors, colour rules,
 // global options before or after the command, quiet exit into a closed pipe.
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-// esctl queue drain --projection FILE --into DB (SPEC section 7) together with rebuild: an
+// esctl queue drain --projection FILE --into DB (esctl-projection(5)) together with rebuild: an
 // incremental drain builds the same db as a rebuild; re-draining after a reset changes nothing;
 // rebuild --queue hands over with no gap and no duplicate, also when a drain ran meanwhile;
 // failing events are nacked and parked with nothing of them applied; and an event retried after

@@ -1,4 +1,4 @@
-// esctl queue (SPEC §6), management through the binary: create with --from and filters, ls and
+// esctl queue (esctl-queue(1)), management through the binary: create with --from and filters, ls and
 // status (--json keys, lag), ack/nack/retry rules and their errors, reset and delete touching
 // one queue only (another's status stays byte-identical), names, exit codes, stats, completion.
 #include <doctest/doctest.h>
@@ -146,7 +146,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(run({"--store", d / "new.db", "queue", "create", "q"}).status == 0);
   }
 
-  TEST_CASE("status --json has the SPEC keys, and lag counts every unacked matching event") {
+  TEST_CASE("status --json has the documented keys, and lag counts every unacked matching event") {
     Store s;
     for (int i = 0; i < 4; ++i) s.append("s-" + std::to_string(i));
     s.ok({"create", "q", "--from", "start", "--max-attempts", "1", "--ack-timeout", "1h"});

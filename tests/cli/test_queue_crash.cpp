@@ -1,4 +1,4 @@
-// esctl queue drain under kill -9 (SPEC §6 at-least-once): the drainer is killed at random
+// esctl queue drain under kill -9 (at-least-once, esctl-queue(1)): the drainer is killed at random
 // points (while its handler runs, after it, while acking) many times and restarted; at the end
 // every event was processed at least once, none was lost, per stream the first deliveries came
 // in version order, and the queue is at lag 0.

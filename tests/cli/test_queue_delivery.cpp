@@ -1,4 +1,4 @@
-// esctl queue pull/ack/nack (SPEC §6), delivery rules through the binary: an expired lease comes
+// esctl queue pull/ack/nack (esctl-queue(1)), delivery rules through the binary: an expired lease comes
 // back, parking after max attempts under both poison policies, per-stream holding, and many
 // concurrent pulling processes never getting one stream's events out of order.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// esctl queue drain --exec (SPEC §6): batches as NDJSON on the handler's stdin, exit 0 acks and
+// esctl queue drain --exec (esctl-queue(1)): batches as NDJSON on the handler's stdin, exit 0 acks and
 // non-zero nacks, retries one at a time, parking and exit 8, --parallel keeping per-stream order,
 // --max-events, --follow with SIGINT (exit 130), the summary, and handlers that cannot run.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// esctl read and esctl streams (SPEC section 5) through the binary: human and JSON lines,
+// esctl read and esctl streams (esctl-read(1), esctl-streams(1)) through the binary: human and JSON lines,
 // --from/--count/--backwards windows over a stream long enough to use the version marks,
 // --category/--type/--all selection, missing streams, and quiet ends on a closed pipe.
 #include <doctest/doctest.h>

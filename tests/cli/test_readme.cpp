@@ -7,12 +7,12 @@
 // Conventions (stated in README.md just before the walkthrough):
 //   ```sh             run in the foreground; each `## ` section runs in its own subshell (so its
 //                     `export`s stay inside it) but all share the directory, in README order
-//   ```sh background  each line is a long-running command for "a second terminal": started in
+//   ```sh background  each line is a long-running command for another terminal: started in
 //                     the background in its own process group, checked to be still running at
 //                     the end, then stopped with SIGTERM
 //   anything else     (text, console) not run
-// Blocks before the first `## ` heading (the two set-up commands, which apt-get install) are
-// never run.
+// Blocks before the first `## ` heading (the set-up commands, which apt-get install, and the
+// install step; tests/cli/test_docs.cpp installs into a temporary prefix) are never run.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>

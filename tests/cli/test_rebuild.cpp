@@ -1,4 +1,4 @@
-// esctl rebuild (SPEC section 7): builds a query db from a projection, replaces an old one
+// esctl rebuild (esctl-rebuild(1)): builds a query db from a projection, replaces an old one
 // atomically (readers never see a partial or missing db), leaves the old db byte-identical when
 // the projection is bad, an event fails, the process is killed or interrupted, cleans up the
 // temporary files of killed runs, and never touches the store.

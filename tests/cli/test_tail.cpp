@@ -1,4 +1,4 @@
-// esctl tail (SPEC section 5): the last N events with each filter, then -f following commits by
+// esctl tail (esctl-tail(1)): the last N events with each filter, then -f following commits by
 // other processes: order, no gaps or repeats, big atomic batches, SIGPIPE/SIGINT, and a follower
 // that never pins the WAL.
 #include <doctest/doctest.h>

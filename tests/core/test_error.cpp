@@ -5,7 +5,7 @@
 using namespace esctl;
 
 TEST_SUITE("core/error") {
-  TEST_CASE("every error kind maps to the exit code of SPEC section 3") {
+  TEST_CASE("every error kind maps to the exit code esctl(1) documents") {
     CHECK(exit_code_for(Errc::usage) == 2);
     CHECK(exit_code_for(Errc::conflict) == 3);
     CHECK(exit_code_for(Errc::not_found) == 4);
