@@ -17,11 +17,13 @@ constexpr Command kCommands[] = {
     {"export", "Write events as NDJSON, in position order", setup_export},
     {"read", "Print the events of a stream, a category or the whole store", setup_read},
     {"tail", "Print the last events and optionally follow new ones", setup_tail},
+    {"show", "Print one event in full, by position or id", setup_show},
     {"streams", "List streams with their version and last position", setup_streams},
     {"stats", "Summarise the store: size, events, streams, queues", setup_stats},
     {"queue", "Manage projector queues: create, pull, ack, drain, ...", setup_queue},
     {"rebuild", "Rebuild a query db from scratch with a projection", setup_rebuild},
     {"verify", "Check store integrity and per-stream ordering", setup_verify},
+    {"check", "Exit 9 when a queue's lag, age, parked or retrying passes a threshold", setup_check},
     {"__complete", "", setup_complete},
 };
 }  // namespace

@@ -451,6 +451,23 @@ void Store::read_last(std::int64_t count, const EventFilter& filter, const Event
   read_all(start, seen, filter, fn);
 }
 
+bool Store::read_event_at(std::int64_t position, const EventFn& fn) {
+  sql::StmtScope s(db_->prepare(kSelectEvent));
+  s->bind(1, position);
+  if (!s->step()) return false;
+  fn(EventRef{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)});
+  return true;
+}
+
+bool Store::read_event_by_id(std::string_view id, const EventFn& fn) {
+  sql::StmtScope s(db_->prepare(
+      "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE id = ?1"));
+  s->bind_blob(1, id);
+  if (!s->step()) return false;
+  fn(EventRef{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)});
+  return true;
+}
+
 std::optional<std::int64_t> Store::stream_version(std::string_view stream) {
   sql::StmtScope s(db_->prepare(
       "SELECT h.head FROM streams s JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));

@@ -68,6 +68,10 @@ class Store {
   void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter, const EventFn& fn);
   /// The last `count` events passing `filter` with position >= `min_position`, oldest first.
   void read_last(std::int64_t count, const EventFilter& filter, const EventFn& fn);
+  /// The event at `position`, or the event with id `id` (16 raw bytes): calls fn once and returns
+  /// true, or returns false if there is none.
+  bool read_event_at(std::int64_t position, const EventFn& fn);
+  bool read_event_by_id(std::string_view id, const EventFn& fn);
   /// The last version of `stream`, or nullopt if it has no events.
   std::optional<std::int64_t> stream_version(std::string_view stream);
   /// Streams by name, optionally of one category and/or with a name prefix (exact bytes, no wildcards).
