@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/print.hpp"
 #include "core/error.hpp"
+#include "core/time.hpp"
 
 namespace esctl::cmd {
 
@@ -59,6 +61,35 @@ std::int64_t parse_count(const std::string& value, const char* option) {
   if (ec != std::errc() || p != value.data() + value.size() || v < 0)
     throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected a non-negative integer", option, value));
   return v;
+}
+
+std::optional<EventTemplate> parse_format(const Context& ctx, const std::string& text, bool given, bool deliveries) {
+  if (!given) return std::nullopt;
+  if (ctx.json()) throw Error(Errc::usage, "--format and --json cannot be used together");
+  return EventTemplate::parse(text, deliveries);
+}
+
+TimeRange parse_time_range(const std::string& since, const std::string& until) {
+  TimeRange r;
+  const std::int64_t now = now_us();
+  auto one = [&](const std::string& v, const char* option, bool end_of_day) {
+    auto t = parse_time_bound(v, end_of_day, now);
+    if (!t)
+      throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected an RFC 3339 time "
+                                           "(2026-11-10T08:00:00Z), a date (2026-11-10) or a duration ago (15m, 2h, 7d)",
+                                           option, v));
+    return *t;
+  };
+  if (!since.empty()) r.since = one(since, "--since", false);
+  if (!until.empty()) r.until = one(until, "--until", true);
+  return r;
+}
+
+void add_time_options(CLI::App& app, std::string& since, std::string& until) {
+  app.add_option("--since", since,
+                 "Only events recorded at or after TIME: RFC 3339, a UTC date (its start) or a duration ago (15m, 2h, 7d)");
+  app.add_option("--until", until,
+                 "Only events recorded at or before TIME: RFC 3339, a UTC date (its end) or a duration ago");
 }
 
 }  // namespace esctl::cmd

@@ -70,6 +70,18 @@ BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
 CREATE TRIGGER events_immutable_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
 
+-- recorded_at is known to be non-decreasing over positions 1..ordered_through, whose largest
+-- recorded_at is max_recorded_at: reads bounded by time (--since/--until) binary-search that
+-- range instead of scanning it. Each append extends it while its events keep the order; once an
+-- event is out of order (an import of older times, a clock stepped back) it stops for good, and
+-- later events are filtered one by one. A store made before this table existed has none: filter.
+CREATE TABLE time_order (
+  id               INTEGER PRIMARY KEY CHECK (id = 1),
+  ordered_through  INTEGER NOT NULL,
+  max_recorded_at  INTEGER NOT NULL
+);
+INSERT INTO time_order VALUES (1, 0, -9223372036854775808);
+
 -- What `sqlite3 events.db` users want to look at.
 CREATE VIEW event_log AS
 SELECT e.position, s.name AS stream, e.version,
