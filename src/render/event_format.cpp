@@ -94,7 +94,7 @@ void append_indented_json(std::string& out, std::string_view json, std::string_v
 
 void append_event_block(std::string& out, const EventRef& e, const Style& style) {
   auto field = [&](std::string_view name, std::string_view value, const char* colour) {
-    style.paint(out, "1", fmt::format("{:<12}", fmt::format("{}:", name)));
+    style.paint(out, "1", fmt::format("{:<13}", fmt::format("{}:", name)));
     if (colour) style.paint(out, colour, value);
     else out.append(value);
     out.push_back('\n');
