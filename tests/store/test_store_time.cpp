@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "store/sqlite.hpp"
+#include "store/verify.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 
@@ -96,5 +97,24 @@ TEST_SUITE("store/store_time") {
     CHECK(s.time_span(std::nullopt, std::nullopt).ordered_through == 1);
     s.append({at(30)}, {}, false);
     CHECK(s.time_span(std::nullopt, std::nullopt).ordered_through == 2);
+  }
+
+  TEST_CASE("verify reports a time_order row that the events contradict") {
+    TempStore t;
+    Store s(t.options(), Access::write);
+    s.append({at(10), at(30), at(20), at(40)}, {}, false);
+    CHECK(s.time_span(std::nullopt, std::nullopt).ordered_through == 2);
+    auto kinds = [&] {
+      std::vector<std::string> out;
+      VerifyOptions o;
+      o.path = t.path;
+      verify_store(o, [&](const Violation& v) { out.push_back(v.kind); });
+      return out;
+    };
+    CHECK(kinds().empty());
+    s.db().exec("UPDATE time_order SET ordered_through = 4, max_recorded_at = 40");
+    CHECK(kinds() == std::vector<std::string>{"time_order"});
+    s.db().exec("UPDATE time_order SET ordered_through = 9, max_recorded_at = 40");
+    CHECK(kinds() == std::vector<std::string>{"time_order"});
   }
 }
