@@ -53,7 +53,7 @@ TEST_SUITE("render/template") {
     CHECK(render("{data.items.0.sku}|{data.items.1.sku}|{data.items.2.sku}") == "A1|B2|");
     CHECK(render("{data.items.1}") == R"({"sku":"B2"})");
     CHECK(render("{data.ok} {data.none}") == "true null");
-    CHECK(render("{data.missing}|{data.customer.x}|{data.items.x}|{meta.trace.id}") == "||||t-9");
+    CHECK(render("{data.missing}|{data.customer.x}|{data.items.x}|{meta.trace.id}") == "|||t-9");
     CHECK(render("{data.a.b}") == "");  // a dotted path never names a key holding a dot
   }
 
