@@ -35,6 +35,7 @@ struct Fixture {
     ok({"queue", "create", "sick", "--max-attempts", "1"});
     ok({"queue", "create", "sick2", "--max-attempts", "5"});
     for (int i = 1; i <= 3; ++i) ok({"append", "order-" + std::to_string(i), "Placed"});
+    ok({"queue", "pull", "idle", "--max", "3"});
     ok({"queue", "ack", "idle", "1", "2", "3"});
     ok({"queue", "pull", "sick", "--max", "1"});
     ok({"queue", "nack", "sick", "1"});
