@@ -33,6 +33,7 @@ double time_run(const std::vector<std::string>& args) {
   argv.push_back(bin.data());
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::fflush(stdout);  // or the child flushes our buffered lines too
   auto t0 = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
