@@ -48,7 +48,7 @@ TEST_SUITE("cli/format") {
     CHECK(r.out == "ann|B2|9.50|t1|[{\"sku\":\"A1\"},{\"sku\":\"B2\"}]|\nbob|||||\n");
   }
 
-  TEST_CASE("doubled braces are braces; \\t and \\n are a tab and a newline") {
+  TEST_CASE("doubled braces are braces, \\t and \\n are a tab and a newline") {
     Fixture f;
     auto r = f.e({"read", "order-1", "--format", "{{{type}}}\\t{stream}\\n--"});
     REQUIRE_MESSAGE(r.status == 0, r.err);

@@ -45,7 +45,7 @@ TEST_SUITE("cli/show") {
                           "      }\n    ],\n    \"empty\": {}\n  }\nmeta:\n  {\n    \"trace\": \"t1\"\n  }\n"));
   }
 
-  TEST_CASE("show ID finds the same event; --json prints the event object") {
+  TEST_CASE("show ID finds the same event, and --json prints the event object") {
     Fixture f;
     auto by_id = f.e({"--json", "show", kId});
     REQUIRE_MESSAGE(by_id.status == 0, by_id.err);
@@ -73,7 +73,7 @@ TEST_SUITE("cli/show") {
     CHECK(contains(r.err, "no event with id"));
   }
 
-  TEST_CASE("an argument that is neither a position nor an id exits 2; a missing store exits 4") {
+  TEST_CASE("an argument that is neither a position nor an id exits 2, a missing store exits 4") {
     Fixture f;
     for (const char* bad : {"0", "-1", "abc", "1.5", "018f2c1e-7b3a", "99999999999999999999999"}) {
       INFO(bad);
