@@ -75,6 +75,8 @@ Runner setup_stats(CLI::App&);
 Runner setup_queue(CLI::App&);
 Runner setup_rebuild(CLI::App&);
 Runner setup_verify(CLI::App&);
+Runner setup_show(CLI::App&);
+Runner setup_check(CLI::App&);
 Runner setup_complete(CLI::App&);
 
 }  // namespace esctl::cmd

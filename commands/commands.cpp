@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include "commands/command.hpp"
+#include "commands/print.hpp"
 #include "core/error.hpp"
+#include "core/time.hpp"
 
 namespace esctl::cmd {
 
@@ -19,11 +21,13 @@ constexpr Command kCommands[] = {
     {"export", "Write events as NDJSON, in position order", setup_export},
     {"read", "Print the events of a stream, a category or the whole store", setup_read},
     {"tail", "Print the last events and optionally follow new ones", setup_tail},
+    {"show", "Print one event in full, by position or id", setup_show},
     {"streams", "List streams with their version and last position", setup_streams},
     {"stats", "Summarise the store: size, events, streams, queues", setup_stats},
     {"queue", "Manage projector queues: create, pull, ack, drain, ...", setup_queue},
     {"rebuild", "Rebuild a query db from scratch with a projection", setup_rebuild},
     {"verify", "Check store integrity and per-stream ordering", setup_verify},
+    {"check", "Exit 9 when a queue's lag, age, parked or retrying passes a threshold", setup_check},
     {"__complete", "", setup_complete},
 };
 }  // namespace
@@ -170,6 +174,35 @@ std::int64_t parse_count(const std::string& value, const char* option) {
   if (ec != std::errc() || p != value.data() + value.size() || v < 0)
     throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected a non-negative integer", option, value));
   return v;
+}
+
+std::optional<EventTemplate> parse_format(const Context& ctx, const std::string& text, bool given, bool deliveries) {
+  if (!given) return std::nullopt;
+  if (ctx.json()) throw Error(Errc::usage, "--format and --json cannot be used together");
+  return EventTemplate::parse(text, deliveries);
+}
+
+TimeRange parse_time_range(const std::string& since, const std::string& until) {
+  TimeRange r;
+  const std::int64_t now = now_us();
+  auto one = [&](const std::string& v, const char* option, bool end_of_day) {
+    auto t = parse_time_bound(v, end_of_day, now);
+    if (!t)
+      throw Error(Errc::usage, fmt::format("invalid {} value '{}': expected an RFC 3339 time "
+                                           "(2026-11-10T08:00:00Z), a date (2026-11-10) or a duration ago (15m, 2h, 7d)",
+                                           option, v));
+    return *t;
+  };
+  if (!since.empty()) r.since = one(since, "--since", false);
+  if (!until.empty()) r.until = one(until, "--until", true);
+  return r;
+}
+
+void add_time_options(CLI::App& app, std::string& since, std::string& until) {
+  app.add_option("--since", since,
+                 "Only events recorded at or after TIME: RFC 3339, a UTC date (its start) or a duration ago (15m, 2h, 7d)");
+  app.add_option("--until", until,
+                 "Only events recorded at or before TIME: RFC 3339, a UTC date (its end) or a duration ago");
 }
 
 }  // namespace esctl::cmd

@@ -11,6 +11,7 @@
 #include "core/time.hpp"
 #include "render/event_format.hpp"
 #include "render/progress.hpp"
+#include "render/template.hpp"
 #include "render/table.hpp"
 #include "store/drain.hpp"
 #include "store/projection.hpp"
@@ -25,7 +26,8 @@ struct QueueOptions {
   std::string from = "end", max_attempts = "5", ack_timeout = "30s", on_poison = "block";
   std::vector<std::string> streams, categories, types;
   // pull
-  std::string max = "1", lease;
+  std::string max = "1", lease, format;
+  bool format_given = false;
   // ack, nack, retry
   std::vector<std::string> positions;
   std::string delay = "0ms", reason = "nacked";
@@ -288,6 +290,11 @@ int run_pull(Context& ctx, const QueueOptions& o) {
     po.lease_ms = duration_ms(o.lease, "--lease");
     if (*po.lease_ms < 1) throw Error(Errc::usage, "invalid --lease value '0ms': a lease must be longer than 0ms");
   }
+  std::optional<EventTemplate> tmpl;
+  if (o.format_given) {
+    if (ctx.json()) throw Error(Errc::usage, "--format and --json cannot be used together");
+    tmpl = EventTemplate::parse(o.format, true);
+  }
   Store store = ctx.open_store(Access::write);
   auto r = Queues(store).pull(o.name, po, Clock::now());
   if (ctx.quiet()) return 0;
@@ -295,7 +302,11 @@ int run_pull(Context& ctx, const QueueOptions& o) {
   append_rfc3339(expires, r.lease_expires_at_us);
   for (const auto& d : r.deliveries) {
     auto& b = ctx.out.buf();
-    if (ctx.json())
+    if (tmpl) {
+      const std::string lease = std::to_string(d.lease);
+      DeliveryFields fields{d.attempt, lease};
+      tmpl->render(b, d.event.ref(), &fields);
+    } else if (ctx.json())
       append_event_json(b, d.event.ref(), fmt::format("\"attempt\":{},\"lease\":{},\"lease_expires_at\":\"{}\"",
                                                       d.attempt, d.lease, expires));
     else
@@ -537,6 +548,9 @@ Runner setup_queue(CLI::App& app) {
   pull->add_option("name", o->name, "Queue name")->required();
   pull->add_option("--max", o->max, "Lease at most N events (default 1)");
   pull->add_option("--lease", o->lease, "Lease length (default: the queue's --ack-timeout)");
+  pull->add_option("--format", o->format,
+                   "One line per event from TEMPLATE: the placeholders of 'esctl read --format', {attempt} and {lease}")
+      ->each([o](const std::string&) { o->format_given = true; });
 
   auto* ack = sub(app, "ack", "Acknowledge delivered events: they are done");
   ack->add_option("name", o->name, "Queue name")->required();

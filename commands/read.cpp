@@ -9,7 +9,7 @@
 namespace esctl::cmd {
 namespace {
 struct ReadOptions {
-  std::string stream, category, from, count;
+  std::string stream, category, from, count, since, until, format;
   std::vector<std::string> types;
   bool all = false, backwards = false;
 };
@@ -25,7 +25,13 @@ Runner setup_read(CLI::App& app) {
   app.add_option("--from", o->from, "First version (STREAM) or position (--all, --category) to print");
   app.add_option("--count", o->count, "Print at most N events");
   app.add_flag("--backwards", o->backwards, "STREAM only: newest first, from --from (default: the last version) down");
-  return [o](Context& ctx) {
+  add_time_options(app, o->since, o->until);
+  auto* format = app.add_option("--format", o->format,
+                                "One line per event from TEMPLATE: {position} {stream} {version} {type} {id} "
+                                "{recorded_at} {data} {meta} {data.PATH} {meta.PATH}");
+  return [o, format](Context& ctx) {
+    const auto tmpl = parse_format(ctx, o->format, format->count() > 0, false);
+    const TimeRange time = parse_time_range(o->since, o->until);
     int sources = !o->stream.empty() + o->all + !o->category.empty();
     if (sources != 1) throw Error(Errc::usage, "read needs exactly one of STREAM, --all or --category C");
     std::optional<std::int64_t> from, count;
@@ -34,14 +40,14 @@ Runner setup_read(CLI::App& app) {
     if (!o->stream.empty()) check_stream_name(o->stream);
     else if (o->backwards) throw Error(Errc::usage, "--backwards works with STREAM only");
     Store store = ctx.open_store(Access::read);
-    EventPrinter print(ctx);
+    EventPrinter print(ctx, &tmpl);
     if (!o->stream.empty()) {
-      if (!o->types.empty()) {
+      if (!o->types.empty() || time.any()) {
         EventFilter f;
         f.types = o->types;
         std::int64_t left = count.value_or(INT64_MAX);
         store.read_stream(o->stream, from, std::nullopt, o->backwards, [&](const EventRef& e) {
-          if (!f.matches_type(e.type)) return true;
+          if (!f.matches_type(e.type) || !time.contains(e.recorded_at_us)) return true;
           print(e);
           return --left > 0;
         });
@@ -56,10 +62,12 @@ Runner setup_read(CLI::App& app) {
     EventFilter f;
     f.types = o->types;
     if (!o->category.empty()) f.categories.push_back(o->category);
-    store.read_all(from.value_or(1), count, f, [&](const EventRef& e) {
+    auto each = [&](const EventRef& e) {
       print(e);
       return true;
-    });
+    };
+    if (time.any()) store.read_all_in_time(from.value_or(1), count, f, time.since, time.until, each);
+    else store.read_all(from.value_or(1), count, f, each);
     return 0;
   };
 }

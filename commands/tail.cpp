@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 
 #include <fmt/format.h>
 
@@ -19,7 +20,7 @@ namespace esctl::cmd {
 namespace {
 
 struct TailOptions {
-  std::string stream, category, count = "10";
+  std::string stream, category, count = "10", since, until, format;
   std::vector<std::string> types;
   bool all = false, follow = false;
 };
@@ -43,12 +44,12 @@ bool stdout_can_hang_up() {
 /// The last `n` events of `stream` passing `filter`'s types, oldest first, via the stream's own
 /// links (cheap however big the store). Returns false if the stream does not exist.
 bool last_of_stream(Store& store, const std::string& stream, std::int64_t n, const EventFilter& filter,
-                    EventPrinter& print, std::int64_t& last) {
+                    const TimeRange& time, EventPrinter& print, std::int64_t& last) {
   std::vector<Event> newest;  // newest first
   try {
     store.read_stream(stream, std::nullopt, std::nullopt, true, [&](const EventRef& e) {
       if (static_cast<std::int64_t>(newest.size()) >= n) return false;
-      if (filter.matches_type(e.type)) newest.push_back(Event::from(e));
+      if (filter.matches_type(e.type) && time.contains(e.recorded_at_us)) newest.push_back(Event::from(e));
       return static_cast<std::int64_t>(newest.size()) < n;
     });
   } catch (const Error& e) {
@@ -75,7 +76,13 @@ Runner setup_tail(CLI::App& app) {
   app.add_option("--type", o->types, "Only events of this type (repeatable)");
   app.add_option("-n,--count", o->count, "How many of the last events to print (default 10; 0: only new ones)");
   app.add_flag("-f,--follow", o->follow, "Then print each new matching event as it is committed, until interrupted");
-  return [o](Context& ctx) {
+  add_time_options(app, o->since, o->until);
+  auto* format = app.add_option("--format", o->format,
+                                "One line per event from TEMPLATE: {position} {stream} {version} {type} {id} "
+                                "{recorded_at} {data} {meta} {data.PATH} {meta.PATH}");
+  return [o, format](Context& ctx) {
+    const auto tmpl = parse_format(ctx, o->format, format->count() > 0, false);
+    const TimeRange time = parse_time_range(o->since, o->until);
     if (!o->stream.empty() + o->all + !o->category.empty() > 1)
       throw Error(Errc::usage, "tail takes at most one of STREAM, --all or --category C");
     if (!o->stream.empty()) check_stream_name(o->stream);
@@ -97,16 +104,30 @@ Runner setup_tail(CLI::App& app) {
     }
     std::int64_t last = o->follow ? store.head_position() : 0;
 
-    EventPrinter print(ctx);
+    EventPrinter print(ctx, &tmpl);
     if (!o->stream.empty()) {
       // A missing stream is "not found" unless we are about to wait for it.
-      bool exists = n > 0 ? last_of_stream(store, o->stream, n, filter, print, last)
+      bool exists = n > 0 ? last_of_stream(store, o->stream, n, filter, time, print, last)
                           : store.stream_version(o->stream).has_value();
       if (!exists && !o->follow)
         throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", o->stream));
       // Silence would look like a hang to someone at a terminal (never a note for scripts).
       if (!exists && !ctx.quiet() && ::isatty(STDERR_FILENO))
         fmt::print(stderr, "esctl: waiting for stream '{}' (it has no events yet)\n", o->stream);
+    } else if (time.any()) {
+      // The last n of the time range: read the range forward (found by search where recorded_at
+      // is in order), keeping the newest n.
+      std::deque<Event> newest;
+      if (n > 0)
+        store.read_all_in_time(1, std::nullopt, filter, time.since, time.until, [&](const EventRef& e) {
+          if (static_cast<std::int64_t>(newest.size()) == n) newest.pop_front();
+          newest.push_back(Event::from(e));
+          return true;
+        });
+      for (const auto& e : newest) {
+        print(e.ref());
+        last = std::max(last, e.position);
+      }
     } else {
       store.read_last(n, filter, [&](const EventRef& e) {
         print(e);
@@ -130,7 +151,7 @@ Runner setup_tail(CLI::App& app) {
       }
       last = read_after(store, last, filter, [&](const EventRef& e) {
         check_interrupted();  // stop between lines, never inside one
-        print(e);
+        if (time.contains(e.recorded_at_us)) print(e);
         return true;
       });
     }

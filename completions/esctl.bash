@@ -4,14 +4,14 @@
 # Works with and without the bash-completion package.
 
 _esctl_global_opts='--store --json -q --quiet --color --busy-timeout --version -h --help'
-_esctl_commands='init append import export read tail streams stats queue rebuild verify help'
+_esctl_commands='init append import export read tail show streams stats queue rebuild verify check help'
 _esctl_queue_commands='create ls status pull ack nack drain parked retry reset delete'
 
 # Options that take a value in the next word (or after `=`), for every command.
 _esctl_value_opts=' --store --color --busy-timeout --meta --id --expect --batch --category
  --from --type --count -n --prefix --stream --max-attempts --ack-timeout --on-poison --max
  --lease --delay --reason --exec --projection --into --parallel --max-events --to --queue
- --log '
+ --log --since --until --format --max-lag --max-age --max-parked --max-retrying '
 
 # _esctl_opts CMD [SUB]: the options of one command, without the global ones.
 _esctl_opts()
@@ -19,16 +19,17 @@ _esctl_opts()
     case $1${2:+ $2} in
         append) echo --meta --id --expect --ndjson ;;
         import) echo --batch --ignore-versions ;;
-        export) echo --all --category --from ;;
-        read) echo --all --category --type --from --count --backwards ;;
-        tail) echo --all --category --type -n --count -f --follow ;;
+        export) echo --all --category --from --since --until ;;
+        read) echo --all --category --type --from --count --backwards --since --until --format ;;
+        tail) echo --all --category --type -n --count -f --follow --since --until --format ;;
+        check) echo --queue --max-lag --max-age --max-parked --max-retrying ;;
         streams) echo --category --prefix ;;
         rebuild) echo --projection --queue ;;
         verify) echo --stream --queue --full --log --no-gaps ;;
         'queue create')
             echo --from --stream --category --type --max-attempts --ack-timeout --on-poison
             ;;
-        'queue pull') echo --max --lease ;;
+        'queue pull') echo --max --lease --format ;;
         'queue nack') echo --delay --reason ;;
         'queue drain')
             echo --exec --projection --into --batch --parallel --follow --max-events
@@ -188,7 +189,8 @@ _esctl()
             ;;
         --busy-timeout | --ack-timeout | --lease | --delay | --meta | --id | --batch | \
             --type | --count | -n | --prefix | --max-attempts | --max | --reason | \
-            --parallel | --max-events)
+            --parallel | --max-events | --since | --until | --format | --max-lag | --max-age | \
+            --max-parked | --max-retrying)
             return
             ;;
     esac

@@ -7,7 +7,8 @@ function __esctl_takes_value
     contains -- $argv[1] --store --color --busy-timeout --meta --id --expect --batch \
         --category --from --type --count -n --prefix --stream --max-attempts --ack-timeout \
         --on-poison --max --lease --delay --reason --exec --projection --into --parallel \
-        --max-events --to --queue --log
+        --max-events --to --queue --log --since --until --format --max-lag --max-age \
+        --max-parked --max-retrying
 end
 
 # The words before the cursor that are not options or option values: the command,
@@ -129,11 +130,13 @@ set -l __esctl_commands \
     export 'Write events as NDJSON, in position order' \
     read 'Read the events of a stream, a category or all streams' \
     tail 'Print the last events, and follow new ones' \
+    show 'Print one event in full, by position or id' \
     streams 'List the streams of the store' \
     stats 'Summarise the store' \
     queue 'Create, inspect, consume and replay projector queues' \
     rebuild 'Build a query db from scratch and atomically replace it' \
     verify 'Check the store, its queues, or a delivery log' \
+    check 'Check queues against thresholds (exit 9 on a breach)' \
     help 'Show the help of a command'
 for i in (seq 1 2 (count $__esctl_commands))
     set -l name $__esctl_commands[$i]
@@ -182,6 +185,24 @@ complete -c esctl -n '__esctl_nargs 1 import' -F -a - -d 'standard input'
 complete -c esctl -n '__esctl_is export' -l all -d 'All streams'
 complete -c esctl -n '__esctl_is export' -l category -x -a '(__esctl_categories)' -d 'The streams of one category'
 complete -c esctl -n '__esctl_is export' -l from -x -d 'Start at this global position'
+
+# --since/--until (read, tail, export), --format (read, tail, queue pull)
+complete -c esctl -n '__esctl_is read' -l since -x -d 'Only events recorded at or after TIME (RFC 3339, date, 15m)'
+complete -c esctl -n '__esctl_is read' -l until -x -d 'Only events recorded at or before TIME'
+complete -c esctl -n '__esctl_is tail' -l since -x -d 'Only events recorded at or after TIME (RFC 3339, date, 15m)'
+complete -c esctl -n '__esctl_is tail' -l until -x -d 'Only events recorded at or before TIME'
+complete -c esctl -n '__esctl_is export' -l since -x -d 'Only events recorded at or after TIME (RFC 3339, date, 15m)'
+complete -c esctl -n '__esctl_is export' -l until -x -d 'Only events recorded at or before TIME'
+complete -c esctl -n '__esctl_is read' -l format -x -d 'One line per event from TEMPLATE ({position} {data.PATH} ...)'
+complete -c esctl -n '__esctl_is tail' -l format -x -d 'One line per event from TEMPLATE ({position} {data.PATH} ...)'
+complete -c esctl -n '__esctl_is queue pull' -l format -x -d 'One line per event from TEMPLATE ({attempt} {lease} ...)'
+
+# check
+complete -c esctl -n '__esctl_is check' -l queue -x -a '(__esctl_queues)' -d 'Check only this queue'
+complete -c esctl -n '__esctl_is check' -l max-lag -x -d 'Breach when more than N events are not acked'
+complete -c esctl -n '__esctl_is check' -l max-age -x -d 'Breach when the oldest unacked event is older than DUR'
+complete -c esctl -n '__esctl_is check' -l max-parked -x -d 'Breach when more than N events are parked'
+complete -c esctl -n '__esctl_is check' -l max-retrying -x -d 'Breach when more than N events wait for a retry'
 
 # read
 complete -c esctl -n '__esctl_is read' -l all -d 'All streams, in position order'

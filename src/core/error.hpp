@@ -31,6 +31,7 @@ inline constexpr int kInvalidInput = 5;
 inline constexpr int kViolations = 6;
 inline constexpr int kBusy = 7;
 inline constexpr int kParked = 8;
+inline constexpr int kThreshold = 9;  ///< check: a health threshold was exceeded
 inline constexpr int kInterrupted = 130;
 }  // namespace exit_code
 

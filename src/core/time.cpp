@@ -169,9 +169,21 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view s) {
   else if (unit == "s") ms = v * 1000;
   else if (unit == "m") ms = v * 60000;
   else if (unit == "h") ms = v * 3600000;
+  else if (unit == "d") ms = v * 86400000;
   else return std::nullopt;
   if (ms > 1e15) return std::nullopt;
   return static_cast<std::int64_t>(ms + 0.5);
+}
+
+std::optional<std::int64_t> parse_time_bound(std::string_view text, bool end_of_day, std::int64_t now) {
+  if (text.size() == 10 && text[4] == '-' && text[7] == '-') {
+    auto start = parse_rfc3339(std::string(text) + "T00:00:00Z");
+    if (!start) return std::nullopt;
+    return end_of_day ? *start + 86400LL * 1000000 - 1 : *start;
+  }
+  if (auto t = parse_rfc3339(text)) return t;
+  if (auto ms = parse_duration_ms(text)) return now - *ms * 1000;
+  return std::nullopt;
 }
 
 }  // namespace esctl

@@ -17,7 +17,11 @@ std::string format_rfc3339(std::int64_t us);
 /// Refuses days a month does not have (02-30) and times outside 0000-01-01T00:00:00Z ..
 /// 9999-12-31T23:59:59.999999Z once the offset is applied, so every result formats back.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
-/// "250ms", "5s", "2m", "1h", "1.5s"; a bare number is refused (ambiguous). Result in milliseconds.
+/// A --since/--until TIME: RFC 3339; a UTC date "2026-11-10" (its first microsecond, or with
+/// `end_of_day` its last, so that a date used as both bounds covers the whole day); or a
+/// duration ago ("15m", "2h", "7d") counted back from `now`. nullopt if it is none of these.
+std::optional<std::int64_t> parse_time_bound(std::string_view text, bool end_of_day, std::int64_t now);
+/// "250ms", "5s", "2m", "1h", "7d", "1.5s"; a bare number is refused (ambiguous). Result in milliseconds.
 std::optional<std::int64_t> parse_duration_ms(std::string_view text);
 /// Monotonic time that keeps counting across suspend (CLOCK_BOOTTIME), microseconds. Shared by
 /// every process on this boot; compare only values taken under the same boot_id().

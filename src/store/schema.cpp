@@ -72,6 +72,18 @@ BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
 CREATE TRIGGER events_immutable_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'esctl: events are immutable'); END;
 
+-- recorded_at is known to be non-decreasing over positions 1..ordered_through, whose largest
+-- recorded_at is max_recorded_at: reads bounded by time (--since/--until) binary-search that
+-- range instead of scanning it. Each append extends it while its events keep the order; once an
+-- event is out of order (an import of older times, a clock stepped back) it stops for good, and
+-- later events are filtered one by one. The upgrade from schema v2 computes it with one scan.
+CREATE TABLE time_order (
+  id               INTEGER PRIMARY KEY CHECK (id = 1),
+  ordered_through  INTEGER NOT NULL,
+  max_recorded_at  INTEGER NOT NULL
+);
+INSERT INTO time_order VALUES (1, 0, -9223372036854775808);
+
 -- What `sqlite3 events.db` users want to look at.
 CREATE VIEW event_log AS
 SELECT e.position, s.name AS stream, e.version,
@@ -177,6 +189,17 @@ INSERT INTO counters (name, value) VALUES ('queue', (SELECT coalesce(max(id), 0)
 ALTER TABLE queue_items ADD COLUMN lease INTEGER;
 ALTER TABLE queue_runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX queue_items_leased ON queue_items(queue_id, position) WHERE state = 1;
+CREATE TABLE time_order (
+  id               INTEGER PRIMARY KEY CHECK (id = 1),
+  ordered_through  INTEGER NOT NULL,
+  max_recorded_at  INTEGER NOT NULL
+);
+WITH back AS (SELECT min(position) AS p FROM (SELECT position, recorded_at < lag(recorded_at) OVER (ORDER BY position) AS b
+                                              FROM events) WHERE b),
+     through AS (SELECT coalesce((SELECT p - 1 FROM back WHERE p IS NOT NULL),
+                                 (SELECT coalesce(max(position), 0) FROM events)) AS t)
+INSERT INTO time_order SELECT 1, t, coalesce((SELECT max(recorded_at) FROM events WHERE position <= t), -9223372036854775808)
+FROM through;
 )sql";
 
 constexpr const char* kMigrations[] = {kMigrateFrom1, kMigrateFrom2};  // [i]: from version i + 1

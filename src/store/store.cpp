@@ -244,6 +244,11 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
     };
     std::vector<std::uint32_t> dirty;  // cache entries (indices: the cache may grow meanwhile)
     const std::int64_t now = now_us();
+    // The time order (schema.cpp, time_order): extended while the new events keep recorded_at
+    // non-decreasing from the stored events, if those are known to be in order through the head.
+    std::optional<TimeOrder> order = time_order();
+    const TimeOrder order_before = order.value_or(TimeOrder{});
+    bool in_order = order && order->ordered_through == next_position - 1;
 
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
@@ -293,6 +298,8 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       Uuid id = ev.id ? *ev.id : new_uuid_v7();
       std::int64_t recorded = ev.recorded_at.value_or(now);
       const std::int64_t position = next_position++;
+      if (in_order && recorded >= order->max_recorded_at) *order = TimeOrder{position, recorded};
+      else in_order = false;
       pending[static_cast<std::size_t>(pending_count++)] =
           Pending{&ev, id, position, row.id, row.head + 1, row.head_position, recorded};
       if (pending_count == kInsertRows) insert_pending();
@@ -306,6 +313,11 @@ std::vector<Appended> Store::append(const std::vector<NewEvent>& events, const E
       out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
     }
     insert_pending();
+    if (order && order->ordered_through != order_before.ordered_through) {
+      sql::StmtScope s(db_->prepare("UPDATE time_order SET ordered_through = ?1, max_recorded_at = ?2"));
+      s->bind(1, order->ordered_through).bind(2, order->max_recorded_at);
+      s->run();
+    }
     for (std::uint32_t entry : dirty) {
       StreamRow& row = heads_.row(entry);
       sql::StmtScope s(update_head());
@@ -467,6 +479,84 @@ void Store::read_last(std::int64_t count, const EventFilter& filter, const Event
   }
   if (seen == 0) return;
   read_all(start, seen, filter, fn);
+}
+
+std::optional<Store::TimeOrder> Store::time_order() {
+  if (has_time_order_ < 0)
+    has_time_order_ = db_->query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'time_order'") > 0;
+  if (!has_time_order_) return std::nullopt;
+  sql::StmtScope s(db_->prepare("SELECT ordered_through, max_recorded_at FROM time_order"));
+  if (!s->step()) return std::nullopt;
+  return TimeOrder{s->i64(0), s->i64(1)};
+}
+
+TimeSpan Store::time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us) {
+  TimeSpan span;
+  auto order = time_order();
+  if (!order || order->ordered_through == 0) return span;
+  const std::int64_t n = order->ordered_through;
+  span.ordered_through = n;
+  // The first position p in 1..n+1 such that the first event at or after p (up to n) has
+  // recorded_at beyond `t` (>= with `inclusive`, > without), or there is none up to n. Over an
+  // ordered range this predicate is false and then true: a binary search of ~log2(n) probes.
+  auto& probe = db_->prepare("SELECT position, recorded_at FROM events WHERE position >= ?1 ORDER BY position LIMIT 1");
+  auto first_beyond = [&](std::int64_t t, bool inclusive) {
+    std::int64_t lo = 1, hi = n + 1;
+    while (lo < hi) {
+      std::int64_t mid = lo + (hi - lo) / 2;
+      sql::StmtScope s(probe);
+      s->bind(1, mid);
+      bool beyond = !s->step() || s->i64(0) > n || (inclusive ? s->i64(1) >= t : s->i64(1) > t);
+      if (beyond) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  if (since_us) span.from = first_beyond(*since_us, true);
+  if (until_us) span.to = first_beyond(*until_us, false) - 1;
+  return span;
+}
+
+void Store::read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                             std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us,
+                             const EventFn& fn) {
+  std::int64_t left = count.value_or(INT64_MAX);
+  if (left <= 0) return;
+  sql::Txn snapshot(*db_, sql::Txn::deferred);  // one read snapshot across the search and both ranges
+  const TimeSpan span = time_span(since_us, until_us);
+  bool go = true;
+  auto in_time = [&](std::int64_t stop) {
+    return [&, stop](const EventRef& e) {
+      if (e.position > stop) return false;
+      if ((since_us && e.recorded_at_us < *since_us) || (until_us && e.recorded_at_us > *until_us)) return true;
+      go = fn(e) && --left > 0;
+      return go;
+    };
+  };
+  // Matching events lie in [span.from, span.to] and after span.ordered_through.
+  if (span.to < span.ordered_through) {
+    if (span.from <= span.to) read_all(std::max(from, span.from), std::nullopt, filter, in_time(span.to));
+    if (go) read_all(std::max(from, span.ordered_through + 1), std::nullopt, filter, in_time(INT64_MAX));
+  } else {
+    read_all(std::max(from, span.from), std::nullopt, filter, in_time(INT64_MAX));
+  }
+}
+
+bool Store::read_event_at(std::int64_t position, const EventFn& fn) {
+  sql::StmtScope s(db_->prepare(kSelectEvent));
+  s->bind(1, position);
+  if (!s->step()) return false;
+  fn(EventRef{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)});
+  return true;
+}
+
+bool Store::read_event_by_id(std::string_view id, const EventFn& fn) {
+  sql::StmtScope s(db_->prepare(
+      "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE id = ?1"));
+  s->bind_blob(1, id);
+  if (!s->step()) return false;
+  fn(EventRef{s->i64(0), stream_name(s->i64(1)), s->i64(2), s->blob(3), s->text(4), s->text(5), s->text(6), s->i64(7)});
+  return true;
 }
 
 std::optional<std::int64_t> Store::stream_version(std::string_view stream) {

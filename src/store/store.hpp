@@ -36,6 +36,13 @@ struct StoreStats {
   std::int64_t head_position = 0;
 };
 
+/// Where the events recorded within a time range can be (see Store::time_span).
+struct TimeSpan {
+  std::int64_t from = 1;                ///< no such event at a lower position
+  std::int64_t to = INT64_MAX;          ///< nor at a position in (to, ordered_through]
+  std::int64_t ordered_through = 0;     ///< recorded_at is non-decreasing over positions 1..this
+};
+
 /// Called per event; return false to stop early.
 using EventFn = std::function<bool(const EventRef&)>;
 
@@ -68,6 +75,18 @@ class Store {
   void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter, const EventFn& fn);
   /// The last `count` events passing `filter` with position >= `min_position`, oldest first.
   void read_last(std::int64_t count, const EventFilter& filter, const EventFn& fn);
+  /// Narrows a --since/--until range (inclusive, µs) to positions by binary search over the
+  /// prefix of the store whose recorded_at is known to be in order (kept by append in the
+  /// time_order table). Events after that prefix are not narrowed: readers check each one.
+  TimeSpan time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us);
+  /// As read_all, but only events with since_us <= recorded_at <= until_us; `count` counts
+  /// those. Searches where recorded_at is known to be in order, filters elsewhere.
+  void read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                        std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us, const EventFn& fn);
+  /// The event at `position`, or the event with id `id` (16 raw bytes): calls fn once and returns
+  /// true, or returns false if there is none.
+  bool read_event_at(std::int64_t position, const EventFn& fn);
+  bool read_event_by_id(std::string_view id, const EventFn& fn);
   /// The last version of `stream`, or nullopt if it has no events.
   std::optional<std::int64_t> stream_version(std::string_view stream);
   /// Streams by name, optionally of one category and/or with a name prefix (exact bytes, no wildcards).
@@ -112,7 +131,15 @@ class Store {
   void emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go);
   std::int64_t locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version);
 
+  struct TimeOrder {
+    std::int64_t ordered_through = 0;
+    std::int64_t max_recorded_at = INT64_MIN;
+  };
+  /// The time_order row; nullopt for stores made before the table existed.
+  std::optional<TimeOrder> time_order();
+
   StoreOptions options_;
+  int has_time_order_ = -1;  // -1 unknown, else whether the table exists
   std::unique_ptr<sql::Db> db_;
   std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
   // Stream heads as of our own last commit, reused across append() calls (import batches) for

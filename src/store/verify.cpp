@@ -325,11 +325,34 @@ class Verifier {
                                           : "SELECT position, stream_id, version, prev, id, data, meta, recorded_at "
                                             "FROM events ORDER BY position");
     if (only_stream_) s.bind(1, *only_stream_);
+    // The time_order claim (recorded_at non-decreasing through a position) that --since/--until
+    // searches rely on: a wrong one would make them miss events.
+    std::optional<std::int64_t> ordered_through, claimed_max;
+    std::int64_t seen_max = INT64_MIN;
+    bool order_reported = false;
+    if (!only_stream_ && has("table", "time_order")) {
+      auto t = db_.prepare_new("SELECT ordered_through, max_recorded_at FROM time_order");
+      if (t.step()) {
+        ordered_through = t.i64(0);
+        claimed_max = t.i64(1);
+      }
+    }
     std::int64_t last_position = 0;
     try {
       while (s.step()) {
         const std::int64_t p = s.i64(0), sid = s.i64(1), v = s.i64(2);
         last_position = p;
+        if (ordered_through && p <= *ordered_through) {
+          const std::int64_t at = s.i64(7);
+          if (at < seen_max && !order_reported) {
+            order_reported = true;
+            report("time_order", sid, v, p,
+                   fmt::format("recorded_at goes back here, but time_order says it does not up to position {}; "
+                               "--since/--until may miss events",
+                               *ordered_through));
+          }
+          seen_max = std::max(seen_max, at);
+        }
         ++counts_.events;
         if ((counts_.events & 0xfff) == 0) {
           check_interrupted();
@@ -354,6 +377,12 @@ class Verifier {
                          last_position, sqlite3_errmsg(db_.raw())));
     }
     if (progress_) progress_(head_position_, head_position_, counts_.events);
+    if (scan_complete_ && ordered_through && !order_reported &&
+        (*ordered_through > last_position || (*ordered_through > 0 && seen_max != *claimed_max)))
+      report("time_order", std::nullopt, std::nullopt, std::nullopt,
+             fmt::format("time_order says recorded_at is in order through position {} with a largest value of {}, "
+                         "but the events say otherwise; --since/--until may miss events",
+                         *ordered_through, *claimed_max));
     if (scan_complete_) report_gaps();
   }
 

@@ -45,7 +45,7 @@ using ProgressFn = std::function<void(std::int64_t done, std::int64_t total, std
 ///
 /// Kinds: integrity, schema, trigger, index, version_gap, version_duplicate, version_order,
 /// prev_link, mark_missing, id_invalid, id_duplicate, json_invalid, stream_missing, stream_head,
-/// stream_category, queue_cursor, queue_filter, queue_item.
+/// stream_category, time_order, queue_cursor, queue_filter, queue_item.
 ///
 /// Throws Error: not_found (no store, no such stream or queue), corrupt (not an esctl store, or
 /// too damaged to read its schema), busy, io. Damage found after the schema was read is

@@ -62,16 +62,31 @@ TEST_SUITE("core/time") {
     CHECK(format_rfc3339(*parse_rfc3339("9999-12-31T23:59:59.999999Z")) == "9999-12-31T23:59:59.999999Z");
   }
 
-  TEST_CASE("durations take ms, s, m and h units and refuse bare or negative numbers") {
+  TEST_CASE("durations take ms, s, m, h and d units and refuse bare or negative numbers") {
     CHECK(parse_duration_ms("250ms") == 250);
     CHECK(parse_duration_ms("5s") == 5000);
     CHECK(parse_duration_ms("1.5s") == 1500);
     CHECK(parse_duration_ms("2m") == 120000);
     CHECK(parse_duration_ms("1h") == 3600000);
     CHECK(parse_duration_ms("0s") == 0);
-    for (const char* bad : {"", "5", "s", "-1s", "5 s", "5sec", "1d", "abc"}) {
+    CHECK(parse_duration_ms("7d") == 7 * 86400000LL);
+    for (const char* bad : {"", "5", "s", "-1s", "5 s", "5sec", "1w", "abc"}) {
       INFO(bad);
       CHECK_FALSE(parse_duration_ms(bad).has_value());
+    }
+  }
+
+  TEST_CASE("a time bound is RFC 3339, a UTC date (start or end of the day) or a duration ago") {
+    const std::int64_t now = *parse_rfc3339("2026-11-10T12:00:00Z");
+    CHECK(parse_time_bound("2026-11-10T01:02:03.5Z", false, now) == parse_rfc3339("2026-11-10T01:02:03.5Z"));
+    CHECK(parse_time_bound("2026-11-10", false, now) == parse_rfc3339("2026-11-10T00:00:00Z"));
+    CHECK(parse_time_bound("2026-11-10", true, now) == parse_rfc3339("2026-11-10T23:59:59.999999Z"));
+    CHECK(parse_time_bound("15m", false, now) == parse_rfc3339("2026-11-10T11:45:00Z"));
+    CHECK(parse_time_bound("2h", true, now) == parse_rfc3339("2026-11-10T10:00:00Z"));
+    CHECK(parse_time_bound("7d", false, now) == parse_rfc3339("2026-11-03T12:00:00Z"));
+    for (const char* bad : {"", "yesterday", "2026-13-01", "2026-02-30", "2026-11-1", "15", "-5m"}) {
+      INFO(bad);
+      CHECK_FALSE(parse_time_bound(bad, false, now).has_value());
     }
   }
 
