@@ -177,7 +177,7 @@ CREATE UNIQUE INDEX events_marks ON events(version, stream_id) WHERE version % 6
 // 2 -> 3: lease tokens on queue_items and queue_runs rows, and store-wide counters for them and
 // for queue ids (so that neither is reused after a queue is deleted; ids of queues deleted before
 // the upgrade are not known); a queue's deliverable_since starts at its creation; an index of
-// leased rows.
+// leased rows; the time order (how far recorded_at is known to be in position order), by one scan.
 constexpr const char* kMigrateFrom2 = R"sql(
 ALTER TABLE queues ADD COLUMN deliverable_since INTEGER NOT NULL DEFAULT 0;
 UPDATE queues SET deliverable_since = created_at;
