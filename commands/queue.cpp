@@ -31,7 +31,7 @@ struct QueueOptions {
   std::string delay = "0ms", reason = "nacked";
   bool all = false;
   // drain
-  std::string exec, projection, into, batch = "100", parallel = "1", max_events;
+  std::string exec, projection, into, batch = "1000", parallel = "1", max_events;
   bool follow = false;
   // reset
   std::string to;
@@ -557,7 +557,10 @@ Runner setup_queue(CLI::App& app) {
   drain_app->add_option("--exec", o->exec, "Run CMD with /bin/sh -c per batch, the batch as NDJSON on its stdin");
   drain_app->add_option("--projection", o->projection, "Apply events with this projection file (needs --into)");
   drain_app->add_option("--into", o->into, "The query db that --projection keeps up to date");
-  drain_app->add_option("--batch", o->batch, "At most N events per batch (default 100)");
+  drain_app->add_option("--batch", o->batch,
+                        "At most N events per batch (default 1000). Each batch costs a commit and, with --exec, "
+                        "a shell: raise it (5000+) for a quick handler over a big backlog; lower it for a handler "
+                        "that is slow per event, or often fails (a failed batch is retried one event at a time)");
   drain_app->add_option("--parallel", o->parallel, "Run up to K batches at once, partitioned by stream (default 1)");
   drain_app->add_flag("--follow", o->follow, "Wait for new events instead of stopping when nothing is deliverable");
   drain_app->add_option("--max-events", o->max_events, "Stop after delivering N events");

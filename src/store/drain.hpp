@@ -42,7 +42,7 @@ struct DrainTotals {
 
 struct DrainOptions {
   std::string queue;
-  std::int64_t batch = 100;  ///< events per batch, at most
+  std::int64_t batch = 1000;  ///< events per batch, at most
   int parallel = 1;          ///< workers, each with its own connection, pulling its own batches
   bool follow = false;       ///< wait for new events instead of stopping when nothing is deliverable
   std::optional<std::int64_t> max_events;  ///< stop after delivering this many

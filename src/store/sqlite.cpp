@@ -223,9 +223,11 @@ void Db::fail(int rc, std::string_view what) const {
       throw Error(Errc::interrupted, "interrupted");
     case SQLITE_IOERR:
       if (sys == EFBIG)
-        throw Error(Errc::io, fmt::format("cannot write store '{}': file size limit reached ({}; the limit is {} bytes); "
-                                          "raise the limit (ulimit -f) or free space and retry",
-                                          path_, std::strerror(sys), file_size_limit()));
+        throw Error(Errc::io, fmt::format("cannot write store '{}': file size limit reached ({}{}); raise the limit "
+                                          "(ulimit -f) or free space and retry",
+                                          path_, std::strerror(sys),
+                                          file_size_limited() ? fmt::format("; the limit is {} bytes", file_size_limit())
+                                                              : std::string()));
       if (sys == ENOSPC || sys == EDQUOT)
         throw Error(Errc::io, fmt::format("cannot write store '{}': {}; free space (or raise the file size limit) and retry",
                                           path_, std::strerror(sys)));
