@@ -39,7 +39,7 @@ void all_refuse(const std::string& store, int code, const std::string& what) {
   for (auto args : commands) {
     INFO(args[0], " ", args.size() > 1 ? args[1] : "");
     args.insert(args.begin(), {"--store", store});
-    auto r = run(args, RunOptions{"{\"type\":\"T\"}\n", {}, ""});
+    auto r = run(args, RunOptions{"{\"type\":\"T\",\"data\":{}}\n", {}, ""});
     CHECK(r.status == code);
     CHECK(contains(r.err, what));
     CHECK(r.out.empty());
