@@ -471,7 +471,7 @@ int run_drain(Context& ctx, const QueueOptions& o) {
   std::int64_t total = 0;
   if (ctx.progress) {
     if (!d.follow) {
-      Store store = ctx.open_store(Access::read);
+      Store store = ctx.open_store(Access::update);
       auto st = Queues(store).status(o.name, Clock::now());
       total = st.lag - st.parked;
     }

@@ -294,7 +294,7 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(s.q({"reset", "b", "--to", "77"}).status == 2);
   }
 
-  TEST_CASE("reset --to past unacked events refuses without --force naming the count; --dry-run changes nothing") {
+  TEST_CASE("reset --to past unacked events refuses without --force naming the count, --dry-run changes nothing") {
     Store s;
     for (int i = 0; i < 10; ++i) s.append("s-" + std::to_string(i % 2));
     s.ok({"create", "q", "--from", "start", "--max-attempts", "1", "--on-poison", "park"});
@@ -360,7 +360,7 @@ TEST_SUITE("cli/queue_basic") {
     s.ok({"reset", "q", "--to", "end"});
   }
 
-  TEST_CASE("delete of a queue with unacked events refuses without --force; --dry-run prints what it drops") {
+  TEST_CASE("delete of a queue with unacked events refuses without --force, --dry-run prints what it drops") {
     Store s;
     for (int i = 0; i < 4; ++i) s.append("s-" + std::to_string(i));
     s.ok({"create", "q", "--from", "start"});

@@ -39,7 +39,7 @@ TEST_SUITE("core/ndjson") {
     CHECK(*ev.recorded_at % 1000000 == 6);
   }
 
-  TEST_CASE("data is required; meta defaults to {}, id, version and recorded_at to none") {
+  TEST_CASE("data is required, meta defaults to {}, id, version and recorded_at to none") {
     auto e = failure(R"({"stream":"s","type":"T"})");
     CHECK(e.code() == Errc::invalid_input);
     CHECK(std::string(e.what()) == "line 7: missing \"data\" (an event without data says \"data\":{})");
