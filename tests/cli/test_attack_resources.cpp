@@ -96,7 +96,8 @@ TEST_SUITE("cli/attack_resources") {
     int ok = 0;
     Result r;
     for (int i = 0; i < 40; ++i) {
-      r = sh(fmt::format("ulimit -f 512; \"$ESCTL\" --store '{}' -q append d-1 T - < '{}'", store, d / "100k.json"));
+      // 1024 blocks of 512 bytes: the 512 KiB of bash's `ulimit -f 512`.
+      r = sh(fmt::format("ulimit -f 1024; \"$ESCTL\" --store '{}' -q append d-1 T - < '{}'", store, d / "100k.json"));
       if (r.status != 0) break;
       ++ok;
     }
