@@ -8,9 +8,9 @@
 using namespace esctl;
 
 TEST_SUITE("render/progress") {
-  TEST_CASE("with a known total the line has a bar, a percentage, the item count and the rate") {
+  TEST_CASE("with a known total the line has a bar, a percentage, the item count, the rate and an ETA") {
     auto l = progress_line("import", "events", 50, 200, 1000, 2.0, 8);
-    CHECK(l == "import [##------]  25%  1000 events  500/s");
+    CHECK(l == "import [##------]  25%  1000 events  500/s  eta 6s");
     CHECK(progress_line("import", "events", 200, 200, 7, 0.0, 4) == "import [####] 100%  7 events");
     CHECK(progress_line("x", "events", 500, 200, 7, 0.0, 4) == "x [####] 100%  7 events");
   }
