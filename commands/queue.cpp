@@ -33,10 +33,12 @@ struct QueueOptions {
   std::string delay = "0ms", reason = "nacked";
   bool all = false;
   // drain
-  std::string exec, projection, into, batch = "100", parallel = "1", max_events;
+  std::string exec, projection, into, batch = "1000", parallel = "1", max_events;
   bool follow = false;
   // reset
   std::string to;
+  // reset, delete, retry
+  bool dry_run = false, force = false;
 };
 
 std::int64_t duration_ms(const std::string& v, const char* option) {
@@ -295,7 +297,7 @@ int run_pull(Context& ctx, const QueueOptions& o) {
     if (ctx.json()) throw Error(Errc::usage, "--format and --json cannot be used together");
     tmpl = EventTemplate::parse(o.format, true);
   }
-  Store store = ctx.open_store(Access::write);
+  Store store = ctx.open_store(Access::update);
   auto r = Queues(store).pull(o.name, po, Clock::now());
   if (ctx.quiet()) return 0;
   std::string expires;
@@ -320,7 +322,7 @@ int run_pull(Context& ctx, const QueueOptions& o) {
 int run_ack(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
   auto targets = targets_of(o.positions);
-  Store store = ctx.open_store(Access::write);
+  Store store = ctx.open_store(Access::update);
   return report_stale(Queues(store).ack_targets(o.name, targets, Clock::now()), o.name, "acked");
 }
 
@@ -328,7 +330,7 @@ int run_nack(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
   auto targets = targets_of(o.positions);
   std::int64_t delay = duration_ms(o.delay, "--delay");
-  Store store = ctx.open_store(Access::write);
+  Store store = ctx.open_store(Access::update);
   return report_stale(Queues(store).nack_targets(o.name, targets, delay, o.reason, Clock::now()), o.name, "nacked");
 }
 
@@ -366,51 +368,96 @@ int run_parked(Context& ctx, const QueueOptions& o) {
   return 0;
 }
 
+const char* events_word(std::int64_t n) { return n == 1 ? "event" : "events"; }
+
 int run_retry(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
   if (o.all == !o.positions.empty())
     throw Error(Errc::usage, "queue retry needs either POSITION... or --all (not both)");
   std::vector<std::int64_t> positions;
   if (!o.all) positions = positions_of(o.positions);
-  Store store = ctx.open_store(Access::write);
-  Queues queues(store);
-  std::int64_t n = o.all ? queues.retry_all(o.name) : queues.retry(o.name, positions);
+  Store store = ctx.open_store(Access::update);
+  std::int64_t n = 0;
+  // A dry run retries for real and rolls back: the count is the real one.
+  queue_admin::atomically(store, [&] {
+    Queues queues(store);
+    n = o.all ? queues.retry_all(o.name) : queues.retry(o.name, positions);
+    return !o.dry_run;
+  });
   if (ctx.quiet()) return 0;
-  if (ctx.json()) ctx.out.write(fmt::format("{{\"retried\":{}}}\n", n));
-  else ctx.out.write(fmt::format("retried {} parked event{} of queue '{}'\n", n, n == 1 ? "" : "s", o.name));
+  if (ctx.json())
+    ctx.out.write(fmt::format("{{\"retried\":{},\"dry_run\":{}}}\n", n, o.dry_run));
+  else if (o.dry_run)
+    ctx.out.write(fmt::format("would retry {} parked {} of queue '{}' (dry run: nothing changed)\n", n, events_word(n),
+                              o.name));
+  else
+    ctx.out.write(fmt::format("retried {} parked {} of queue '{}'\n", n, events_word(n), o.name));
   return 0;
 }
 
 int run_reset(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
   StartPoint to = start_point(o.to, "--to");
-  Store store = ctx.open_store(Access::write);
-  QueueInfo q = Queues(store).reset(o.name, to);
+  Store store = ctx.open_store(Access::update);
+  ResetImpact impact;
+  // The impact and the reset it guards are one transaction: nothing slips in between.
+  queue_admin::atomically(store, [&] {
+    impact = queue_admin::reset_impact(store, o.name, to);
+    if (o.dry_run) return false;
+    if (impact.skipped > 0 && !o.force)
+      throw Error(Errc::usage,
+                  fmt::format("resetting queue '{}' to after position {} would drop {} unacked {} at or before it "
+                              "(pending, leased, retrying or parked: never delivered); pass --force to reset anyway "
+                              "(--dry-run shows the impact)",
+                              o.name, impact.point, impact.skipped, events_word(impact.skipped)));
+    Queues(store).reset(o.name, to);
+    return true;
+  });
   if (ctx.quiet()) return 0;
   if (ctx.json()) {
     std::string b = "{\"name\":";
-    json::append_quoted(b, q.name);
-    b.append(fmt::format(",\"start\":{},\"cursor\":{}}}\n", q.start_position, q.cursor));
+    json::append_quoted(b, o.name);
+    b.append(fmt::format(",\"start\":{},\"cursor\":{},\"dry_run\":{},\"skipped\":{},\"redelivered\":{},"
+                         "\"deliverable\":{}}}\n",
+                         impact.point, impact.point, o.dry_run, impact.skipped, impact.redelivered, impact.deliverable));
     ctx.out.write(b);
   } else {
-    ctx.out.write(fmt::format("reset queue '{}': it delivers the matching events after position {}\n", q.name,
-                              q.start_position));
+    ctx.out.write(fmt::format("{} queue '{}': it delivers the matching events after position {}: {} {} deliverable "
+                              "({} delivered again), {} unacked {} skipped{}\n",
+                              o.dry_run ? "would reset" : "reset", o.name, impact.point, impact.deliverable,
+                              events_word(impact.deliverable), impact.redelivered, impact.skipped,
+                              events_word(impact.skipped), o.dry_run ? " (dry run: nothing changed)" : ""));
   }
   return 0;
 }
 
 int run_delete(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
-  Store store = ctx.open_store(Access::write);
-  Queues(store).remove(o.name);
+  Store store = ctx.open_store(Access::update);
+  QueueStatus st;
+  queue_admin::atomically(store, [&] {
+    Queues queues(store);
+    st = queues.status(o.name, Clock::now());
+    if (o.dry_run) return false;
+    if (st.lag > 0 && !o.force)
+      throw Error(Errc::usage,
+                  fmt::format("queue '{}' has {} unacked {} ({} pending, {} leased, {} retrying, {} parked); deleting "
+                              "it drops them: pass --force to delete anyway (--dry-run shows the impact)",
+                              o.name, st.lag, events_word(st.lag), st.pending, st.leased, st.retrying, st.parked));
+    queues.remove(o.name);
+    return true;
+  });
   if (ctx.quiet()) return 0;
   if (ctx.json()) {
-    std::string b = "{\"deleted\":";
+    std::string b = o.dry_run ? "{\"name\":" : "{\"deleted\":";
     json::append_quoted(b, o.name);
-    b.append("}\n");
+    b.append(fmt::format(",\"dry_run\":{},\"dropped\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}}}\n",
+                         o.dry_run, st.lag, st.pending, st.leased, st.retrying, st.parked));
     ctx.out.write(b);
   } else {
-    ctx.out.write(fmt::format("deleted queue '{}'\n", o.name));
+    ctx.out.write(fmt::format("{} queue '{}': {} unacked {} dropped ({} pending, {} leased, {} retrying, {} parked){}\n",
+                              o.dry_run ? "would delete" : "deleted", o.name, st.lag, events_word(st.lag), st.pending,
+                              st.leased, st.retrying, st.parked, o.dry_run ? " (dry run: nothing changed)" : ""));
   }
   return 0;
 }
@@ -452,6 +499,7 @@ int run_drain(Context& ctx, const QueueOptions& o) {
   d.follow = o.follow;
   if (!o.max_events.empty()) d.max_events = parse_count(o.max_events, "--max-events");
 
+  Progress* shown = nullptr;  // the progress display, once made (before any handler runs)
   HandlerFactory factory;
   if (exec) {
     ExecOptions eo;
@@ -462,13 +510,32 @@ int run_drain(Context& ctx, const QueueOptions& o) {
       auto r = fmt::format_to_n(extra, sizeof extra, "\"lease\":{},\"attempt\":{}", dl.lease, dl.attempt);
       append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
     };
+    if (ctx.progress) {
+      // While a progress line is on the terminal, the handlers' output comes through it: the
+      // line is erased before they write and drawn again after, never mixed into their lines.
+      eo.relay = [&shown, out_fd = eo.stdout_fd](int fd, std::string_view bytes) {
+        shown->write_through(fd == 1 ? out_fd : 2, bytes);
+      };
+    }
     factory = [eo](int) { return make_exec_handler(eo); };
   } else {
     factory = projection_handlers(ctx, o);
   }
   ctx.out.flush();  // nothing of ours may be buffered when handlers write to the same stdout
 
-  Progress progress(ctx.progress, "drain " + o.name, "events");
+  // A bounded drain knows how much there is to do: a bar and an ETA. What is deliverable now
+  // (parked events are not); a drain that fails and retries delivers more, the bar stops at 100%.
+  std::int64_t total = 0;
+  if (ctx.progress) {
+    if (!d.follow) {
+      Store store = ctx.open_store(Access::update);
+      auto st = Queues(store).status(o.name, Clock::now());
+      total = st.lag - st.parked;
+    }
+    if (d.max_events && (total == 0 || *d.max_events < total)) total = *d.max_events;
+  }
+  Progress progress(ctx.progress, "drain " + o.name, "events", total);
+  shown = &progress;
   d.progress = [&progress](const DrainTotals& t) { progress.update(t.delivered); };
   const bool quiet = ctx.quiet();
   d.on_stale = [&o, quiet](std::int64_t n) {
@@ -569,7 +636,10 @@ Runner setup_queue(CLI::App& app) {
   drain_app->add_option("--exec", o->exec, "Run CMD with /bin/sh -c per batch, the batch as NDJSON on its stdin");
   drain_app->add_option("--projection", o->projection, "Apply events with this projection file (needs --into)");
   drain_app->add_option("--into", o->into, "The query db that --projection keeps up to date");
-  drain_app->add_option("--batch", o->batch, "At most N events per batch (default 100)");
+  drain_app->add_option("--batch", o->batch,
+                        "At most N events per batch (default 1000). Each batch costs a commit and, with --exec, "
+                        "a shell: raise it (5000+) for a quick handler over a big backlog; lower it for a handler "
+                        "that is slow per event, or often fails (a failed batch is retried one event at a time)");
   drain_app->add_option("--parallel", o->parallel, "Run up to K batches at once, partitioned by stream (default 1)");
   drain_app->add_flag("--follow", o->follow, "Wait for new events instead of stopping when nothing is deliverable");
   drain_app->add_option("--max-events", o->max_events, "Stop after delivering N events");
@@ -581,14 +651,19 @@ Runner setup_queue(CLI::App& app) {
   retry->add_option("name", o->name, "Queue name")->required();
   retry->add_option("positions", o->positions, "Positions of parked events");
   retry->add_flag("--all", o->all, "Retry every parked event of the queue");
+  retry->add_flag("--dry-run", o->dry_run, "Print how many parked events would go back; change nothing");
 
   auto* reset = sub(app, "reset", "Replay this queue from a point, clearing its delivery state");
   reset->add_option("name", o->name, "Queue name")->required();
   reset->add_option("--to", o->to, "start, end or a position: the matching events after it are delivered again")
       ->required();
+  reset->add_flag("--dry-run", o->dry_run, "Print the events it would skip and deliver again; change nothing");
+  reset->add_flag("--force", o->force, "Reset even if unacked events at or before the point are skipped");
 
   auto* del = sub(app, "delete", "Delete a queue and its delivery state");
   del->add_option("name", o->name, "Queue name")->required();
+  del->add_flag("--dry-run", o->dry_run, "Print how many unacked events it would drop; change nothing");
+  del->add_flag("--force", o->force, "Delete even if the queue has unacked events");
 
   return [=](Context& ctx) -> int {
     if (create->parsed()) return run_create(ctx, *o);

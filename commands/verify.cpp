@@ -12,6 +12,9 @@
 #include "core/order_log.hpp"
 #include "core/signals.hpp"
 #include "render/progress.hpp"
+#include "core/names.hpp"
+#include "store/queue.hpp"
+#include "store/store.hpp"
 #include "store/verify.hpp"
 
 namespace esctl::cmd {
@@ -148,32 +151,61 @@ const char* plural(std::int64_t n, const char* one, const char* many) { return n
 int verify_log(Context& ctx, const VerifyCli& o) {
   Reporter report(ctx);
   OrderLog checker(o.no_gaps);
-  std::optional<LineReader> in;
-  try {
-    in.emplace(o.log);
-  } catch (const Error& e) {
-    if (e.code() == Errc::not_found) throw Error(Errc::not_found, fmt::format("log file '{}' not found", o.log));
-    throw;
-  }
-  std::string_view line;
-  while (in->next(line)) {
-    std::optional<LogEntry> entry;
+  auto read_log = [&] {
+    std::optional<LineReader> in;
     try {
-      entry = parse_log_line(line, in->line_no());
+      in.emplace(o.log);
     } catch (const Error& e) {
-      throw Error(e.code(), fmt::format("log '{}' {}", o.log, e.what()));
+      if (e.code() == Errc::not_found) throw Error(Errc::not_found, fmt::format("log file '{}' not found", o.log));
+      throw;
     }
-    if (!entry) continue;
-    if (auto v = checker.add(*entry, in->line_no())) report(*v);
-    if ((in->line_no() & 0xffff) == 0) check_interrupted();
+    std::string_view line;
+    while (in->next(line)) {
+      std::optional<LogEntry> entry;
+      try {
+        entry = parse_log_line(line, in->line_no());
+      } catch (const Error& e) {
+        throw Error(e.code(), fmt::format("log '{}' {}", o.log, e.what()));
+      }
+      if (!entry) continue;
+      if (auto v = checker.add(*entry, in->line_no())) report(*v);
+      if ((in->line_no() & 0xffff) == 0) check_interrupted();
+    }
+  };
+  if (o.queues.empty()) read_log();
+  // With --queue, completeness: every event the queue has acked must be in the log. The store's
+  // snapshot is taken first: whatever it shows as acked was logged before, so it is in the file.
+  std::int64_t acked = 0, missing = 0;
+  if (!o.queues.empty()) {
+    const std::string& queue = o.queues.front();
+    Store store = ctx.open_store(Access::read);
+    std::string stream;
+    acked = queue_admin::for_each_acked(
+        store, queue,
+        [&](const AckedEvent& e) {
+          stream.assign(e.stream);
+          if (checker.seen(stream, e.version)) return;
+          ++missing;
+          report(Violation{"missing", stream, e.version, e.position, std::nullopt,
+                           fmt::format("acked by queue '{}' but not in the log", queue)});
+        },
+        read_log);
   }
   const LogCounts& c = checker.counts();
-  return report.finish(
-      fmt::format("\"lines\":{},\"streams\":{},\"first_deliveries\":{},\"redeliveries\":{}", c.lines, c.streams,
-                  c.first_deliveries, c.redeliveries),
+  std::string checked_json = fmt::format("\"lines\":{},\"streams\":{},\"first_deliveries\":{},\"redeliveries\":{}",
+                                         c.lines, c.streams, c.first_deliveries, c.redeliveries);
+  std::string checked_text =
       fmt::format("{} deliver{} of {} stream{}: {} first deliver{}, {} redeliver{}", c.lines, plural(c.lines, "y", "ies"),
                   c.streams, plural(c.streams, "", "s"), c.first_deliveries, plural(c.first_deliveries, "y", "ies"),
-                  c.redeliveries, plural(c.redeliveries, "y", "ies")));
+                  c.redeliveries, plural(c.redeliveries, "y", "ies"));
+  if (!o.queues.empty()) {
+    std::string q;
+    json::append_quoted(q, o.queues.front());
+    checked_json += fmt::format(",\"queue\":{},\"acked\":{},\"missing\":{}", q, acked, missing);
+    checked_text += fmt::format("; {} event{} acked by queue '{}', {} missing from the log", acked,
+                                plural(acked, "", "s"), o.queues.front(), missing);
+  }
+  return report.finish(checked_json, checked_text);
 }
 
 int verify_store_cmd(Context& ctx, const VerifyCli& o) {
@@ -210,15 +242,19 @@ Runner setup_verify(CLI::App& app) {
   app.description("Check the store (integrity, per-stream order, ids, JSON, stream heads, queues, triggers), "
                   "or a projector's delivery log with --log");
   o->stream_opt = app.add_option("--stream", o->stream, "Check only this stream");
-  app.add_option("--queue", o->queues, "Check only this queue (repeatable)");
+  app.add_option("--queue", o->queues,
+                 "Check only this queue (repeatable); with --log: also check the log holds every event it acked");
   app.add_flag("--full", o->full, "Run SQLite's full integrity_check instead of quick_check");
   o->log_opt = app.add_option("--log", o->log,
                               "Check a delivery log instead of the store: NDJSON lines with stream and version ('-': stdin)");
   app.add_flag("--no-gaps", o->no_gaps, "With --log: a skipped version is a violation too");
   return [o](Context& ctx) {
     if (o->log_opt->count() > 0) {
-      if (o->stream_opt->count() > 0 || !o->queues.empty() || o->full)
-        throw Error(Errc::usage, "--log checks a delivery log and takes no --stream, --queue or --full");
+      if (o->stream_opt->count() > 0 || o->full)
+        throw Error(Errc::usage, "--log checks a delivery log and takes no --stream or --full");
+      if (o->queues.size() > 1)
+        throw Error(Errc::usage, "--log checks a delivery log against one --queue at most");
+      if (!o->queues.empty()) check_queue_name(o->queues.front());
       return verify_log(ctx, *o);
     }
     if (o->no_gaps) throw Error(Errc::usage, "--no-gaps works with --log FILE only");

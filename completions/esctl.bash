@@ -34,8 +34,9 @@ _esctl_opts()
         'queue drain')
             echo --exec --projection --into --batch --parallel --follow --max-events
             ;;
-        'queue retry') echo --all ;;
-        'queue reset') echo --to ;;
+        'queue retry') echo --all --dry-run ;;
+        'queue reset') echo --to --dry-run --force ;;
+        'queue delete') echo --dry-run --force ;;
     esac
 }
 

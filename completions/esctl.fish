@@ -247,9 +247,14 @@ complete -c esctl -n '__esctl_is queue drain' -l parallel -x -d 'Run up to K bat
 complete -c esctl -n '__esctl_is queue drain' -l follow -d 'Wait for new events instead of stopping'
 complete -c esctl -n '__esctl_is queue drain' -l max-events -x -d 'Stop after N events'
 
-# queue retry, reset
+# queue retry, reset, delete
 complete -c esctl -n '__esctl_is queue retry' -l all -d 'Retry every parked event'
 complete -c esctl -n '__esctl_is queue reset' -l to -x -a 'start end' -d 'Replay from: start, end or a position'
+complete -c esctl -n '__esctl_is queue retry' -l dry-run -d 'Print how many parked events would go back, change nothing'
+complete -c esctl -n '__esctl_is queue reset' -l dry-run -d 'Print the events it would skip and deliver again, change nothing'
+complete -c esctl -n '__esctl_is queue reset' -l force -d 'Reset even if unacked events are skipped'
+complete -c esctl -n '__esctl_is queue delete' -l dry-run -d 'Print how many unacked events it would drop, change nothing'
+complete -c esctl -n '__esctl_is queue delete' -l force -d 'Delete even if the queue has unacked events'
 
 # rebuild
 complete -c esctl -n '__esctl_is rebuild' -l projection -r -F -d 'The projection file'
@@ -258,7 +263,7 @@ complete -c esctl -n '__esctl_nargs 1 rebuild' -F -d 'query db'
 
 # verify
 complete -c esctl -n '__esctl_is verify' -l stream -x -a '(__esctl_streams)' -d 'Check only this stream'
-complete -c esctl -n '__esctl_is verify' -l queue -x -a '(__esctl_queues)' -d 'Check only this queue'
+complete -c esctl -n '__esctl_is verify' -l queue -x -a '(__esctl_queues)' -d 'Check only this queue; with --log, that the log holds all it acked'
 complete -c esctl -n '__esctl_is verify' -l full -d 'Run SQLite integrity_check instead of quick_check'
 complete -c esctl -n '__esctl_is verify' -l log -r -F -d 'Check a delivery log instead of the store'
 complete -c esctl -n '__esctl_is verify' -l no-gaps -d 'With --log, a skipped version is a violation'

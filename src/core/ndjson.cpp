@@ -99,7 +99,9 @@ NewEvent parse_event_line(std::string_view line, std::int64_t line_no, std::stri
   }
   if (!have_stream) throw Error(Errc::invalid_input, fmt::format("line {}: missing \"stream\"", line_no));
   if (!have_type) throw Error(Errc::invalid_input, fmt::format("line {}: missing \"type\"", line_no));
-  if (!have_data) ev.data = "{}";
+  if (!have_data)
+    throw Error(Errc::invalid_input,
+                fmt::format("line {}: missing \"data\" (an event without data says \"data\":{{}})", line_no));
   try {
     check_stream_name(ev.stream);
     check_event_type(ev.type);

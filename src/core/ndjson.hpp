@@ -18,8 +18,8 @@ inline constexpr std::size_t kMaxJsonBytes = std::size_t{64} << 20;
 /// (e.g. "data") and the byte offset of the problem.
 std::string checked_json(std::string_view text, std::string_view what);
 
-/// Parses one NDJSON line `{"stream","type","data"[,"meta","id","recorded_at","version"]}`.
-/// Other members are ignored. When `stream` is non-empty the line's stream may be omitted and,
+/// Parses one NDJSON line `{"stream","type","data"[,"meta","id","recorded_at","version"]}`;
+/// "data" is required ("meta" defaults to {}). Other members are ignored. When `stream` is non-empty the line's stream may be omitted and,
 /// if present, must equal it. Throws Error(invalid_input) with "line N: ..." context.
 NewEvent parse_event_line(std::string_view line, std::int64_t line_no, std::string_view stream = {});
 

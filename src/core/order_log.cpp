@@ -96,6 +96,11 @@ void OrderLog::insert(StreamState& s, std::int64_t v) {
   }
 }
 
+bool OrderLog::seen(const std::string& stream, std::int64_t version) const {
+  auto it = streams_.find(stream);
+  return it != streams_.end() && contains(it->second, version);
+}
+
 std::optional<Violation> OrderLog::add(const LogEntry& e, std::int64_t line_no) {
   ++counts_.lines;
   auto [it, fresh] = streams_.try_emplace(e.stream);

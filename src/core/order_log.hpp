@@ -52,6 +52,8 @@ class OrderLog {
   /// Records the delivery on log line `line_no`; returns the violation it shows, if any.
   std::optional<Violation> add(const LogEntry& e, std::int64_t line_no);
   const LogCounts& counts() const { return counts_; }
+  /// Whether the log delivered `version` of `stream` (at least once).
+  bool seen(const std::string& stream, std::int64_t version) const;
 
  private:
   struct StreamState {

@@ -1,12 +1,14 @@
 // Process-wide signal policy: SIGINT asks long commands to stop at the next transaction
-// boundary; SIGPIPE is ignored so a closed stdout surfaces as EPIPE (handled as BrokenPipe).
+// boundary; SIGPIPE is ignored so a closed stdout surfaces as EPIPE (handled as BrokenPipe);
+// SIGXFSZ is ignored so a write past the file size limit (ulimit -f) fails with EFBIG, reported
+// as an error, instead of killing the process in the middle of a write.
 #pragma once
 
 namespace esctl {
 
 /// Installs the handlers (idempotent). Child processes must call restore_default_signals().
 void install_signal_handlers();
-/// Resets SIGPIPE/SIGINT to default; for use between fork() and exec().
+/// Resets SIGPIPE/SIGINT/SIGTERM/SIGXFSZ to default; for use between fork() and exec().
 void restore_default_signals();
 /// True once SIGINT (or SIGTERM) arrived.
 bool interrupted();

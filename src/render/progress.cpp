@@ -55,6 +55,12 @@ std::string progress_line(std::string_view label, std::string_view unit, std::in
   // "1 event", not "1 events": the unit is given in the plural.
   line += fmt::format("  {} {}", items, items == 1 && unit.ends_with('s') ? unit.substr(0, unit.size() - 1) : unit);
   if (seconds > 0.05) line += fmt::format("  {:.0f}/s", static_cast<double>(items) / seconds);
+  if (total > 0 && work > 0 && work < total && seconds >= 0.5) {
+    auto left = static_cast<std::int64_t>(seconds * static_cast<double>(total - work) / static_cast<double>(work) + 0.5);
+    if (left < 60) line += fmt::format("  eta {}s", left);
+    else if (left < 3600) line += fmt::format("  eta {}m{:02}s", left / 60, left % 60);
+    else line += fmt::format("  eta {}h{:02}m", left / 3600, left / 60 % 60);
+  }
   return line;
 }
 
@@ -70,12 +76,30 @@ Progress::~Progress() { finish(); }
 
 void Progress::update(std::int64_t work, std::int64_t items) {
   if (!enabled_) return;
+  std::lock_guard lock(m_);
   work_ = work;
   items_ = items;
   std::int64_t now = clock_us();
-  if (now - last_draw_us_ < kRedrawUs) return;
+  if (now - last_draw_us_ < kRedrawUs || line_open_) return;
   last_draw_us_ = now;
   draw(now);
+}
+
+void Progress::write_through(int fd, std::string_view bytes) {
+  if (bytes.empty()) return;
+  if (!enabled_) {
+    write_all(fd, bytes);
+    return;
+  }
+  std::lock_guard lock(m_);
+  const bool was_drawn = drawn_;
+  if (drawn_) {
+    write_all(fd_, "\r\x1b[K");
+    drawn_ = false;
+  }
+  write_all(fd, bytes);
+  line_open_ = bytes.back() != '\n';
+  if (was_drawn && !line_open_) draw(clock_us());
 }
 
 void Progress::draw(std::int64_t now_us) {
@@ -87,7 +111,9 @@ void Progress::draw(std::int64_t now_us) {
 }
 
 void Progress::finish() {
-  if (!enabled_ || !drawn_) return;
+  if (!enabled_) return;
+  std::lock_guard lock(m_);
+  if (!drawn_) return;
   write_all(fd_, "\r\x1b[K");
   drawn_ = false;
 }

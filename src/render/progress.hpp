@@ -1,8 +1,9 @@
 // A one-line progress display on stderr for long work (import, drain, rebuild, verify): a bar
-// when the total is known, else a counter, with the item rate. Draws only when enabled (the
+// and an ETA when the total is known, else a counter, with the item rate. Draws only when enabled (the
 // caller passes Context::progress: stderr is a terminal and not --quiet), never on stdout.
 #pragma once
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -26,12 +27,18 @@ class Progress {
   void update(std::int64_t items) { update(items, items); }
   /// Erases the line, so a summary can follow. Called by the destructor too; idempotent.
   void finish();
+  /// Writes `bytes` to `fd` (output of a child process, say) without mixing it into the line:
+  /// the line is erased first and drawn again after, once the output ends a line. Safe to call
+  /// from any thread, also while another calls update(). Writes the bytes even when disabled.
+  void write_through(int fd, std::string_view bytes);
 
   bool enabled() const { return enabled_; }
 
  private:
   void draw(std::int64_t now_us);
 
+  std::mutex m_;  // update() and write_through() may come from different threads
+  bool line_open_ = false;  // the last bytes written through did not end a line: do not draw over it
   bool enabled_;
   int fd_;
   std::string label_, unit_;
@@ -41,7 +48,8 @@ class Progress {
 };
 
 /// The line Progress draws, without escape codes: for tests and for callers that log instead.
-/// E.g. "import [#########-----------]  45%  450000 events  230000/s".
+/// E.g. "import [#########-----------]  45%  450000 events  230000/s  eta 2s" (the ETA once
+/// some work is done and half a second has passed).
 std::string progress_line(std::string_view label, std::string_view unit, std::int64_t work, std::int64_t total,
                           std::int64_t items, double seconds, int width = 20);
 

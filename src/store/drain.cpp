@@ -7,6 +7,7 @@
 #include "store/drain.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -77,7 +78,7 @@ class LeaseKeeper {
       for (const auto& [w, l] : held_) leases.push_back(l);
       lock.unlock();
       try {
-        if (!store) store = std::make_unique<Store>(store_, Access::write);
+        if (!store) store = std::make_unique<Store>(store_, Access::update);
         Queues queues(*store);
         for (const auto& l : leases) queues.renew(queue_, l, lease_ms_, Clock::now());
       } catch (const Error&) {
@@ -177,7 +178,7 @@ void run_worker(Shared& sh, int index) {
   std::vector<Settlement> give_back;  // leased ahead and never handed to the handler: not counted
   std::unique_ptr<Store> store;
   try {
-    store = std::make_unique<Store>(sh.store, Access::write);
+    store = std::make_unique<Store>(sh.store, Access::update);
     Queues queues(*store);
     BatchHandler handler = sh.make_handler(index);
     std::optional<ChangeWaiter> waiter;
@@ -310,37 +311,109 @@ std::string signal_text(int sig) {
   return abbrev ? fmt::format("{} (SIG{})", sig, abbrev) : std::to_string(sig);
 }
 
+// The last non-empty line a handler wrote to stderr, at most kReasonStderrBytes of it.
+class LastLine {
+ public:
+  void add(std::string_view bytes) {
+    for (char c : bytes) {
+      if (c == '\n') {
+        end_line();
+      } else if (partial_.size() < kReasonStderrBytes + 4) {  // room to cut at a character boundary
+        partial_.push_back(c);
+      }
+    }
+  }
+  std::string take() {
+    end_line();
+    std::string out = std::move(last_);
+    last_.clear();
+    return out;
+  }
+
+ private:
+  void end_line() {
+    while (!partial_.empty() && (partial_.back() == '\r' || partial_.back() == ' ' || partial_.back() == '\t'))
+      partial_.pop_back();
+    if (!partial_.empty()) {
+      if (partial_.size() > kReasonStderrBytes) {
+        std::size_t n = kReasonStderrBytes;
+        while (n > 0 && (static_cast<unsigned char>(partial_[n]) & 0xC0) == 0x80) --n;  // not inside a UTF-8 character
+        partial_.resize(n);
+      }
+      last_ = std::move(partial_);
+    }
+    partial_.clear();
+  }
+  std::string partial_, last_;
+};
+
+void write_all_fd(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = ::write(fd, s.data(), s.size());
+    if (n > 0) s.remove_prefix(static_cast<std::size_t>(n));
+    else if (n < 0 && errno == EINTR) continue;
+    else return;  // the user's stderr is gone: the handler's output is lost, the drain goes on
+  }
+}
+
+// A descriptor closed when it goes out of scope.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
 class ExecHandler {
  public:
   explicit ExecHandler(ExecOptions o) : o_(std::move(o)) {}
 
   BatchOutcome operator()(const std::vector<Delivery>& batch) {
     int status = run(batch);
+    std::string said = last_stderr_.take();
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return BatchOutcome::ack_all(batch);
     if (WIFEXITED(status) && (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127))
       throw Error(Errc::io, fmt::format("handler '{}' could not be run: /bin/sh exited with status {} ({}); "
                                         "check the command (nothing was acked or counted as an attempt)",
                                         o_.command, WEXITSTATUS(status),
                                         WEXITSTATUS(status) == 127 ? "command not found" : "not executable"));
-    if (WIFSIGNALED(status))
-      return BatchOutcome::nack_all(batch, fmt::format("handler was killed by signal {}", signal_text(WTERMSIG(status))));
-    return BatchOutcome::nack_all(batch, fmt::format("handler exited with status {}", WEXITSTATUS(status)));
+    std::string reason = WIFSIGNALED(status)
+                             ? fmt::format("handler was killed by signal {}", signal_text(WTERMSIG(status)))
+                             : fmt::format("handler exited with status {}", WEXITSTATUS(status));
+    if (!said.empty()) reason += ": " + said;
+    return BatchOutcome::nack_all(batch, reason);
   }
 
  private:
   // Starts the shell first and formats the batch while it starts up. posix_spawn (a vfork-style
-  // clone in glibc) copies no page tables, which fork() would for the whole store cache.
+  // clone in glibc) copies no page tables, which fork() would for the whole store cache. Then
+  // feeds the batch to its stdin while reading its stderr (and, with a relay, its stdout), so
+  // neither side can block the other on a full pipe.
   int run(const std::vector<Delivery>& batch) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0)
-      throw Error(Errc::io, fmt::format("cannot start handler '{}': pipe: {}", o_.command, std::strerror(errno)));
+    int p[2];
+    auto make_pipe = [&](Fd& r, Fd& w) {
+      if (::pipe2(p, O_CLOEXEC) != 0)
+        throw Error(Errc::io, fmt::format("cannot start handler '{}': pipe: {}", o_.command, std::strerror(errno)));
+      r.fd = p[0];
+      w.fd = p[1];
+    };
+    Fd in_r, in_w, err_r, err_w, out_r, out_w;
+    make_pipe(in_r, in_w);
+    make_pipe(err_r, err_w);
+    const bool relay = static_cast<bool>(o_.relay);
+    if (relay) make_pipe(out_r, out_w);
     pid_t pid = -1;
-    int err = spawn(fds[0], pid);
-    ::close(fds[0]);
-    if (err != 0) {
-      ::close(fds[1]);
+    int err = spawn(in_r.fd, relay ? out_w.fd : o_.stdout_fd, err_w.fd, pid);
+    in_r.reset();
+    err_w.reset();
+    out_w.reset();
+    if (err != 0)
       throw Error(Errc::io, fmt::format("cannot start handler '{}': posix_spawn: {}", o_.command, std::strerror(err)));
-    }
     try {
       buf_.clear();
       for (const auto& d : batch) {
@@ -348,22 +421,83 @@ class ExecHandler {
         buf_.push_back('\n');
       }
     } catch (...) {
-      ::close(fds[1]);
+      in_w.reset();
+      err_r.reset();
+      out_r.reset();
       wait(pid);
       throw;
     }
-    // A pipe that holds the whole batch lets one write finish without waiting for the handler to
-    // read (best effort: the system's limits may refuse it).
-    if (buf_.size() > kPipeMin) ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(std::min(buf_.size(), kPipeMax)));
+    // A pipe that holds the whole batch lets the write finish without waiting for the handler
+    // to read (best effort: the system's limits may refuse it).
+    if (buf_.size() > kPipeMin) ::fcntl(in_w.fd, F_SETPIPE_SZ, static_cast<int>(std::min(buf_.size(), kPipeMax)));
+    ::fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
     std::size_t off = 0;
-    while (off < buf_.size()) {
-      ssize_t n = ::write(fds[1], buf_.data() + off, buf_.size() - off);
-      if (n > 0) off += static_cast<std::size_t>(n);
-      else if (n < 0 && errno == EINTR) continue;
-      else break;  // EPIPE: the handler stopped reading; its exit status decides
+    if (buf_.empty()) in_w.reset();
+    std::optional<int> status;
+    char chunk[1 << 16];
+    // Returns false at end of file (or a read error).
+    auto pass_on = [&](Fd& from, int fd) {
+      ssize_t n = ::read(from.fd, chunk, sizeof chunk);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+      if (n <= 0) {
+        from.reset();
+        return false;
+      }
+      std::string_view bytes(chunk, static_cast<std::size_t>(n));
+      if (fd == 2) last_stderr_.add(bytes);
+      if (relay) o_.relay(fd, bytes);
+      else write_all_fd(2, bytes);
+      return true;
+    };
+    while (in_w.fd >= 0 || err_r.fd >= 0 || out_r.fd >= 0) {
+      pollfd fds[3];
+      nfds_t n = 0;
+      if (in_w.fd >= 0) fds[n++] = {in_w.fd, POLLOUT, 0};
+      if (err_r.fd >= 0) fds[n++] = {err_r.fd, POLLIN, 0};
+      if (out_r.fd >= 0) fds[n++] = {out_r.fd, POLLIN, 0};
+      // The timeout notices a handler that exited while something it started in the background
+      // still holds its stdout or stderr open.
+      int ready = ::poll(fds, n, kExitCheckMs);
+      if (ready < 0 && errno != EINTR)
+        throw Error(Errc::io, fmt::format("lost handler '{}': poll: {}", o_.command, std::strerror(errno)));
+      if (ready == 0) {
+        int st = 0;
+        if (::waitpid(pid, &st, WNOHANG) == pid) {
+          status = st;
+          // Take what it left in the pipes, then stop listening.
+          in_w.reset();
+          for (Fd* f : {&err_r, &out_r}) {
+            if (f->fd < 0) continue;
+            ::fcntl(f->fd, F_SETFL, O_NONBLOCK);
+            while (f->fd >= 0) {
+              ssize_t got = ::read(f->fd, chunk, sizeof chunk);
+              if (got <= 0) break;
+              std::string_view bytes(chunk, static_cast<std::size_t>(got));
+              const int fd = f == &err_r ? 2 : 1;
+              if (fd == 2) last_stderr_.add(bytes);
+              if (relay) o_.relay(fd, bytes);
+              else write_all_fd(2, bytes);
+            }
+            f->reset();
+          }
+        }
+        continue;
+      }
+      for (nfds_t i = 0; i < n; ++i) {
+        if (!fds[i].revents) continue;
+        if (fds[i].fd == in_w.fd) {
+          ssize_t w = ::write(in_w.fd, buf_.data() + off, buf_.size() - off);
+          if (w > 0) off += static_cast<std::size_t>(w);
+          // EPIPE: the handler stopped reading; its exit status decides.
+          if ((w < 0 && errno != EAGAIN && errno != EINTR) || off == buf_.size()) in_w.reset();
+        } else if (fds[i].fd == err_r.fd) {
+          pass_on(err_r, 2);
+        } else if (fds[i].fd == out_r.fd) {
+          pass_on(out_r, 1);
+        }
+      }
     }
-    ::close(fds[1]);
-    return wait(pid);
+    return status ? *status : wait(pid);
   }
 
   int wait(pid_t pid) {
@@ -375,9 +509,9 @@ class ExecHandler {
     return status;
   }
 
-  // `/bin/sh -c command` with stdin from `in` and stdout to o_.stdout_fd (stderr inherited), the
-  // default disposition for the signals esctl handles and no signal blocked.
-  int spawn(int in, pid_t& pid) {
+  // `/bin/sh -c command` with stdin from `in`, stdout to `out`, stderr to `err`, the default
+  // disposition for the signals esctl handles or ignores, and no signal blocked.
+  int spawn(int in, int out, int err, pid_t& pid) {
     const char* argv[] = {"sh", "-c", o_.command.c_str(), nullptr};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -385,23 +519,26 @@ class ExecHandler {
     posix_spawnattr_init(&attr);
     // dup2 onto the same descriptor clears its close-on-exec flag (glibc >= 2.29).
     posix_spawn_file_actions_adddup2(&fa, in, 0);
-    posix_spawn_file_actions_adddup2(&fa, o_.stdout_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    posix_spawn_file_actions_adddup2(&fa, err, 2);
     sigset_t none, defaults;
     sigemptyset(&none);
     sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM}) sigaddset(&defaults, sig);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGXFSZ}) sigaddset(&defaults, sig);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int err = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
+    int rc = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
-    return err;
+    return rc;
   }
 
   static constexpr std::size_t kPipeMin = 64 << 10, kPipeMax = 1 << 20;
+  static constexpr int kExitCheckMs = 200;
   ExecOptions o_;
   std::string buf_;
+  LastLine last_stderr_;
 };
 
 }  // namespace
@@ -431,7 +568,7 @@ DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, con
   if (o.max_events && *o.max_events < 0) throw Error(Errc::usage, "invalid --max-events: it must not be negative");
   std::int64_t lease_ms, queue_id;
   {
-    Store store(store_options, Access::write);
+    Store store(store_options, Access::update);
     QueueInfo q = Queues(store).get(o.queue);  // also: the queue exists
     lease_ms = q.ack_timeout_ms;
     queue_id = q.id;

@@ -1214,4 +1214,98 @@ void Queues::remove(std::string_view name) {
   txn.commit();
 }
 
+// ---- impact previews (queue reset/delete/retry --dry-run and --force, verify --log --queue) ----
+
+namespace {
+
+// Positions of the queue's events in flight (item rows and run members), sorted.
+std::vector<std::int64_t> in_flight_positions(Session& session, sql::Db& db) {
+  std::vector<std::int64_t> out;
+  {
+    auto s = db.prepare_new("SELECT position FROM queue_items WHERE queue_id = ?1");
+    s.bind(1, session.queue().id);
+    while (s.step()) out.push_back(s.i64(0));
+  }
+  for (const Run& r : session.runs()) out.insert(out.end(), r.positions.begin(), r.positions.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::int64_t count_between(const std::vector<std::int64_t>& sorted, std::int64_t after, std::int64_t upto) {
+  if (upto <= after) return 0;
+  return std::upper_bound(sorted.begin(), sorted.end(), upto) - std::upper_bound(sorted.begin(), sorted.end(), after);
+}
+
+// Matching events with after < position <= upto.
+std::int64_t count_matching(Store& store, const QueueInfo& q, std::int64_t after, std::int64_t upto) {
+  if (upto <= after) return 0;
+  auto& db = store.db();
+  if (q.filter.empty()) {
+    sql::StmtScope s(db.prepare("SELECT count(*) FROM events WHERE position > ?1 AND position <= ?2"));
+    s->bind(1, after).bind(2, upto);
+    s->step();
+    return s->i64(0);
+  }
+  Matcher match(store, q.filter);
+  auto s = db.prepare_new("SELECT stream_id, type FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position");
+  s.bind(1, after).bind(2, upto);
+  std::int64_t n = 0;
+  while (s.step()) n += match(s.i64(0), s.text(1)) ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+namespace queue_admin {
+
+void atomically(Store& store, const std::function<bool()>& work) {
+  sql::Txn txn(store.db());
+  if (work()) txn.commit();
+}
+
+ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
+  auto& db = store.db();
+  sql::Txn snapshot(db, sql::Txn::deferred);
+  Session session(store, load_queue(db, name), Clock::now());
+  const QueueInfo& q = session.queue();
+  const std::int64_t head = head_of(db);
+  ResetImpact r;
+  r.point = resolve(to, head, "--to");
+  auto flying = in_flight_positions(session, db);
+  // Unacked: in flight (all at or below the cursor) or new (matching, after the cursor).
+  r.skipped = count_between(flying, INT64_MIN, r.point) + count_matching(store, q, q.cursor, r.point);
+  r.deliverable = count_matching(store, q, r.point, head);
+  r.redelivered = count_matching(store, q, r.point, q.cursor) - count_between(flying, r.point, q.cursor);
+  snapshot.commit();
+  return r;
+}
+
+std::int64_t for_each_acked(Store& store, std::string_view name, const std::function<void(const AckedEvent&)>& fn,
+                            const std::function<void()>& first) {
+  auto& db = store.db();
+  sql::Txn snapshot(db, sql::Txn::deferred);
+  Session session(store, load_queue(db, name), Clock::now());
+  const QueueInfo& q = session.queue();
+  auto flying = in_flight_positions(session, db);
+  if (first) first();
+  Matcher match(store, q.filter);
+  auto s = db.prepare_new(
+      "SELECT position, stream_id, version, type FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position");
+  s.bind(1, q.start_position).bind(2, q.cursor);
+  std::int64_t n = 0;
+  auto next_flying = flying.begin();
+  while (s.step()) {
+    const std::int64_t p = s.i64(0);
+    while (next_flying != flying.end() && *next_flying < p) ++next_flying;
+    if (next_flying != flying.end() && *next_flying == p) continue;
+    if (!match(s.i64(1), s.text(3))) continue;
+    fn(AckedEvent{p, store.stream_name(s.i64(1)), s.i64(2)});
+    ++n;
+  }
+  snapshot.commit();
+  return n;
+}
+
+}  // namespace queue_admin
+
 }  // namespace esctl

@@ -3,6 +3,7 @@
 // top of queue.cpp. Not here: running handlers (drain.hpp) and printing (commands/queue.cpp).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -233,6 +234,46 @@ class Queues {
  private:
   Store& store_;
 };
+
+/// What `reset --to` would do to a queue, before it does it (--dry-run, and the --force guard).
+struct ResetImpact {
+  std::int64_t point = 0;        ///< the queue's new start: it holds the matching events after it
+  std::int64_t skipped = 0;      ///< unacked events (pending, leased, retrying or parked) at or before the point: dropped
+  std::int64_t redelivered = 0;  ///< matching events after the point that are not unacked now: delivered again
+  std::int64_t deliverable = 0;  ///< matching events after the point: every one deliverable after the reset
+};
+
+/// One event a queue has acked (Queues::for_each_acked).
+struct AckedEvent {
+  std::int64_t position = 0;
+  std::string_view stream;
+  std::int64_t version = 0;
+};
+
+/// Impact previews and checks over Queues (kept apart from the delivery algorithm).
+namespace queue_admin {
+
+/// Runs `work` as one write transaction on `store`'s connection: committed if it returns true,
+/// rolled back if it returns false or throws. Queue operations called inside join it, so a
+/// check and the change it guards see one state, and a --dry-run can run the real operation
+/// and roll it back.
+void atomically(Store& store, const std::function<bool()>& work);
+
+/// What Queues::reset(name, to) would do now. Changes nothing. Costs a scan of the events from
+/// the lower of the point and the cursor up to the higher (the head, for the deliverable count)
+/// when the queue has a filter, else a count.
+ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to);
+
+/// Calls `fn` for every event queue `name` has acked, in position order, from one snapshot: the
+/// matching events after its start (its creation, last reset or rebuild handover) up to its
+/// cursor that are not in flight (pending, leased, retrying or parked). Returns how many.
+/// `first`, if given, runs once the snapshot is taken and before the first event (verify reads
+/// its log there: a handler's log is written before the ack, so it holds whatever the snapshot
+/// shows as acked). Errc::not_found for an unknown queue, before `first` runs.
+std::int64_t for_each_acked(Store& store, std::string_view name, const std::function<void(const AckedEvent&)>& fn,
+                            const std::function<void()>& first = {});
+
+}  // namespace queue_admin
 
 /// The text of a Poison value: "block" or "park".
 const char* poison_name(Poison p);

@@ -249,7 +249,7 @@ void prepare_schema(sql::Db& db, OpenIntent intent) {
       throw Error(Errc::corrupt, fmt::format("'{}' is a SQLite database but not an esctl store; "
                                              "refusing to touch it (pass --store to choose another file)",
                                              db.path()));
-    if (intent == OpenIntent::read)
+    if (intent != OpenIntent::write)
       throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty; create one with 'esctl init')", db.path()));
     // 8 KiB pages: an import writes half as many WAL frames, two write(2)s each, as with 4 KiB
     // (about 7% faster), and a full scan reads half as many pages (`read --all` ~30% faster).

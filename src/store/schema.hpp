@@ -9,10 +9,12 @@ namespace sql { class Db; }
 inline constexpr std::int64_t kApplicationId = 0x45534354;  // "ESCT"
 inline constexpr int kSchemaVersion = 3;
 
-enum class OpenIntent { read, write };
+/// read: never writes; update: may migrate, never creates; write: may create and migrate.
+enum class OpenIntent { read, write, update };
 
 /// Verifies that `db` is an esctl store this build understands; creates the schema in an
-/// empty database when `intent` is write; migrates an older schema when writing is allowed.
+/// empty database when `intent` is write; migrates an older schema when writing is allowed
+/// (write, update).
 /// Refuses (Errc::corrupt / not_found) without modifying anything otherwise.
 void prepare_schema(sql::Db& db, OpenIntent intent);
 

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +179,16 @@ Db::~Db() {
   if (db_) sqlite3_close_v2(db_);
 }
 
+namespace {
+// RLIMIT_FSIZE in bytes, or -1 when there is none.
+std::int64_t file_size_limit() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
+  return static_cast<std::int64_t>(rl.rlim_cur);
+}
+bool file_size_limited() { return file_size_limit() >= 0; }
+}  // namespace
+
 void Db::fail(int rc, std::string_view what) const {
   int primary = rc & 0xff;
   std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
@@ -191,6 +202,11 @@ void Db::fail(int rc, std::string_view what) const {
                               "(raise --busy-timeout to wait longer)",
                               path_, busy_.timeout_ms));
     case SQLITE_FULL:
+      // A write cut short at the file size limit reads as a full disk to SQLite.
+      if (file_size_limited())
+        throw Error(Errc::io, fmt::format("cannot write store '{}': disk full or file size limit reached ({}; the "
+                                          "limit is {} bytes); free space or raise the limit (ulimit -f) and retry",
+                                          path_, msg, file_size_limit()));
       throw Error(Errc::io, fmt::format("cannot write store '{}': disk full ({}); free space and retry", path_, msg));
     case SQLITE_READONLY:
       throw Error(Errc::read_only,
@@ -206,7 +222,13 @@ void Db::fail(int rc, std::string_view what) const {
     case SQLITE_INTERRUPT:
       throw Error(Errc::interrupted, "interrupted");
     case SQLITE_IOERR:
-      if (sys == EFBIG || sys == ENOSPC || sys == EDQUOT)
+      if (sys == EFBIG)
+        throw Error(Errc::io, fmt::format("cannot write store '{}': file size limit reached ({}{}); raise the limit "
+                                          "(ulimit -f) or free space and retry",
+                                          path_, std::strerror(sys),
+                                          file_size_limited() ? fmt::format("; the limit is {} bytes", file_size_limit())
+                                                              : std::string()));
+      if (sys == ENOSPC || sys == EDQUOT)
         throw Error(Errc::io, fmt::format("cannot write store '{}': {}; free space (or raise the file size limit) and retry",
                                           path_, std::strerror(sys)));
       throw Error(Errc::io, fmt::format("I/O error on store '{}': {}{}", path_, msg,
@@ -248,17 +270,19 @@ std::int64_t Db::query_i64(const char* sql) {
 std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
 int Db::changes() const { return sqlite3_changes(db_); }
 
-Txn::Txn(Db& db, Kind kind) : db_(db) {
-  db_.exec(kind == immediate ? "BEGIN IMMEDIATE" : "BEGIN");
+Txn::Txn(Db& db, Kind kind) : db_(db), nested_(sqlite3_get_autocommit(db.raw()) == 0) {
+  db_.exec(nested_ ? "SAVEPOINT esctl_nested" : kind == immediate ? "BEGIN IMMEDIATE" : "BEGIN");
   open_ = true;
 }
 
 Txn::~Txn() {
-  if (open_) sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (!open_) return;
+  if (nested_) sqlite3_exec(db_.raw(), "ROLLBACK TO esctl_nested; RELEASE esctl_nested", nullptr, nullptr, nullptr);
+  else sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void Txn::commit() {
-  db_.exec("COMMIT");
+  db_.exec(nested_ ? "RELEASE esctl_nested" : "COMMIT");
   open_ = false;
 }
 

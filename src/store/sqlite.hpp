@@ -108,6 +108,9 @@ class Db {
 };
 
 /// BEGIN IMMEDIATE (or DEFERRED for read snapshots) ... COMMIT; rolls back if not committed.
+/// Inside another Txn of the same connection it is a savepoint of it: commit releases it into
+/// the outer transaction, which alone decides (so a caller can run a whole operation, e.g. to
+/// check its outcome or to preview it, and still roll it back).
 class Txn {
  public:
   enum Kind { deferred, immediate };
@@ -119,6 +122,7 @@ class Txn {
  private:
   Db& db_;
   bool open_ = false;
+  bool nested_ = false;
 };
 
 std::string_view library_version();

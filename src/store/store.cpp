@@ -65,7 +65,7 @@ Store::Store(const StoreOptions& options, Access access) : options_(options) {
   bool exists = ::stat(options_.path.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode))
     throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", options_.path));
-  if (!exists && access == Access::read)
+  if (!exists && access != Access::write)
     throw Error(Errc::not_found,
                 fmt::format("no store at '{}' (create one with 'esctl init', or pass --store / set ESCTL_STORE)", options_.path));
   if (!exists && access == Access::write) {
@@ -93,7 +93,9 @@ Store::Store(const StoreOptions& options, Access access) : options_(options) {
   }
   auto mode = !exists ? sql::OpenMode::create : sql::OpenMode::read_write;
   db_ = std::make_unique<sql::Db>(options_.path, mode, options_.busy_timeout_ms);
-  prepare_schema(*db_, access == Access::write ? OpenIntent::write : OpenIntent::read);
+  prepare_schema(*db_, access == Access::write    ? OpenIntent::write
+                       : access == Access::update ? OpenIntent::update
+                                                  : OpenIntent::read);
   configure_connection(*db_);
   // Readers mostly scan: a small page cache is recycled instead of growing (every new cache page
   // costs a malloc and page faults, a third of a `read --all`), and keeps their RSS flat.

@@ -24,6 +24,7 @@ struct StoreOptions {
 enum class Access {
   read,   ///< the store must exist (else Errc::not_found "no store at PATH")
   write,  ///< created with its schema if the file does not exist
+  update, ///< may write, but the store must exist (else Errc::not_found): nothing is created
 };
 
 struct StoreStats {

@@ -235,12 +235,12 @@ TEST_SUITE("cli/append") {
     TempDir d;
     auto store = d / "s.db";
     std::string input =
-        "{\"type\": \"A\", \"data\": {\"n\": 1}}\n\n{\"type\": \"B\", \"meta\": {\"m\": true}}\r\n"
+        "{\"type\": \"A\", \"data\": {\"n\": 1}}\n\n{\"type\": \"B\", \"data\": {}, \"meta\": {\"m\": true}}\r\n"
         "{\"stream\": \"s\", \"type\": \"C\", \"data\": [3]}\n";
     auto r = append(store, {"s", "--ndjson", "-"}, RunOptions{input, {}, ""});
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(r.out == "s@0 #1\ns@1 #2\ns@2 #3\n");
-    write_file(d / "more.ndjson", "{\"type\": \"D\"}\n");
+    write_file(d / "more.ndjson", "{\"type\": \"D\", \"data\": {}}\n");
     r = append(store, {"s", "--ndjson", d / "more.ndjson", "--expect", "2"});
     REQUIRE_MESSAGE(r.status == 0, r.err);
     auto ev = all_events(store);
@@ -258,7 +258,8 @@ TEST_SUITE("cli/append") {
     for (std::string bad : {std::string("{\"type\": \"B\", \"data\": }"), std::string("{\"data\": {}}"),
                             std::string("{\"stream\": \"other\", \"type\": \"B\"}"), std::string("[]")}) {
       INFO(bad);
-      std::string input = "{\"type\": \"A\"}\n{\"type\": \"A\"}\n" + bad + "\n{\"type\": \"A\"}\n";
+      const std::string a = "{\"type\": \"A\", \"data\": {}}\n";
+      std::string input = a + a + bad + "\n" + a;
       auto r = append(store, {"s", "--ndjson"}, RunOptions{input, {}, ""});
       CHECK(r.status == 5);
       CHECK(contains(r.err, "line 3"));
@@ -271,9 +272,9 @@ TEST_SUITE("cli/append") {
     auto store = d / "s.db";
     const std::string id = "0190a6e4-6d5a-7c4e-9a51-3f0c2d1e8b77";
     REQUIRE(append(store, {"s", "T", "--id", id}).status == 0);
-    std::string input = "{\"type\": \"A\"}\n{\"type\": \"A\"}\n";
+    std::string input = "{\"type\": \"A\", \"data\": {}}\n{\"type\": \"A\", \"data\": {}}\n";
     CHECK(append(store, {"s", "--ndjson", "--expect", "none"}, RunOptions{input, {}, ""}).status == 3);
-    input += "{\"type\": \"Other\", \"id\": \"" + id + "\"}\n";
+    input += "{\"type\": \"Other\", \"data\": {}, \"id\": \"" + id + "\"}\n";
     CHECK(append(store, {"s", "--ndjson"}, RunOptions{input, {}, ""}).status == 3);
     CHECK(all_events(store).size() == 1);
     CHECK(append(store, {"s", "--ndjson"}, RunOptions{"\n\n", {}, ""}).status == 5);

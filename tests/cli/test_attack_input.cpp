@@ -246,7 +246,7 @@ TEST_SUITE("cli/attack_input") {
       auto r = s.esctl({"import", "-"}, good + "\n" + junk[i] + "\n");
       CHECK_MESSAGE(r.status == 5, "junk " << i << ": " << r.err);
       CHECK_MESSAGE(contains(r.err, "line 2"), "junk " << i << ": " << r.err);
-      r = s.esctl({"append", "j-1", "--ndjson", "-"}, "{\"type\":\"T\"}\n" + junk[i] + "\n");
+      r = s.esctl({"append", "j-1", "--ndjson", "-"}, "{\"type\":\"T\",\"data\":{}}\n" + junk[i] + "\n");
       CHECK_MESSAGE(r.status == 5, "junk " << i << " --ndjson: " << r.err);
     }
     // Random bytes: no crash, a clean refusal.

@@ -30,10 +30,10 @@ std::string ndjson_events(int n, int pad) {
   return text;
 }
 
-/// Runs an esctl command line under `ulimit -f blocks` (512-byte blocks) with SIGXFSZ ignored,
-/// so a write past the limit fails with EFBIG instead of killing the process.
+/// Runs an esctl command line under `ulimit -f blocks` (512-byte blocks), as a user's shell
+/// would: SIGXFSZ at its default (killing the process), so esctl must ignore it itself.
 Result limited(int blocks, const std::string& esctl_args) {
-  return sh(fmt::format("ulimit -f {}; trap '' XFSZ; exec \"$ESCTL\" {}", blocks, esctl_args));
+  return sh(fmt::format("ulimit -f {}; exec \"$ESCTL\" {}", blocks, esctl_args));
 }
 
 /// The prefix that runs a command as user/group 65534 (nobody), or "" when that is impossible.
@@ -87,6 +87,31 @@ TEST_SUITE("cli/attack_resources") {
     CHECK_MESSAGE(r.status == 0, r.err);
     CHECK(lines(run({"--store", store, "read", "big-1"}).out).size() == 500);
     check_sound(store);
+  }
+
+  TEST_CASE("appends repeated under a file size limit fail with exit 1 naming the limit, never killed by SIGXFSZ") {
+    TempDir d;
+    auto store = d / "s.db";
+    write_file(d / "100k.json", "{\"pad\":\"" + std::string(100000, 'p') + "\"}");
+    int ok = 0;
+    Result r;
+    for (int i = 0; i < 40; ++i) {
+      // 1024 blocks of 512 bytes: the 512 KiB of bash's `ulimit -f 512`.
+      r = sh(fmt::format("ulimit -f 1024; \"$ESCTL\" --store '{}' -q append d-1 T - < '{}'", store, d / "100k.json"));
+      if (r.status != 0) break;
+      ++ok;
+    }
+    CHECK(ok > 0);
+    CHECK_MESSAGE(r.status == 1, "status ", r.status, ": ", r.err);  // 153 = killed by SIGXFSZ
+    CHECK_MESSAGE(contains(r.err, "file size limit"), r.err);
+    CHECK(contains(r.err, "ulimit -f"));
+    CHECK(contains(r.err, store));
+    // Every acknowledged event is there, the store verifies clean and takes appends without the limit.
+    auto versions = run({"--store", store, "--json", "streams"});
+    REQUIRE(versions.status == 0);
+    CHECK(json::parse(versions.out)["version"] == ok - 1);
+    check_sound(store);
+    CHECK(run({"--store", store, "-q", "append", "d-1", "T"}).status == 0);
   }
 
   TEST_CASE("a store the user may read but not write: reads work, writes exit 1 with a message, nothing changes") {

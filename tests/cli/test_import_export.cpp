@@ -146,6 +146,31 @@ TEST_SUITE("cli/import_export") {
     CHECK(event_count(store) == 4);
   }
 
+  TEST_CASE("a line without data exits 5 naming the line, as documented, and nothing of its batch is written") {
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(import(store, {}, line("a-1", "T")).status == 0);
+    auto before = export_all(store);
+    auto r = import(store, {"--batch", "2"}, line("x-1", "T") + line("x-1", "T") + line("x-1", "T") +
+                                                  "{\"stream\":\"x-1\",\"type\":\"T\"}\n");
+    CHECK(r.status == 5);
+    CHECK_MESSAGE(contains(r.err, "line 4: missing \"data\""), r.err);
+    CHECK(event_count(store) == 3);  // the first batch (lines 1-2) stays, line 3 shared line 4's batch
+    r = import(store, {}, "{\"stream\":\"x-2\",\"type\":\"T\"}\n");
+    CHECK(r.status == 5);
+    CHECK(contains(r.err, "line 1: missing \"data\""));
+    // append --ndjson reads the same lines: one transaction, nothing written.
+    r = run({"--store", store, "append", "x-3", "--ndjson"},
+            RunOptions{"{\"type\":\"T\",\"data\":{}}\n{\"type\":\"T\"}\n", {}, ""});
+    CHECK(r.status == 5);
+    CHECK_MESSAGE(contains(r.err, "line 2: missing \"data\""), r.err);
+    CHECK(event_count(store) == 3);
+    CHECK(run({"--store", store, "read", "x-3"}).status == 4);
+    // Explicit empty data is fine.
+    CHECK(import(store, {}, "{\"stream\":\"x-2\",\"type\":\"T\",\"data\":{}}\n").status == 0);
+    CHECK(export_all(store).substr(0, before.size()) == before);
+  }
+
   TEST_CASE("from a FILE, read a batch ahead while one is written, batches, bad lines and conflicts are as from stdin") {
     TempDir d;
     auto input = numbered(3000, 37);

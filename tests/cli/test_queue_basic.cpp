@@ -282,16 +282,129 @@ TEST_SUITE("cli/queue_basic") {
     CHECK(s.ok({"status", "b", "--json"}).out == before);
     CHECK(s.status("a")["lag"] == 6);
     CHECK(s.status("a")["leased"] == 0);
-    s.ok({"reset", "a", "--to", "end"});
+    s.ok({"reset", "a", "--to", "end", "--force"});  // skips the 6 unacked events
     CHECK(s.status("a")["lag"] == 0);
     s.ok({"reset", "a", "--to", "4"});
     CHECK(s.pull_positions("a") == std::vector<std::int64_t>{5, 6});
     CHECK(s.ok({"status", "b", "--json"}).out == before);
-    s.ok({"delete", "a"});
+    s.ok({"delete", "a", "--force"});  // 5 and 6 are leased
     CHECK(s.ok({"status", "b", "--json"}).out == before);
     CHECK(s.q({"status", "a"}).status == 4);
     CHECK(lines(s.ok({"ls", "--json"}).out) == std::vector<std::string>{lines(before_ls)[1]});
     CHECK(s.q({"reset", "b", "--to", "77"}).status == 2);
+  }
+
+  TEST_CASE("reset --to past unacked events refuses without --force naming the count, --dry-run changes nothing") {
+    Store s;
+    for (int i = 0; i < 10; ++i) s.append("s-" + std::to_string(i % 2));
+    s.ok({"create", "q", "--from", "start", "--max-attempts", "1", "--on-poison", "park"});
+    // 1, 2 acked; 3 parked; 4 leased; 5..10 never delivered: 8 unacked.
+    auto two = s.pull_positions("q", 2);
+    REQUIRE(two == std::vector<std::int64_t>{1, 2});
+    s.ok({"ack", "q", "1", "2"});
+    REQUIRE(s.pull_positions("q", 1) == std::vector<std::int64_t>{3});
+    s.ok({"nack", "q", "3"});
+    REQUIRE(s.pull_positions("q", 1) == std::vector<std::int64_t>{4});
+    REQUIRE(s.status("q")["lag"] == 8);
+    auto status = s.ok({"status", "q", "--json"}).out;
+    auto exported = run({"--store", s.path, "export"}).out;
+    auto unchanged = [&] {
+      CHECK(s.ok({"status", "q", "--json"}).out == status);
+      CHECK(run({"--store", s.path, "export"}).out == exported);
+    };
+
+    auto r = s.q({"reset", "q", "--to", "end"});
+    CHECK(r.status == 2);
+    CHECK_MESSAGE(contains(r.err, "would drop 8 unacked events"), r.err);
+    CHECK(contains(r.err, "--force"));
+    CHECK(r.out.empty());
+    unchanged();
+    r = s.q({"reset", "q", "--to", "3"});  // 3 (parked) is at the point
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "would drop 1 unacked event "));
+    unchanged();
+
+    auto dry = [&](const std::string& to) {
+      auto d = s.ok({"reset", "q", "--to", to, "--dry-run", "--json"});
+      unchanged();
+      return json::parse(d.out);
+    };
+    auto j = dry("end");
+    CHECK(j["dry_run"] == true);
+    CHECK(j["skipped"] == 8);
+    CHECK(j["redelivered"] == 0);
+    CHECK(j["deliverable"] == 0);
+    j = dry("5");
+    CHECK(j["skipped"] == 3);  // 3, 4, 5
+    CHECK(j["deliverable"] == 5);
+    CHECK(j["redelivered"] == 0);
+    j = dry("start");
+    CHECK(j["skipped"] == 0);
+    CHECK(j["deliverable"] == 10);
+    CHECK(j["redelivered"] == 2);  // 1 and 2 were acked
+    auto human = s.ok({"reset", "q", "--to", "end", "--dry-run"}).out;
+    CHECK_MESSAGE(contains(human, "8 unacked events skipped"), human);
+    CHECK(contains(human, "dry run"));
+    unchanged();
+
+    // A replay skips nothing: no --force needed; it says what becomes deliverable again.
+    r = s.ok({"reset", "q", "--to", "start"});
+    CHECK_MESSAGE(contains(r.out, "10 events deliverable (2 delivered again), 0 unacked events skipped"), r.out);
+    CHECK(s.status("q")["lag"] == 10);
+    r = s.ok({"reset", "q", "--to", "end", "--force", "--json"});
+    j = json::parse(r.out);
+    CHECK(j["dry_run"] == false);
+    CHECK(j["skipped"] == 10);
+    CHECK(s.status("q")["lag"] == 0);
+    // Nothing unacked: no --force needed.
+    s.ok({"reset", "q", "--to", "end"});
+  }
+
+  TEST_CASE("delete of a queue with unacked events refuses without --force, --dry-run prints what it drops") {
+    Store s;
+    for (int i = 0; i < 4; ++i) s.append("s-" + std::to_string(i));
+    s.ok({"create", "q", "--from", "start"});
+    s.pull("q", 1);  // 1 leased, 2..4 pending
+    auto status = s.ok({"status", "q", "--json"}).out;
+    auto ls = s.ok({"ls", "--json"}).out;
+    auto r = s.q({"delete", "q"});
+    CHECK(r.status == 2);
+    CHECK_MESSAGE(contains(r.err, "has 4 unacked events (3 pending, 1 leased, 0 retrying, 0 parked)"), r.err);
+    CHECK(contains(r.err, "--force"));
+    CHECK(s.ok({"status", "q", "--json"}).out == status);
+    auto d = json::parse(s.ok({"delete", "q", "--dry-run", "--json"}).out);
+    CHECK(d["dry_run"] == true);
+    CHECK(d["dropped"] == 4);
+    CHECK(d["leased"] == 1);
+    CHECK(contains(s.ok({"delete", "q", "--dry-run"}).out, "would delete queue 'q': 4 unacked events dropped"));
+    CHECK(s.ok({"status", "q", "--json"}).out == status);
+    CHECK(s.ok({"ls", "--json"}).out == ls);
+    r = s.ok({"delete", "q", "--force"});
+    CHECK(contains(r.out, "deleted queue 'q': 4 unacked events dropped"));
+    CHECK(s.q({"status", "q"}).status == 4);
+    // An idle queue goes without --force.
+    s.ok({"create", "idle"});
+    CHECK(json::parse(s.ok({"delete", "idle", "--json"}).out)["dropped"] == 0);
+  }
+
+  TEST_CASE("retry --dry-run prints how many parked events would go back and changes nothing") {
+    Store s;
+    auto p = s.append("s-1");
+    s.append("s-2");
+    s.ok({"create", "q", "--from", "start", "--max-attempts", "1", "--on-poison", "park"});
+    for (auto got : s.pull_positions("q", 2)) s.ok({"nack", "q", std::to_string(got)});
+    REQUIRE(s.status("q")["parked"] == 2);
+    auto status = s.ok({"status", "q", "--json"}).out;
+    auto parked = s.ok({"parked", "q", "--json"}).out;
+    auto j = json::parse(s.ok({"retry", "q", "--all", "--dry-run", "--json"}).out);
+    CHECK(j["retried"] == 2);
+    CHECK(j["dry_run"] == true);
+    CHECK(contains(s.ok({"retry", "q", std::to_string(p), "--dry-run"}).out, "would retry 1 parked event of queue 'q'"));
+    CHECK(s.q({"retry", "q", "999", "--dry-run"}).status == 2);
+    CHECK(s.ok({"status", "q", "--json"}).out == status);
+    CHECK(s.ok({"parked", "q", "--json"}).out == parked);
+    CHECK(json::parse(s.ok({"retry", "q", "--all", "--json"}).out)["retried"] == 2);
+    CHECK(s.status("q")["parked"] == 0);
   }
 
   TEST_CASE("creating a queue --from start on a big store writes one row, and the store reads back unchanged") {

@@ -3,7 +3,14 @@
 // --max-events, --follow with SIGINT (exit 130), the summary, and handlers that cannot run.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <map>
@@ -69,6 +76,43 @@ void check_first_delivery_order(const std::vector<json>& log, std::size_t expect
     ++firsts;
   }
   CHECK(firsts == expect_events);
+}
+
+/// Runs `/bin/sh -c script` (with $ESCTL set) with stdout and stderr on a pseudo-terminal, as in
+/// a user's terminal; returns what the terminal received (the tty turns "\n" into "\r\n").
+std::string on_terminal(const std::string& script, const std::map<std::string, std::string>& env) {
+  int master = -1, slave = -1;
+  REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::setsid();
+    ::ioctl(slave, TIOCSCTTY, 0);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(slave, 1);
+    ::dup2(slave, 2);
+    ::close(master);
+    ::close(slave);
+    ::setenv("ESCTL", bin().c_str(), 1);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(slave);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+    else if (n < 0 && errno == EINTR) continue;
+    else break;  // EIO: every writer closed the terminal
+  }
+  ::close(master);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return out;
 }
 
 }  // namespace
@@ -208,6 +252,58 @@ TEST_SUITE("cli/queue_drain") {
     CHECK(st["leased"] == 0);
     auto got = json::parse(s.ok({"--json", "pull", "q"}).out);
     CHECK(got["attempt"] == 1);
+  }
+
+  TEST_CASE("a nack reason carries the last line the handler wrote to stderr, which still reaches the user") {
+    Store s;
+    s.fill(1, 1);
+    s.ok({"create", "q", "--from", "start", "--max-attempts", "1", "--on-poison", "park"});
+    auto r = s.q({"drain", "q", "--exec", "cat >/dev/null; echo 'first line' >&2; echo 'boom: bad event' >&2; echo >&2; exit 1"});
+    CHECK(r.status == 8);
+    CHECK(contains(r.err, "first line\nboom: bad event\n"));  // passed through, in full
+    auto parked = json::parse(s.ok({"parked", "q", "--json"}).out);
+    CHECK(parked["reason"] == "handler exited with status 1: boom: bad event");
+    // A long line is cut at 500 bytes; a killed handler says its signal and its last words.
+    s.fill(1, 1);
+    r = s.q({"drain", "q", "--exec", "cat >/dev/null; printf '%02000d' 7 >&2; exit 3"});
+    CHECK(r.status == 8);
+    CHECK(contains(r.err, std::string(1999, '0') + "7"));
+    s.fill(1, 1);
+    r = s.q({"drain", "q", "--exec", "cat >/dev/null; echo 'going down' >&2; kill -9 $$"});
+    CHECK(r.status == 8);
+    std::vector<std::string> reasons;
+    for (const auto& l : lines(s.ok({"parked", "q", "--json"}).out)) reasons.push_back(json::parse(l)["reason"]);
+    REQUIRE(reasons.size() == 3);
+    CHECK(reasons[1] == "handler exited with status 3: " + std::string(500, '0'));
+    CHECK(reasons[2] == "handler was killed by signal 9 (SIGKILL): going down");
+  }
+
+  TEST_CASE("on a terminal the progress line is erased before the handler writes, never mixed into its lines") {
+    Store s;
+    s.fill(4, 5);
+    s.ok({"create", "q", "--from", "start"});
+    auto term = on_terminal("\"$ESCTL\" --store \"$DB\" queue drain q --batch 2 --exec "
+                            "'cat >/dev/null; echo imported 2 events; echo warned once >&2'",
+                            {{"DB", s.path}, {"ESCTL_PROGRESS_DELAY", "0"}});
+    CHECK(s.status("q")["lag"] == 0);
+    // Every line of the handler starts a line of the terminal: after a newline, or after the
+    // sequence that erases the progress line ("\r" then erase to the end of the line).
+    for (const std::string what : {"imported 2 events\r\n", "warned once\r\n"}) {
+      std::size_t seen = 0;
+      for (std::size_t at = term.find(what); at != std::string::npos; at = term.find(what, at + 1)) {
+        ++seen;
+        std::size_t line_start = term.rfind('\n', at);
+        std::string before = term.substr(line_start == std::string::npos ? 0 : line_start + 1,
+                                         at - (line_start == std::string::npos ? 0 : line_start + 1));
+        bool clean = before.empty() || (before.size() >= 4 && before.substr(before.size() - 4) == "\r\x1b[K");
+        CHECK_MESSAGE(clean, "the handler's line follows '", before, "'");
+      }
+      CHECK(seen == 10);
+    }
+    // A bounded drain knows its total: a bar with a percentage.
+    CHECK_MESSAGE(contains(term, "drain q ["), term);
+    CHECK(contains(term, "%"));
+    CHECK(contains(term, "drained queue 'q': 20 delivered"));
   }
 
   TEST_CASE("--json keeps stdout for the summary: the handler's stdout goes to stderr") {

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "support/cli.hpp"
@@ -49,7 +51,7 @@ void all_refuse(const std::string& store, int code, const std::string& what) {
   for (auto args : commands) {
     INFO(args[0], " ", args.size() > 1 ? args[1] : "");
     args.insert(args.begin(), {"--store", store});
-    auto r = run(args, RunOptions{"{\"type\":\"T\"}\n", {}, ""});
+    auto r = run(args, RunOptions{"{\"type\":\"T\",\"data\":{}}\n", {}, ""});
     CHECK(r.status == code);
     CHECK(contains(r.err, what));
     CHECK(r.out.empty());
@@ -101,6 +103,50 @@ TEST_SUITE("cli/store_file") {
     auto r = run({"read", "s"}, RunOptions{"", {}, d.path()});
     CHECK(r.status == 4);
     CHECK_FALSE(std::filesystem::exists(d / "events.db"));
+  }
+
+  TEST_CASE("only init, append, import and queue create create a store: every other command exits 4, creating nothing") {
+    TempDir d;
+    write_file(d / "p.sql", "-- @on *\nSELECT 1;\n");
+    const std::vector<std::vector<std::string>> others{
+        {"queue", "drain", "billing", "--exec", "true"},
+        {"queue", "drain", "billing", "--projection", d / "p.sql", "--into", d / "q.db"},
+        {"queue", "pull", "billing"},
+        {"queue", "ack", "billing", "1"},
+        {"queue", "nack", "billing", "1"},
+        {"queue", "retry", "billing", "--all"},
+        {"queue", "retry", "billing", "1"},
+        {"queue", "reset", "billing", "--to", "start"},
+        {"queue", "delete", "billing"},
+        {"queue", "status", "billing"},
+        {"queue", "parked", "billing"},
+        {"queue", "ls"},
+        {"tail"},
+        {"verify"},
+        {"rebuild", d / "q.db", "--projection", d / "p.sql"},
+    };
+    auto dir = d / "empty";
+    std::filesystem::create_directory(dir);
+    for (auto args : others) {
+      INFO(fmt::format("{}", fmt::join(args, " ")));
+      // The default ./events.db, in an empty folder.
+      auto r = run(args, RunOptions{"", {}, dir});
+      CHECK(r.status == 4);
+      CHECK_MESSAGE(contains(r.err, "no store at 'events.db'"), r.err);
+      CHECK(sh("ls -A '" + dir + "'").out.empty());  // no store, no -wal/-shm
+      // An empty file where the store should be is no store either, and stays empty.
+      write_file(dir + "/events.db", "");
+      r = run(args, RunOptions{"", {}, dir});
+      CHECK(r.status == 4);
+      CHECK_MESSAGE(contains(r.err, "no store at 'events.db'"), r.err);
+      CHECK(sh("ls -A '" + dir + "'").out == "events.db\n");
+      CHECK(std::filesystem::file_size(dir + "/events.db") == 0);
+      std::filesystem::remove(dir + "/events.db");
+    }
+    CHECK_FALSE(std::filesystem::exists(d / "q.db"));
+    // The commands that do create it.
+    CHECK(run({"--store", d / "c.db", "queue", "create", "billing"}).status == 0);
+    CHECK(run({"--store", d / "c.db", "queue", "drain", "billing", "--exec", "true"}).status == 0);
   }
 
   TEST_CASE("a file that is not SQLite is refused by every command with exit 1 and left unchanged") {

@@ -182,7 +182,7 @@ TEST_SUITE("cli/tail") {
     REQUIRE(!lines(wait_for_lines(dir / "out", 1)).empty());  // the follower is running
     // Four writers appending at once, 15 events each, some in 3-event atomic batches.
     auto w = sh("s=" + shell_quoted(store) + "; for j in 1 2 3 4; do ( for i in 1 2 3 4 5; do "
-                "printf '{\"type\":\"T\",\"data\":{\"i\":%s}}\\n{\"type\":\"T\"}\\n{\"type\":\"T\"}\\n' $i | "
+                "printf '{\"type\":\"T\",\"data\":{\"i\":%s}}\\n{\"type\":\"T\",\"data\":{}}\\n{\"type\":\"T\",\"data\":{}}\\n' $i | "
                 "\"$ESCTL\" -q --store \"$s\" append w-$j --ndjson - || exit 1; done ) & done; wait");
     REQUIRE_MESSAGE(w.status == 0, w.err);
     auto out = wait_for_lines(dir / "out", 61);

@@ -39,8 +39,11 @@ TEST_SUITE("core/ndjson") {
     CHECK(*ev.recorded_at % 1000000 == 6);
   }
 
-  TEST_CASE("data defaults to {} and meta to {}, id, version and recorded_at to none") {
-    auto ev = parse_event_line(R"({"stream":"s","type":"T"})", 1);
+  TEST_CASE("data is required, meta defaults to {}, id, version and recorded_at to none") {
+    auto e = failure(R"({"stream":"s","type":"T"})");
+    CHECK(e.code() == Errc::invalid_input);
+    CHECK(std::string(e.what()) == "line 7: missing \"data\" (an event without data says \"data\":{})");
+    auto ev = parse_event_line(R"({"stream":"s","type":"T","data":{}})", 1);
     CHECK(ev.data == "{}");
     CHECK(ev.meta == "{}");
     CHECK_FALSE(ev.id);
@@ -68,9 +71,9 @@ TEST_SUITE("core/ndjson") {
   }
 
   TEST_CASE("with a given stream, the line may omit it but may not name another") {
-    CHECK(parse_event_line(R"({"type":"T"})", 1, "order-1").stream == "order-1");
-    CHECK(parse_event_line(R"({"stream":"order-1","type":"T"})", 1, "order-1").stream == "order-1");
-    auto e = failure(R"({"stream":"order-2","type":"T"})", "order-1");
+    CHECK(parse_event_line(R"({"type":"T","data":1})", 1, "order-1").stream == "order-1");
+    CHECK(parse_event_line(R"({"stream":"order-1","type":"T","data":1})", 1, "order-1").stream == "order-1");
+    auto e = failure(R"({"stream":"order-2","type":"T","data":1})", "order-1");
     CHECK(std::string(e.what()).find("order-2") != std::string::npos);
   }
 

@@ -1,6 +1,7 @@
 // Unit tests of the SQLite wrapper's lock waiting (src/store/sqlite.cpp): a writer that has to
 // wait for the write lock gets it while other writers commit back to back. With SQLite's default
 // busy handler (one try per 100 ms) the waiter here timed out on 14 of its 20 transactions.
+// Also: a Txn inside another is a savepoint of it.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -30,6 +31,30 @@ void insert_one(sql::Db& db, int who) {
 }  // namespace
 
 TEST_SUITE("store/sqlite") {
+  TEST_CASE("a Txn inside another is a savepoint: the outer one alone decides what stays") {
+    test::TempStore f;
+    sql::Db db(f.path, sql::OpenMode::create, 1000);
+    db.exec("CREATE TABLE t(who INTEGER NOT NULL)");
+    {
+      sql::Txn outer(db);
+      insert_one(db, 1);  // its own Txn, committed into the outer one
+      {
+        sql::Txn inner(db);
+        db.exec("INSERT INTO t(who) VALUES (2)");
+      }  // not committed: only its own change is undone
+      CHECK(db.query_i64("SELECT count(*) FROM t") == 1);
+    }  // the outer one not committed: nothing stays
+    CHECK(db.query_i64("SELECT count(*) FROM t") == 0);
+    {
+      sql::Txn outer(db);
+      insert_one(db, 3);
+      outer.commit();
+    }
+    CHECK(db.query_i64("SELECT group_concat(who) FROM t") == 3);
+    insert_one(db, 4);  // outside any Txn, a transaction of its own again
+    CHECK(db.query_i64("SELECT count(*) FROM t") == 2);
+  }
+
   TEST_CASE("a waiting writer gets the lock while two others commit back to back") {
     test::TempStore f;
     {

@@ -32,6 +32,23 @@ std::vector<std::string> environment(const RunOptions& opt) {
   return env;
 }
 
+/// Spawn attributes that start a program as a user's shell does: every signal at its default
+/// disposition (this test process ignores SIGPIPE, and an ignored signal survives exec) and
+/// none blocked.
+struct ShellLikeSignals {
+  posix_spawnattr_t attr;
+  ShellLikeSignals() {
+    posix_spawnattr_init(&attr);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  }
+  ~ShellLikeSignals() { posix_spawnattr_destroy(&attr); }
+};
+
 std::vector<char*> cstrs(std::vector<std::string>& v) {
   std::vector<char*> out;
   for (auto& s : v) out.push_back(s.data());
@@ -59,7 +76,8 @@ Result run_argv(std::vector<std::string> argv, const RunOptions& opt) {
   auto envp = cstrs(env);
   auto args = cstrs(argv);
   pid_t pid;
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data());
+  ShellLikeSignals sigs;
+  int rc = posix_spawn(&pid, args[0], &fa, &sigs.attr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(in[0]);
   close(out[1]);
@@ -108,7 +126,12 @@ Result run_argv(std::vector<std::string> argv, const RunOptions& opt) {
 
 }  // namespace
 
-std::string bin() { return ESCTL_BIN; }
+// ESCTL_TEST_BIN runs the tests against another build (e.g. the previous release, to see a new
+// test fail on the old code).
+std::string bin() {
+  const char* other = std::getenv("ESCTL_TEST_BIN");
+  return other && *other ? other : ESCTL_BIN;
+}
 
 Result run(const std::vector<std::string>& args, const RunOptions& opt) {
   std::vector<std::string> argv{bin()};
@@ -136,7 +159,8 @@ int spawn(const std::vector<std::string>& args, const std::string& out_file, con
   auto envp = cstrs(env);
   auto a = cstrs(argv);
   pid_t pid;
-  int rc = posix_spawn(&pid, a[0], &fa, nullptr, a.data(), envp.data());
+  ShellLikeSignals sigs;
+  int rc = posix_spawn(&pid, a[0], &fa, &sigs.attr, a.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw std::runtime_error("spawn failed");
   return pid;
