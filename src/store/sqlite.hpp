@@ -81,7 +81,8 @@ struct BusyWait {
 class Db {
  public:
   /// Opens `path`. read_only opens without the right to write; create may create the file.
-  Db(const std::string& path, OpenMode mode, int busy_timeout_ms);
+  /// `noun` names the file in messages: "store", or "query db".
+  Db(const std::string& path, OpenMode mode, int busy_timeout_ms, std::string noun = "store");
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
   ~Db();
@@ -103,6 +104,7 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::string noun_;
   BusyWait busy_;
   std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
 };
