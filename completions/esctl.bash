@@ -23,7 +23,7 @@ _esctl_opts()
         read) echo --all --category --type --from --count --backwards ;;
         tail) echo --all --category --type -n --count -f --follow ;;
         streams) echo --category --prefix ;;
-        rebuild) echo --projection --queue ;;
+        rebuild) echo --projection --queue --dry-run ;;
         verify) echo --stream --queue --full --log --no-gaps ;;
         'queue create')
             echo --from --stream --category --type --max-attempts --ack-timeout --on-poison

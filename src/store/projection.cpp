@@ -288,8 +288,8 @@ void check_recorded_queue(detail::ProjectionDb& qdb, const std::string& path, co
   std::string recorded = qdb.meta("queue");
   if (!recorded.empty() && recorded != queue)
     throw Error(Errc::conflict,
-                fmt::format("query db '{}' is fed from queue '{}', not '{}': applying '{}' to it would mix two queues' "
-                            "events into one checkpoint (drain '{}' into it, or choose another --into for '{}')",
+                fmt::format("query db '{}' is fed from queue '{}', not '{}': draining '{}' into it would mix the two "
+                            "queues' events (drain '{}' into it, or choose another --into for '{}')",
                             path, recorded, queue, queue, recorded, queue));
 }
 }  // namespace
