@@ -24,6 +24,7 @@
 #include "store/rebuild.hpp"
 
 #include <dirent.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -47,6 +48,9 @@
 
 namespace esctl {
 namespace {
+
+// WAL frames (of 8 KiB pages: 4 MiB) after which a rebuild makes the WAL start over between chunks.
+constexpr int kRestartFrames = 512;
 
 struct PathParts {
   std::string dir, base;
@@ -303,6 +307,12 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
       scope->reset();
       snapshot.commit();
       from = to;
+      // Between chunks, with no snapshot of ours open: checkpoint what the appenders committed
+      // meanwhile, and once the WAL holds 4 MiB, make the next append start it over (RESTART,
+      // waiting at most 50 ms for the locks). Appenders checkpoint too, but always while one of
+      // our chunks holds a read mark in the WAL, so it could never start over and would only
+      // grow. Best effort: cheap when nothing was committed; busy or read-only is ignored.
+      if (from < head) sdb.checkpoint(kRestartFrames, 50);
     }
     // The checkpoint: per stream, the last version applied; and what this db was built from.
     auto& put = db.prepare("INSERT INTO _esctl_applied (stream, version) VALUES (?1, ?2)");

@@ -218,6 +218,17 @@ void Db::fail(int rc, std::string_view what) const {
   }
 }
 
+int Db::checkpoint(int restart_frames, int wait_ms) {
+  int log = 0, done = 0;
+  if (sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK) return -1;
+  if (log < restart_frames) return log;
+  int saved = busy_.timeout_ms;
+  busy_.timeout_ms = wait_ms;
+  sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_RESTART, &log, &done);
+  busy_.timeout_ms = saved;
+  return log;
+}
+
 void Db::exec(const char* sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);

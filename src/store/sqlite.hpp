@@ -98,6 +98,10 @@ class Db {
   const std::string& path() const { return path_; }
   sqlite3* raw() const { return db_; }
 
+  /// Best effort: checkpoints the WAL; when at least `restart_frames` frames are in it, with
+  /// SQLITE_CHECKPOINT_RESTART (the next writer starts the WAL over), waiting at most `wait_ms`
+  /// for the locks that needs. Returns the frames in the WAL, or -1 if it could not look.
+  int checkpoint(int restart_frames, int wait_ms);
   /// Throws the esctl::Error for SQLite result `rc`, with `what` as context.
   [[noreturn]] void fail(int rc, std::string_view what) const;
 
