@@ -64,7 +64,7 @@ Event event(std::int64_t position, const std::string& stream, std::int64_t versi
 }  // namespace
 
 TEST_SUITE("store/query_db_lock") {
-  TEST_CASE("users share; a swap waits for them and keeps them out; a second rebuild is refused") {
+  TEST_CASE("users share, a swap waits for them and keeps them out, a second rebuild is refused") {
     Dir d;
     std::string db = d / "q.db";
     QueryDbLock a(db, 50), b(db, 50), r(db, 50);
