@@ -309,10 +309,10 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
       from = to;
       // Between chunks, with no snapshot of ours open: checkpoint what the appenders committed
       // meanwhile, and once the WAL holds 4 MiB, make the next append start it over (RESTART,
-      // waiting at most 50 ms for the locks). Appenders checkpoint too, but always while one of
+      // waiting at most 10 ms for the locks). Appenders checkpoint too, but always while one of
       // our chunks holds a read mark in the WAL, so it could never start over and would only
       // grow. Best effort: cheap when nothing was committed; busy or read-only is ignored.
-      if (from < head) sdb.checkpoint(kRestartFrames, 50);
+      if (from < head) sdb.checkpoint(kRestartFrames, 10);
     }
     // The checkpoint: per stream, the last version applied; and what this db was built from.
     auto& put = db.prepare("INSERT INTO _esctl_applied (stream, version) VALUES (?1, ?2)");
