@@ -1,5 +1,5 @@
-// esctl rebuild DB --projection FILE [--queue NAME]: build a query db from scratch with a
-// projection and atomically replace DB (esctl-rebuild(1)). The work is in src/store/rebuild.cpp; this file
+// esctl rebuild DB --projection FILE [--queue NAME] [--dry-run]: build a query db from scratch
+// with a projection and atomically replace DB (esctl-rebuild(1)). The work is in src/store/rebuild.cpp; this file
 // parses options, draws progress and prints the summary.
 #include <fmt/format.h>
 
@@ -17,7 +17,10 @@ struct RebuildArgs {
   std::string db;
   std::string projection;
   std::string queue;
+  bool dry_run = false;
 };
+
+std::string plural(std::int64_t n, const char* word) { return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s"); }
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -47,6 +50,9 @@ Runner setup_rebuild(CLI::App& app) {
       ->required();
   app.add_option("--queue", o->queue,
                  "Apply only the events this queue matches, then move its cursor to where the rebuild ended");
+  app.add_flag("--dry-run", o->dry_run,
+               "Check everything and print what the rebuild would do (how many of the queue's unacked events its "
+               "hand-over would settle), writing nothing");
   return [o](Context& ctx) {
     if (!o->queue.empty()) check_queue_name(o->queue);
     // The projection first: a bad file is reported before the store is even opened.
@@ -56,6 +62,7 @@ Runner setup_rebuild(CLI::App& app) {
     RebuildOptions options;
     options.db_path = o->db;
     options.queue = o->queue;
+    options.dry_run = o->dry_run;
     options.progress = [&](std::int64_t position, std::int64_t head) {
       progress.set_total(head);
       progress.update(position, position);
@@ -63,20 +70,45 @@ Runner setup_rebuild(CLI::App& app) {
     RebuildResult r = rebuild(store, projection, options);
     progress.finish();
     if (ctx.quiet()) return 0;
+    const auto& q = r.queue_before;
+    if (o->dry_run) {
+      if (ctx.json()) {
+        std::string b = fmt::format("{{\"dry_run\":true,\"db\":{},\"projection\":{},\"queue\":{},\"head\":{},"
+                                    "\"replaced\":{}",
+                                    json_string(o->db), json_string(o->projection),
+                                    o->queue.empty() ? "null" : json_string(o->queue), r.head,
+                                    r.replaced ? "true" : "false");
+        if (q)
+          b += fmt::format(",\"settled\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}",
+                           r.settled, q->pending, q->leased, q->retrying, q->parked);
+        ctx.out.write(b + "}\n");
+      } else {
+        ctx.out.write(fmt::format("would {} '{}' with '{}' through position {}\n", r.replaced ? "rebuild" : "build",
+                                  o->db, o->projection, r.head));
+        if (q)
+          ctx.out.write(fmt::format("queue '{}' would continue after position {}: the hand-over would settle {} "
+                                    "({} pending, {} leased, {} retrying, {} parked)\n",
+                                    o->queue, r.head, plural(r.settled, "unacked event"), q->pending, q->leased,
+                                    q->retrying, q->parked));
+        ctx.out.write("dry run: nothing was written\n");
+      }
+      return 0;
+    }
     double rate = r.seconds > 0 ? static_cast<double>(r.applied) / r.seconds : 0;
     if (ctx.json()) {
       ctx.out.write(fmt::format(
           "{{\"db\":{},\"projection\":{},\"queue\":{},\"head\":{},\"applied\":{},\"streams\":{},\"replaced\":{},"
-          "\"seconds\":{:.3f},\"events_per_s\":{:.0f}}}\n",
+          "\"settled\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f}}}\n",
           json_string(o->db), json_string(o->projection), o->queue.empty() ? "null" : json_string(o->queue), r.head,
-          r.applied, r.streams, r.replaced ? "true" : "false", r.seconds, rate));
+          r.applied, r.streams, r.replaced ? "true" : "false", r.settled, r.seconds, rate));
     } else {
       ctx.out.write(fmt::format("rebuilt '{}' with '{}': {} event{} of {} stream{} applied, through position {}, "
                                 "{:.2f}s, {:.0f} events/s\n",
                                 o->db, o->projection, r.applied, r.applied == 1 ? "" : "s", r.streams,
                                 r.streams == 1 ? "" : "s", r.head, r.seconds, rate));
       if (!o->queue.empty())
-        ctx.out.write(fmt::format("queue '{}' continues after position {}\n", o->queue, r.head));
+        ctx.out.write(fmt::format("queue '{}' continues after position {}; the hand-over settled {}\n", o->queue,
+                                  r.head, plural(r.settled, "unacked event")));
     }
     return 0;
   };

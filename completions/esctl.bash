@@ -24,7 +24,7 @@ _esctl_opts()
         tail) echo --all --category --type -n --count -f --follow --since --until --format ;;
         check) echo --queue --max-lag --max-age --max-parked --max-retrying ;;
         streams) echo --category --prefix ;;
-        rebuild) echo --projection --queue ;;
+        rebuild) echo --projection --queue --dry-run ;;
         verify) echo --stream --queue --full --log --no-gaps ;;
         'queue create')
             echo --from --stream --category --type --max-attempts --ack-timeout --on-poison

@@ -259,6 +259,7 @@ complete -c esctl -n '__esctl_is queue delete' -l force -d 'Delete even if the q
 # rebuild
 complete -c esctl -n '__esctl_is rebuild' -l projection -r -F -d 'The projection file'
 complete -c esctl -n '__esctl_is rebuild' -l queue -x -a '(__esctl_queues)' -d 'Apply what this queue matches and move its cursor'
+complete -c esctl -n '__esctl_is rebuild' -l dry-run -d 'Print what the hand-over would settle, write nothing'
 complete -c esctl -n '__esctl_nargs 1 rebuild' -F -d 'query db'
 
 # verify

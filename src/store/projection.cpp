@@ -13,6 +13,14 @@
 // skipped while their stream moved on (parked under --on-poison park): those are exactly the ones
 // that failed here, hence pending. A global position checkpoint would be wrong: a stream held
 // behind a parked event falls behind positions that other streams have passed.
+//
+// Replacement by `rebuild`: the Projector opens DB and runs each transaction while holding
+// QueryDbLock::Use, and first checks that DB still names the file its connection has open (else
+// it reopens). Never starting a transaction on a replaced file is what keeps it from taking a
+// writer's journal of the new file for its own hot journal; the protocol is in query_db_lock.cpp.
+//
+// Identity: a query db records, in _esctl_meta, the queue it is fed from; a Projector for
+// another queue refuses it (Errc::conflict) before writing anything.
 #include "store/projection.hpp"
 
 #include <sqlite3.h>
@@ -30,6 +38,7 @@
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "store/projection_db.hpp"
+#include "store/query_db_lock.hpp"
 
 namespace esctl {
 namespace {
@@ -260,6 +269,7 @@ struct Projector::Impl {
   std::shared_ptr<const Projection> projection;
   std::string path;
   ProjectorOptions options;
+  std::unique_ptr<QueryDbLock> lock;  // DB.lock: DB is not replaced while we hold a Use of it
   std::unique_ptr<detail::ProjectionDb> qdb;
   dev_t dev = 0;
   ino_t ino = 0;
@@ -267,9 +277,22 @@ struct Projector::Impl {
   bool changed = false;
   std::int64_t last_position = 0;
 
-  void open();
+  void open();  // call holding a Use of `lock`
   bool replaced() const;
 };
+
+namespace {
+// Errc::conflict if the db records a queue other than `queue` (a db that records none is anyone's).
+void check_recorded_queue(detail::ProjectionDb& qdb, const std::string& path, const std::string& queue) {
+  if (queue.empty()) return;
+  std::string recorded = qdb.meta("queue");
+  if (!recorded.empty() && recorded != queue)
+    throw Error(Errc::conflict,
+                fmt::format("query db '{}' is fed from queue '{}', not '{}': draining '{}' into it would mix the two "
+                            "queues' events (drain '{}' into it, or choose another --into for '{}')",
+                            path, recorded, queue, queue, recorded, queue));
+}
+}  // namespace
 
 void Projector::Impl::open() {
   qdb.reset();
@@ -288,6 +311,7 @@ void Projector::Impl::open() {
     throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
                                            "refusing to write to it: choose another path",
                                            path));
+  if (qdb->is_query_db()) check_recorded_queue(*qdb, path, options.queue);
   // Rollback journal, not WAL: the db is one file, so `rebuild` can replace it with a rename
   // (a WAL file beside it would belong to the old inode). Durable commits: an event is acked
   // to the queue only after its rows are on disk.
@@ -317,6 +341,9 @@ void Projector::Impl::open() {
       if (!options.queue.empty()) qdb->set_meta("queue", options.queue);
       qdb->set_meta("last_position", std::int64_t{0});
       created = true;
+    } else if (!options.queue.empty()) {
+      check_recorded_queue(*qdb, path, options.queue);  // again, under the write lock
+      if (qdb->meta("queue").empty()) qdb->set_meta("queue", options.queue);
     }
     txn.commit();
   }
@@ -343,7 +370,14 @@ Projector::Projector(std::shared_ptr<const Projection> projection, const std::st
   impl_->projection = std::move(projection);
   impl_->path = db_path;
   impl_->options = options;
-  impl_->open();
+  impl_->lock = std::make_unique<QueryDbLock>(db_path, options.busy_timeout_ms);
+  try {
+    QueryDbLock::Use use(*impl_->lock);
+    impl_->open();
+  } catch (const Error& e) {
+    if (e.code() == Errc::corrupt || e.code() == Errc::usage) impl_->lock->remove_if_created();  // not a query db
+    throw;
+  }
 }
 
 Projector::~Projector() = default;
@@ -362,17 +396,12 @@ std::vector<ApplyResult> Projector::apply(std::span<const Event> batch) {
 std::vector<ApplyResult> Projector::apply(std::span<const EventRef> batch) {
   std::vector<ApplyResult> out(batch.size());
   if (batch.empty()) return out;
+  // No rename of DB while we hold this: check that DB is still our file BEFORE any transaction.
+  QueryDbLock::Use use(*impl_->lock);
+  if (impl_->replaced()) impl_->open();
   auto* db = &impl_->qdb->db();
   std::optional<sql::Txn> txn;
   txn.emplace(*db);
-  // `rebuild` replaces the file with a rename while holding the old file's write lock, so once
-  // we hold the lock, the path still names our file or we must reopen it.
-  if (impl_->replaced()) {
-    txn.reset();
-    impl_->open();
-    db = &impl_->qdb->db();
-    txn.emplace(*db);
-  }
   auto& qdb = *impl_->qdb;
   auto& get_applied = db->prepare("SELECT version FROM _esctl_applied WHERE stream = ?1");
   auto& set_applied = db->prepare(

@@ -75,7 +75,9 @@ struct ApplyResult {
 struct ProjectorOptions {
   int busy_timeout_ms = 5000;
   std::string store_path;  ///< recorded in the query db's meta table (information only)
-  std::string queue;       ///< recorded in the query db's meta table (information only)
+  /// The queue feeding the db: recorded in its meta table when it records none yet; a db that
+  /// records another queue is refused (Errc::conflict). Empty: no check, nothing recorded.
+  std::string queue;
 };
 
 /// Applies events to one query db with a projection. Creates the db (running @init) if it does
@@ -86,14 +88,18 @@ struct ProjectorOptions {
 /// (parked under --on-poison park) is still applied.
 class Projector {
  public:
-  /// Opens (or creates) `db_path`. Throws Errc::invalid_input if a statement does not prepare
-  /// against an existing db, Errc::corrupt if `db_path` is not a query db made by esctl.
+  /// Opens (or creates) `db_path`, and its lock file `db_path.lock` (see QueryDbLock). Throws
+  /// Errc::invalid_input if a statement does not prepare against an existing db, Errc::corrupt if
+  /// `db_path` is not a query db made by esctl, Errc::conflict if it records another queue than
+  /// options.queue (nothing is written then).
   Projector(std::shared_ptr<const Projection> projection, const std::string& db_path,
             const ProjectorOptions& options = {});
   ~Projector();
   Projector(const Projector&) = delete;
 
-  /// Applies `batch` (in order) in one transaction, each event in its own savepoint. An event
+  /// Applies `batch` (in order) in one transaction, each event in its own savepoint. If `rebuild`
+  /// replaced the db since the last call, the new file is opened first (checked before the
+  /// transaction begins, under the lock that the replacement also takes). An event
   /// whose statements fail is rolled back (nothing of it applied) and reported !ok; later events
   /// of its stream in the batch are then not applied either ("held behind position P"), so
   /// per-stream order holds. Results are in batch order. Throws only for operational failures

@@ -178,7 +178,7 @@ class UserScope {
 ProjectionDb::ProjectionDb(const Projection& projection, const std::string& path, sql::OpenMode mode,
                            int busy_timeout_ms)
     : projection_(projection), auth_(std::make_unique<Auth>()) {
-  db_ = std::make_unique<sql::Db>(path, mode, busy_timeout_ms);
+  db_ = std::make_unique<sql::Db>(path, mode, busy_timeout_ms, "query db");
   sqlite3* raw = db_->raw();
   sqlite3_limit(raw, SQLITE_LIMIT_ATTACHED, 0);
   sqlite3_set_authorizer(raw, &Auth::callback, auth_.get());

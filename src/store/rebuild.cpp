@@ -5,17 +5,26 @@
 // half-built temporary file is thrown away, never repaired. When complete it is fsynced and
 // renamed over DB, and the directory is fsynced. Query dbs use the rollback journal (never WAL),
 // so the file is the whole db: a reader that opens DB gets the old inode or the new one, and
-// one that has the old one open keeps reading it. Around the rename we hold the old db's write
-// lock (RESERVED), so no `queue drain` into it is mid-transaction: its journal, which lives at
-// the path beside DB, could otherwise be taken for a hot journal of the new db. Drains check,
-// once they hold the lock, that the path still names their file (Projector::apply).
+// one that has the old one open keeps reading it. The rename and the queue's hand-over happen
+// under QueryDbLock::Swap, and the whole run under QueryDbLock::Rebuild: the protocol with the
+// drainers of DB, and why it makes them safe, is written down at the top of query_db_lock.cpp.
+// Around the rename we also hold the old db's write lock (RESERVED), against writers from outside
+// esctl.
 //
-// Speed: events are read in one statement of a read snapshot and filtered by type before any
-// other column is touched; the per-stream checkpoint is kept in memory (a version per stream id)
-// and written once at the end, because the temporary file is all-or-nothing.
+// Reading the store: the head H is read once at the start; then positions (0, H] are read in
+// chunks of RebuildOptions::chunk positions, each chunk in a read transaction of its own, so no
+// snapshot is held for the whole run (a reader's snapshot keeps the WAL from being checkpointed
+// and started over: it would grow with every concurrent append for as long as the rebuild runs).
+// Events are immutable and positions never become visible out of order, so the chunks together
+// are exactly the events up to H.
+//
+// Speed: events are filtered by type before any other column is touched; the per-stream
+// checkpoint is kept in memory (a version per stream id) and written once at the end, because
+// the temporary file is all-or-nothing.
 #include "store/rebuild.hpp"
 
 #include <dirent.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -33,11 +42,15 @@
 #include "core/signals.hpp"
 #include "core/time.hpp"
 #include "store/projection_db.hpp"
+#include "store/query_db_lock.hpp"
 #include "store/queue.hpp"
 #include "store/sqlite.hpp"
 
 namespace esctl {
 namespace {
+
+// WAL frames (of 8 KiB pages: 4 MiB) after which a rebuild makes the WAL start over between chunks.
+constexpr int kRestartFrames = 512;
 
 struct PathParts {
   std::string dir, base;
@@ -79,40 +92,54 @@ class TempFile {
   bool armed_ = true;
 };
 
-// What is at DB now: nothing, or a query db made by esctl (anything else is refused).
-bool check_existing(const std::string& path) {
+void check_directory(const std::string& path) {
   struct stat st {};
   std::string dir = split_path(path).dir;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw Error(Errc::not_found, fmt::format("cannot build query db '{}': no directory '{}'", path, dir));
+}
+
+struct Existing {
+  bool exists = false;
+  std::string queue;  // the queue it records ("" if none)
+};
+
+// What is at DB now: nothing, or a query db made by esctl (anything else is refused).
+Existing check_existing(const std::string& path) {
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
+    if (errno == ENOENT) return {};
     throw Error(Errc::io, fmt::format("cannot look at '{}': {}", path, std::strerror(errno)));
   }
   if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("query db '{}' is a directory", path));
   if (!S_ISREG(st.st_mode))
     throw Error(Errc::usage, fmt::format("'{}' is not a regular file; refusing to replace it", path));
-  if (st.st_size == 0) return true;
+  if (st.st_size == 0) return {true, {}};
   // sql::read_header, not fopen/fclose: closing a descriptor would drop this process's locks.
   auto header = sql::read_header(path);
   if (!header) throw Error(Errc::read_only, fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
   if (!sql::is_sqlite_header(*header))
     throw Error(Errc::corrupt, fmt::format("'{}' is not a SQLite database; refusing to replace it with a query db", path));
-  sql::Db db(path, sql::OpenMode::read_only, 5000);
+  sql::Db db(path, sql::OpenMode::read_only, 5000, "query db");
   bool ours = db.query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_esctl_meta'") > 0;
   bool empty = db.query_i64("SELECT count(*) FROM sqlite_schema") == 0;
   if (!ours && !empty)
     throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
                                            "refusing to replace it: choose another path",
                                            path));
-  return true;
+  Existing out{true, {}};
+  if (ours) {
+    auto q = db.prepare_new("SELECT value FROM _esctl_meta WHERE key = 'queue'");
+    if (q.step() && !q.is_null(0)) out.queue = std::string(q.text(0));
+  }
+  return out;
 }
 
 // Holds the old db's write lock, so that no drain is in a write transaction on it.
 class OldDbLock {
  public:
   OldDbLock(const std::string& path, int busy_timeout_ms) {
-    db_ = std::make_unique<sql::Db>(path, sql::OpenMode::read_write, busy_timeout_ms);
+    db_ = std::make_unique<sql::Db>(path, sql::OpenMode::read_write, busy_timeout_ms, "query db");
     auto mode = db_->prepare_new("PRAGMA journal_mode");
     if (mode.step() && mode.text(0) == "wal") {
       auto to = db_->prepare_new("PRAGMA journal_mode = DELETE");
@@ -164,11 +191,46 @@ int remove_stale_rebuild_files(const std::string& db_path) {
 RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options) {
   auto started = std::chrono::steady_clock::now();
   const std::string& path = options.db_path;
+  const int busy_ms = store.options().busy_timeout_ms;
   RebuildResult result;
-  result.replaced = check_existing(path);
+  check_directory(path);
+
+  // One rebuild of DB at a time, from reading the head to the hand-over (query_db_lock.cpp). A
+  // dry run takes no lock (it would create the lock file) and only reads.
+  std::optional<QueryDbLock> lock;
+  std::optional<QueryDbLock::Rebuild> serial;
+  if (!options.dry_run) {
+    lock.emplace(path, busy_ms);
+    serial.emplace(*lock);
+  }
+  Existing existing;
+  try {
+    existing = check_existing(path);
+  } catch (const Error& e) {
+    if (lock && (e.code() == Errc::corrupt || e.code() == Errc::usage)) lock->remove_if_created();  // not a query db
+    throw;
+  }
+  result.replaced = existing.exists;
+  if (!options.queue.empty() && !existing.queue.empty() && existing.queue != options.queue)
+    throw Error(Errc::conflict,
+                fmt::format("query db '{}' is fed from queue '{}', not '{}': handing it over to '{}' would skip "
+                            "the unacked events of '{}' (rebuild it with --queue {}, or choose another path for '{}')",
+                            path, existing.queue, options.queue, options.queue, options.queue, existing.queue,
+                            options.queue));
+  const std::string recorded_queue = options.queue.empty() ? existing.queue : options.queue;
 
   std::optional<QueueInfo> queue;
   if (!options.queue.empty()) queue = Queues(store).get(options.queue);
+
+  // H: the rebuild applies the matching events up to here, then hands the queue over at H.
+  const std::int64_t head = store.head_position();
+  result.head = head;
+  if (options.dry_run) {
+    if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
+    result.settled = result.queue_before ? result.queue_before->lag : 0;
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+  }
 
   remove_stale_rebuild_files(path);
   auto [dir, base] = split_path(path);
@@ -177,7 +239,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
   std::vector<std::int64_t> last_version;  // per stream id: last applied version, -1 if none
 
   {
-    detail::ProjectionDb qdb(*projection, temp.path(), sql::OpenMode::create, store.options().busy_timeout_ms);
+    detail::ProjectionDb qdb(*projection, temp.path(), sql::OpenMode::create, busy_ms);
     auto& db = qdb.db();
     qdb.set_interruptible();
     db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; "
@@ -187,59 +249,70 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
       if (::stat(path.c_str(), &st) == 0) ::chmod(temp.path().c_str(), st.st_mode & 07777);
     }
 
-    // The read snapshot: everything below is as of head H.
-    sql::Txn snapshot(sdb, sql::Txn::deferred);
-    const std::int64_t head = store.head_position();
-    result.head = head;
-
     std::optional<sql::Txn> txn;
     txn.emplace(db);
     qdb.initialize();
     qdb.prepare_statements("");
 
-    auto s = sdb.prepare_new(
+    auto& s = sdb.prepare(
         "SELECT type, stream_id, position, version, id, data, meta, recorded_at FROM events "
-        "WHERE position <= ?1 ORDER BY position");
-    s.bind(1, head);
+        "WHERE position > ?1 AND position <= ?2 ORDER BY position");
     std::vector<signed char> stream_ok;  // per stream id: 0 unknown, 1 match, -1 no match
     const EventFilter* filter = queue ? &queue->filter : nullptr;
     const bool by_stream = filter && (!filter->stream_globs.empty() || !filter->categories.empty());
+    const std::int64_t chunk = std::max<std::int64_t>(1, options.chunk);
     std::int64_t in_txn = 0, seen = 0;
     std::string error;
-    while (s.step()) {
-      if ((++seen & 0xff) == 0) {
-        check_interrupted();
-        if (options.progress) options.progress(s.i64(2), head);
+    // Positions (from, to] in a read transaction of their own: no store snapshot outlives a chunk.
+    for (std::int64_t from = 0; from < head;) {
+      const std::int64_t to = head - from > chunk ? from + chunk : head;
+      sql::Txn snapshot(sdb, sql::Txn::deferred);
+      sql::StmtScope scope(s);
+      s.bind(1, from).bind(2, to);
+      while (s.step()) {
+        if ((++seen & 0xff) == 0) {
+          check_interrupted();
+          if (options.progress) options.progress(s.i64(2), head);
+        }
+        std::string_view type = s.text(0);
+        const detail::Plan& plan = qdb.plan(type);
+        if (plan.empty()) continue;
+        if (filter && !filter->matches_type(type)) continue;
+        std::int64_t sid = s.i64(1);
+        auto i = static_cast<std::size_t>(sid);
+        if (by_stream) {
+          if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
+          if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
+          if (stream_ok[i] < 0) continue;
+        }
+        EventRef e{s.i64(2), store.stream_name(sid), s.i64(3), s.blob(4), type, s.text(5), s.text(6), s.i64(7)};
+        ++result.read;
+        if (!qdb.run(plan, e, error))
+          throw Error(Errc::invalid_input,
+                      fmt::format("event {} of stream '{}' (version {}, position {}) failed: {}; '{}' is unchanged "
+                                  "(fix the projection or the event and rebuild again)",
+                                  e.type, e.stream, e.version, e.position, error, path));
+        ++result.applied;
+        if (i >= last_version.size()) last_version.resize(std::max(i + 1, last_version.size() * 2), -1);
+        if (last_version[i] < 0) ++result.streams;
+        last_version[i] = e.version;
+        if (++in_txn >= options.batch) {
+          txn->commit();
+          check_interrupted();
+          if (options.progress) options.progress(e.position, head);
+          txn.emplace(db);
+          in_txn = 0;
+        }
       }
-      std::string_view type = s.text(0);
-      const detail::Plan& plan = qdb.plan(type);
-      if (plan.empty()) continue;
-      if (filter && !filter->matches_type(type)) continue;
-      std::int64_t sid = s.i64(1);
-      auto i = static_cast<std::size_t>(sid);
-      if (by_stream) {
-        if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
-        if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
-        if (stream_ok[i] < 0) continue;
-      }
-      EventRef e{s.i64(2), store.stream_name(sid), s.i64(3), s.blob(4), type, s.text(5), s.text(6), s.i64(7)};
-      ++result.read;
-      if (!qdb.run(plan, e, error))
-        throw Error(Errc::invalid_input,
-                    fmt::format("event {} of stream '{}' (version {}, position {}) failed: {}; '{}' is unchanged "
-                                "(fix the projection or the event and rebuild again)",
-                                e.type, e.stream, e.version, e.position, error, path));
-      ++result.applied;
-      if (i >= last_version.size()) last_version.resize(std::max(i + 1, last_version.size() * 2), -1);
-      if (last_version[i] < 0) ++result.streams;
-      last_version[i] = e.version;
-      if (++in_txn >= options.batch) {
-        txn->commit();
-        check_interrupted();
-        if (options.progress) options.progress(e.position, head);
-        txn.emplace(db);
-        in_txn = 0;
-      }
+      scope->reset();
+      snapshot.commit();
+      from = to;
+      // Between chunks, with no snapshot of ours open: checkpoint what the appenders committed
+      // meanwhile, and once the WAL holds 4 MiB, make the next append start it over (RESTART,
+      // waiting at most 10 ms for the locks). Appenders checkpoint too, but always while one of
+      // our chunks holds a read mark in the WAL, so it could never start over and would only
+      // grow. Best effort: cheap when nothing was committed; busy or read-only is ignored.
+      if (from < head) sdb.checkpoint(kRestartFrames, 10);
     }
     // The checkpoint: per stream, the last version applied; and what this db was built from.
     auto& put = db.prepare("INSERT INTO _esctl_applied (stream, version) VALUES (?1, ?2)");
@@ -254,7 +327,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     qdb.set_meta("created_by", "rebuild");
     qdb.set_meta("created_at", format_rfc3339(now_us()));
     qdb.set_meta("store", std::filesystem::absolute(store.path()).lexically_normal().string());
-    if (queue) qdb.set_meta("queue", options.queue);
+    if (!recorded_queue.empty()) qdb.set_meta("queue", recorded_queue);
     qdb.set_meta("rebuilt_through", head);
     qdb.set_meta("last_position", head);
     txn->commit();
@@ -265,21 +338,28 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
 
   fsync_path(temp.path(), false);
   {
-    // Hand over and replace. The order makes a crash between the two steps harmless: if the
-    // queue's cursor is beyond H (a drain ran during the rebuild), move it back first, so the
-    // old db (which saw those events) is never left behind a queue that skipped them; else
-    // replace first, so the new db (which saw everything to H) is never behind the queue.
-    std::optional<OldDbLock> lock;
-    if (result.replaced) lock.emplace(path, store.options().busy_timeout_ms);
+    // Replace and hand over, with no drainer of DB in a transaction meanwhile (Swap). The order
+    // makes a crash between the two steps harmless: if the queue's cursor is beyond H (a drain
+    // ran during the rebuild), move it back first, so the old db (which saw those events) is
+    // never left behind a queue that skipped them; else replace first, so the new db (which saw
+    // everything to H) is never behind the queue.
+    QueryDbLock::Swap swap(*lock);
+    std::optional<OldDbLock> old_db;  // a connection from outside esctl must not be writing either
+    if (result.replaced) old_db.emplace(path, busy_ms);
     auto hand_over = [&] { Queues(store).reset(options.queue, StartPoint{StartPoint::at, result.head}); };
-    bool queue_first = queue && Queues(store).get(options.queue).cursor > result.head;
+    if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
+    bool queue_first = queue && result.queue_before->queue.cursor > result.head;
     if (queue_first) hand_over();
     if (::rename(temp.path().c_str(), path.c_str()) != 0)
       throw Error(Errc::io, fmt::format("cannot rename '{}' to '{}': {}", temp.path(), path, std::strerror(errno)));
     temp.disarm();
     fsync_path(dir, true);
-    lock.reset();
+    old_db.reset();
     if (queue && !queue_first) hand_over();
+    if (queue) {
+      auto after = Queues(store).status(options.queue, Clock::now());
+      result.settled = std::max<std::int64_t>(0, result.queue_before->lag - after.lag);
+    }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;

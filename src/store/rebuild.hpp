@@ -1,13 +1,15 @@
 // `esctl rebuild`: build a query db from scratch with a projection into a temporary file beside
-// it, then atomically replace it (esctl-rebuild(1)). Not the incremental path: that is Projector
-// (projection.hpp) driven by `queue drain`.
+// it, then atomically replace it, and optionally hand its queue over (esctl-rebuild(1)). Not the
+// incremental path: that is Projector (projection.hpp) driven by `queue drain`.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "store/projection.hpp"
+#include "store/queue.hpp"
 #include "store/store.hpp"
 
 namespace esctl {
@@ -16,6 +18,8 @@ struct RebuildOptions {
   std::string db_path;
   std::string queue;             ///< empty: all events; else only that queue's, and hand over to it
   std::int64_t batch = 10000;    ///< applied events per transaction of the new db
+  std::int64_t chunk = 16384;    ///< store positions per read transaction
+  bool dry_run = false;          ///< check everything, read the head and the queue's status, write nothing
   /// Called now and then with the position reached and the head being rebuilt to.
   std::function<void(std::int64_t position, std::int64_t head)> progress;
 };
@@ -25,16 +29,25 @@ struct RebuildResult {
   std::int64_t read = 0;     ///< events the projection handles (and the queue matches) up to head
   std::int64_t applied = 0;  ///< events whose statements ran (== read: rebuild stops on a failure)
   std::int64_t streams = 0;  ///< streams with at least one applied event
-  bool replaced = false;     ///< an old db existed and was replaced
+  bool replaced = false;     ///< an old db existed and was replaced (dry run: exists)
+  /// With a queue: its status just before the hand-over (dry run: now).
+  std::optional<QueueStatus> queue_before;
+  /// With a queue: its unacked events up to head that the hand-over settled (dry run: would settle).
+  std::int64_t settled = 0;
   double seconds = 0;
 };
 
-/// Rebuilds `options.db_path` from a read snapshot of `store` taken at the start (head H):
-/// @init, then every event up to H that the projection handles (and, with a queue, that the
-/// queue's filter matches) in position order, into `.NAME.rebuild-PID.tmp` beside the db;
-/// then fsync, rename over the db, fsync the directory. With a queue, that queue's cursor is
-/// then set to H and its delivery state cleared, so a later drain continues with no gap and no
-/// duplicate. Temporary files of earlier rebuilds whose process is gone are removed first.
+/// Rebuilds `options.db_path` from the store's head H at the start: @init, then every event up
+/// to H that the projection handles (and, with a queue, that the queue's filter matches) in
+/// position order, read in chunks of positions (a short read transaction each), into
+/// `.NAME.rebuild-PID.tmp` beside the db; then fsync, rename over the db, fsync the directory.
+/// With a queue, that queue's cursor is then set to H and its delivery state cleared, so a later
+/// drain continues with no gap and no duplicate. Temporary files of earlier rebuilds whose
+/// process is gone are removed first. Rebuilds of one db run one at a time (a second waits up to
+/// the store's busy timeout, then Errc::busy), and drains into it are kept out of the rename
+/// (see query_db_lock.hpp). The new db records the queue (or keeps the one the old db recorded).
+/// A db that records another queue than `options.queue` is refused with Errc::conflict before
+/// anything is written. With `dry_run`, returns after these checks with head and queue status.
 /// Failures leave the old db as it was and remove the temporary file: an event whose statements
 /// fail throws Errc::invalid_input naming its stream, version and position; SIGINT throws
 /// Errc::interrupted; an existing file that is not a query db made by esctl (e.g. the store

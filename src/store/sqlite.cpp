@@ -137,7 +137,8 @@ std::string_view Stmt::blob(int c) const {
 bool Stmt::is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
 int Stmt::column_count() const { return sqlite3_column_count(s_); }
 
-Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path) {
+Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms, std::string noun)
+    : path_(path), noun_(std::move(noun)) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= mode == OpenMode::read_only ? SQLITE_OPEN_READONLY
            : mode == OpenMode::create  ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -149,8 +150,8 @@ Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path
     sqlite3_close_v2(db_);
     db_ = nullptr;
     if (err == EACCES || err == EPERM)
-      throw Error(Errc::read_only, fmt::format("cannot open store '{}': {}", path, std::strerror(err)));
-    throw Error(Errc::io, fmt::format("cannot open store '{}': {}", path, msg));
+      throw Error(Errc::read_only, fmt::format("cannot open {} '{}': {}", noun_, path, std::strerror(err)));
+    throw Error(Errc::io, fmt::format("cannot open {} '{}': {}", noun_, path, msg));
   }
   // A store we may read but not write, with no writer active (no -wal/-shm) and a folder we
   // cannot create the WAL index in: read it as an immutable snapshot (writes still fail cleanly
@@ -164,7 +165,7 @@ Db::Db(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path
       std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close_v2(db_);
       db_ = nullptr;
-      throw Error(Errc::io, fmt::format("cannot open store '{}' read-only: {}", path, msg));
+      throw Error(Errc::io, fmt::format("cannot open {} '{}' read-only: {}", noun_, path, msg));
     }
   }
   busy_.timeout_ms = busy_timeout_ms;
@@ -198,44 +199,56 @@ void Db::fail(int rc, std::string_view what) const {
     case SQLITE_LOCKED:
       if (interrupted()) throw Error(Errc::interrupted, "interrupted");
       throw Error(Errc::busy,
-                  fmt::format("store '{}' is busy: another process holds its lock; gave up after {}ms "
+                  fmt::format("{} '{}' is busy: another process holds its lock; gave up after {}ms "
                               "(raise --busy-timeout to wait longer)",
-                              path_, busy_.timeout_ms));
+                              noun_, path_, busy_.timeout_ms));
     case SQLITE_FULL:
       // A write cut short at the file size limit reads as a full disk to SQLite.
       if (file_size_limited())
-        throw Error(Errc::io, fmt::format("cannot write store '{}': disk full or file size limit reached ({}; the "
+        throw Error(Errc::io, fmt::format("cannot write {} '{}': disk full or file size limit reached ({}; the "
                                           "limit is {} bytes); free space or raise the limit (ulimit -f) and retry",
-                                          path_, msg, file_size_limit()));
-      throw Error(Errc::io, fmt::format("cannot write store '{}': disk full ({}); free space and retry", path_, msg));
+                                          noun_, path_, msg, file_size_limit()));
+      throw Error(Errc::io, fmt::format("cannot write {} '{}': disk full ({}); free space and retry", noun_, path_, msg));
     case SQLITE_READONLY:
       throw Error(Errc::read_only,
-                  fmt::format("cannot write store '{}': it is read-only ({}); check the file's and its folder's permissions",
-                              path_, msg));
+                  fmt::format("cannot write {} '{}': it is read-only ({}); check the file's and its folder's permissions",
+                              noun_, path_, msg));
     case SQLITE_CANTOPEN:
     case SQLITE_PERM:
-      throw Error(Errc::read_only, fmt::format("cannot open store '{}': {}", path_, sys ? std::strerror(sys) : msg.c_str()));
+      throw Error(Errc::read_only, fmt::format("cannot open {} '{}': {}", noun_, path_, sys ? std::strerror(sys) : msg.c_str()));
     case SQLITE_NOTADB:
-      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", path_));
+      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl {} (not a SQLite database)", path_, noun_));
     case SQLITE_CORRUPT:
-      throw Error(Errc::corrupt, fmt::format("store '{}' is damaged: {}; run 'esctl verify' for details", path_, msg));
+      throw Error(Errc::corrupt, noun_ == "store" ? fmt::format("store '{}' is damaged: {}; run 'esctl verify' for details", path_, msg)
+                                                : fmt::format("{} '{}' is damaged: {}; rebuild it ('esctl rebuild')", noun_, path_, msg));
     case SQLITE_INTERRUPT:
       throw Error(Errc::interrupted, "interrupted");
     case SQLITE_IOERR:
       if (sys == EFBIG)
-        throw Error(Errc::io, fmt::format("cannot write store '{}': file size limit reached ({}{}); raise the limit "
+        throw Error(Errc::io, fmt::format("cannot write {} '{}': file size limit reached ({}{}); raise the limit "
                                           "(ulimit -f) or free space and retry",
-                                          path_, std::strerror(sys),
+                                          noun_, path_, std::strerror(sys),
                                           file_size_limited() ? fmt::format("; the limit is {} bytes", file_size_limit())
                                                               : std::string()));
       if (sys == ENOSPC || sys == EDQUOT)
-        throw Error(Errc::io, fmt::format("cannot write store '{}': {}; free space (or raise the file size limit) and retry",
-                                          path_, std::strerror(sys)));
-      throw Error(Errc::io, fmt::format("I/O error on store '{}': {}{}", path_, msg,
+        throw Error(Errc::io, fmt::format("cannot write {} '{}': {}; free space (or raise the file size limit) and retry",
+                                          noun_, path_, std::strerror(sys)));
+      throw Error(Errc::io, fmt::format("I/O error on {} '{}': {}{}", noun_, path_, msg,
                                         sys ? fmt::format(" ({})", std::strerror(sys)) : std::string()));
     default:
       throw Error(Errc::io, fmt::format("SQLite error on '{}': {} (in: {})", path_, msg, what.substr(0, 200)));
   }
+}
+
+int Db::checkpoint(int restart_frames, int wait_ms) {
+  int log = 0, done = 0;
+  if (sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK) return -1;
+  if (log < restart_frames) return log;
+  int saved = busy_.timeout_ms;
+  busy_.timeout_ms = wait_ms;
+  sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_RESTART, &log, &done);
+  busy_.timeout_ms = saved;
+  return log;
 }
 
 void Db::exec(const char* sql) {

@@ -81,7 +81,8 @@ struct BusyWait {
 class Db {
  public:
   /// Opens `path`. read_only opens without the right to write; create may create the file.
-  Db(const std::string& path, OpenMode mode, int busy_timeout_ms);
+  /// `noun` names the file in messages: "store", or "query db".
+  Db(const std::string& path, OpenMode mode, int busy_timeout_ms, std::string noun = "store");
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
   ~Db();
@@ -97,12 +98,17 @@ class Db {
   const std::string& path() const { return path_; }
   sqlite3* raw() const { return db_; }
 
+  /// Best effort: checkpoints the WAL; when at least `restart_frames` frames are in it, with
+  /// SQLITE_CHECKPOINT_RESTART (the next writer starts the WAL over), waiting at most `wait_ms`
+  /// for the locks that needs. Returns the frames in the WAL, or -1 if it could not look.
+  int checkpoint(int restart_frames, int wait_ms);
   /// Throws the esctl::Error for SQLite result `rc`, with `what` as context.
   [[noreturn]] void fail(int rc, std::string_view what) const;
 
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::string noun_;
   BusyWait busy_;
   std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
 };

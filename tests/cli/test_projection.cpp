@@ -5,7 +5,11 @@
 // its stream fell behind others (block) or moved on past it (park) is applied, not skipped.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <thread>
 
@@ -282,5 +286,99 @@ TEST_SUITE("cli/projection") {
     CHECK(r.status == 1);
     CHECK(r.err.find("is not a query db made by esctl") != std::string::npos);
     CHECK(file_hash(e.store) == store_hash);
+  }
+}
+
+namespace {
+
+bool alive(int pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+}
+
+bool wait_until(const std::function<bool()>& ready, std::chrono::seconds limit = std::chrono::seconds(120)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+std::string figures(const json& status) {
+  return status["cursor"].dump() + " " + status["lag"].dump() + " " + status["leased"].dump() + " " +
+         status["retrying"].dump() + " " + status["parked"].dump();
+}
+
+}  // namespace
+
+TEST_SUITE("cli/projection") {
+  TEST_CASE("a drainer left on the replaced file reopens the new one and never rolls back another writer's journal") {
+    Env e;
+    e.ok({"queue", "create", "carts", "--from", "start"});
+    e.fill(3, 4);
+    int drainer = spawn({"--store", e.store, "--busy-timeout", "120s", "queue", "drain", "carts", "--projection", e.proj,
+                         "--into", e.db, "--follow"},
+                        e.dir / "drain.out", e.dir / "drain.err");
+    REQUIRE(wait_until([&] { return e.status("carts")["lag"] == 0; }));
+    // The drainer is idle with its connection on q.db; stop it there, and replace q.db.
+    REQUIRE(::kill(drainer, SIGSTOP) == 0);
+    e.fill(3, 1, 4);
+    e.ok({"rebuild", e.db, "--projection", e.proj, "--queue", "carts"});
+    // Another writer of the new q.db is in the middle of a transaction that spilled its cache: its
+    // journal, q.db-journal, is synced and looks like one to roll back unless its file is locked.
+    std::string go = e.dir / "go", rc = e.dir / "holder.rc";
+    auto bg = sh("( { printf 'PRAGMA cache_size = 10;\\nBEGIN IMMEDIATE;\\nCREATE TABLE side (x);\\n"
+                 "INSERT INTO side WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) "
+                 "SELECT randomblob(2000) FROM c;\\n'; "
+                 "while [ ! -e '" + go + "' ]; do sleep 0.01; done; printf 'COMMIT;\\n'; } | sqlite3 '" + e.db + "' > '" +
+                 e.dir / "holder.out" + "' 2>&1; echo $? > '" + rc + "' ) >/dev/null 2>&1 &");
+    REQUIRE(bg.status == 0);
+    REQUIRE(wait_until([&] { return std::filesystem::exists(e.db + "-journal"); }));
+    // The drainer wakes up with a new event to apply. The old code began a transaction on the
+    // replaced file, took the writer's journal for its own hot journal, rolled it back and
+    // deleted it: the writer's commit then failed with a disk I/O error.
+    e.fill(3, 1, 5);
+    REQUIRE(::kill(drainer, SIGCONT) == 0);
+    wait_until([&] { return !std::filesystem::exists(e.db + "-journal"); }, std::chrono::seconds(2));
+    CHECK(std::filesystem::exists(e.db + "-journal"));
+    write_file(go, "");
+    REQUIRE(wait_until([&] { return std::filesystem::exists(rc) && read_file(rc) != ""; }));
+    CHECK(read_file(rc) == "0\n");
+    CHECK(read_file(e.dir / "holder.out") == "");
+    // The drainer applies the event to the new db and keeps going.
+    REQUIRE(wait_until([&] { return e.status("carts")["lag"] == 0; }));
+    CHECK(alive(drainer));
+    ::kill(drainer, SIGINT);
+    CHECK(wait_for(drainer) == 130);
+    INFO(read_file(e.dir / "drain.err"));
+    CHECK(read_file(e.dir / "drain.err").find("error") == std::string::npos);
+    CHECK(sql(e.db, "SELECT count(*) FROM side") == "300\n");
+    e.ok({"rebuild", e.dir / "r.db", "--projection", e.proj});
+    CHECK(dump(e.db) == dump(e.dir / "r.db"));
+  }
+
+  TEST_CASE("drain into a query db fed from another queue exits 3 naming both queues, and changes nothing") {
+    Env e;
+    e.ok({"queue", "create", "orders-view", "--from", "start"});
+    e.ok({"queue", "create", "billing", "--from", "start"});
+    e.fill(2, 3);
+    REQUIRE(e.drain("orders-view").status == 0);
+    std::string billing = figures(e.status("billing"));
+    std::string exported = e.ok({"export", "--all"}).out;
+    std::string db_hash = file_hash(e.db);
+    auto r = e.drain("billing");
+    CHECK(r.status == 3);
+    CHECK(r.err == "esctl: error: query db '" + e.db + "' is fed from queue 'orders-view', not 'billing': draining "
+                   "'billing' into it would mix the two queues' events (drain 'orders-view' into it, or choose "
+                   "another --into for 'billing')\n");
+    CHECK(figures(e.status("billing")) == billing);
+    CHECK(e.ok({"export", "--all"}).out == exported);
+    CHECK(file_hash(e.db) == db_hash);
+    // A db rebuilt without a queue records none: the first queue drained into it claims it.
+    e.ok({"rebuild", e.dir / "r.db", "--projection", e.proj});
+    REQUIRE(e.drain("billing", {}, e.dir / "r.db").status == 0);
+    CHECK(sql(e.dir / "r.db", "SELECT value FROM _esctl_meta WHERE key = 'queue'") == "billing\n");
+    CHECK(e.drain("orders-view", {}, e.dir / "r.db").status == 3);
   }
 }

@@ -5,9 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <thread>
 
@@ -342,5 +345,152 @@ INSERT INTO seen VALUES (:position, :stream, :version, :id, :type, :data, :meta,
       last = n;
     }
     CHECK(scalar(f.db, "SELECT count(*) FROM t") == std::to_string(20000 + rounds) + "\n");
+  }
+}
+
+namespace {
+
+// The rows kSlow makes, fast: a second rebuild of the same db that is not itself slow.
+constexpr const char* kFast = R"sql(-- @init
+CREATE TABLE t (position INTEGER PRIMARY KEY, spin INTEGER);
+-- @on Added
+INSERT INTO t VALUES (:position, 100000);
+)sql";
+
+bool running(int pid) {
+  // A stopped or running child that has not exited (waitpid would reap an exited one).
+  siginfo_t info{};
+  info.si_pid = 0;
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+}
+
+// The figures of `queue status --json` that say what the queue will deliver.
+std::string queue_figures(const std::string& store, const std::string& queue) {
+  auto r = run({"--store", store, "queue", "status", queue, "--json"});
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  auto j = json::parse(r.out);
+  return j["cursor"].dump() + " " + j["lag"].dump() + " " + j["leased"].dump() + " " + j["retrying"].dump() + " " +
+         j["parked"].dump();
+}
+
+}  // namespace
+
+TEST_SUITE("cli/rebuild") {
+  TEST_CASE("rebuilds of one db do not overlap: a second gives up after --busy-timeout (exit 7) or waits, no gap") {
+    Fixture f;
+    std::string slow = f.dir / "slow.sql", fast = f.dir / "fast.sql";
+    write_file(slow, kSlow);
+    write_file(fast, kFast);
+    REQUIRE(run({"--store", f.store, "queue", "create", "q", "--from", "start"}).status == 0);
+    import(f.store, 300);
+    // Rebuild A reads the head (300), starts building, and is stopped.
+    int a = spawn({"--store", f.store, "rebuild", f.db, "--projection", slow, "--queue", "q"}, f.dir / "a.out",
+                  f.dir / "a.err");
+    REQUIRE(wait_until([&] { return !temp_files(f.dir.path()).empty(); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    REQUIRE(::kill(a, SIGSTOP) == 0);
+    import(f.store, 5);
+    std::string figures = queue_figures(f.store, "q");
+
+    // Rebuild B, with a short --busy-timeout, gives up: exit 7, nothing changed.
+    auto b = run({"--store", f.store, "--busy-timeout", "200ms", "rebuild", f.db, "--projection", fast, "--queue", "q"});
+    CHECK(b.status == 7);
+    CHECK(b.err.find("query db '" + f.db + "' is busy: another rebuild of it is running") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(f.db));
+    CHECK(queue_figures(f.store, "q") == figures);
+
+    // Rebuild B, with a long one, waits for A (head 300) and then rebuilds to head 305.
+    int b2 = spawn({"--store", f.store, "--busy-timeout", "120s", "rebuild", f.db, "--projection", fast, "--queue", "q"},
+                   f.dir / "b.out", f.dir / "b.err");
+    // Give B every chance to overtake A (the old code did: A then renamed its older db over B's).
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (running(b2) && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(running(b2));
+    REQUIRE(::kill(a, SIGCONT) == 0);
+    CHECK(wait_for(a) == 0);
+    INFO(read_file(f.dir / "a.err"));
+    CHECK(wait_for(b2) == 0);
+    INFO(read_file(f.dir / "b.err"));
+    CHECK(scalar(f.db, "SELECT value FROM _esctl_meta WHERE key = 'rebuilt_through'") == "305\n");
+    CHECK(queue_figures(f.store, "q").rfind("305 0 ", 0) == 0);
+
+    // A drain continues with no gap: the db is what a fresh rebuild of every event gives.
+    import(f.store, 3);
+    auto d = run({"--store", f.store, "queue", "drain", "q", "--projection", fast, "--into", f.db});
+    CHECK_MESSAGE(d.status == 0, d.err);
+    REQUIRE(run({"--store", f.store, "rebuild", f.dir / "fresh.db", "--projection", fast}).status == 0);
+    CHECK(scalar(f.db, "SELECT count(*), sum(position), sum(spin) FROM t") ==
+          scalar(f.dir / "fresh.db", "SELECT count(*), sum(position), sum(spin) FROM t"));
+    CHECK(scalar(f.db, "SELECT count(*) FROM t") == "308\n");
+  }
+
+  TEST_CASE("rebuild --queue of a db fed from another queue exits 3 naming both, and changes nothing") {
+    Fixture f;
+    REQUIRE(run({"--store", f.store, "queue", "create", "orders-view", "--from", "start"}).status == 0);
+    REQUIRE(run({"--store", f.store, "queue", "create", "billing", "--from", "start"}).status == 0);
+    import(f.store, 20, 4);
+    REQUIRE(run({"--store", f.store, "queue", "pull", "billing", "--max", "3"}).status == 0);
+    auto d = run({"--store", f.store, "queue", "drain", "orders-view", "--projection", f.proj, "--into", f.db});
+    REQUIRE_MESSAGE(d.status == 0, d.err);
+    CHECK(scalar(f.db, "SELECT value FROM _esctl_meta WHERE key = 'queue'") == "orders-view\n");
+    std::string billing = queue_figures(f.store, "billing"), view = queue_figures(f.store, "orders-view");
+    std::string exported = run({"--store", f.store, "export", "--all"}).out;
+    std::string db_hash = file_hash(f.db);
+
+    auto r = f.rebuild({"--queue", "billing"});
+    CHECK(r.status == 3);
+    CHECK(r.err == "esctl: error: query db '" + f.db + "' is fed from queue 'orders-view', not 'billing': handing it "
+                   "over to 'billing' would skip the unacked events of 'billing' (rebuild it with --queue "
+                   "orders-view, or choose another path for 'billing')\n");
+    CHECK(f.rebuild({"--queue", "billing", "--dry-run"}).status == 3);
+    CHECK(queue_figures(f.store, "billing") == billing);
+    CHECK(queue_figures(f.store, "orders-view") == view);
+    CHECK(run({"--store", f.store, "export", "--all"}).out == exported);
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(temp_files(f.dir.path()).empty());
+
+    // A rebuild for its own queue works; one without --queue keeps the queue the db records.
+    REQUIRE(f.rebuild({"--queue", "orders-view"}).status == 0);
+    REQUIRE(f.rebuild().status == 0);
+    CHECK(scalar(f.db, "SELECT value FROM _esctl_meta WHERE key = 'queue'") == "orders-view\n");
+    CHECK(f.rebuild({"--queue", "billing"}).status == 3);
+    // A db built by rebuild --queue records that queue.
+    REQUIRE(run({"--store", f.store, "rebuild", f.dir / "b.db", "--projection", f.proj, "--queue", "billing"}).status == 0);
+    CHECK(scalar(f.dir / "b.db", "SELECT value FROM _esctl_meta WHERE key = 'queue'") == "billing\n");
+  }
+
+  TEST_CASE("rebuild --queue --dry-run prints how many unacked events the hand-over would settle, and writes nothing") {
+    Fixture f;
+    REQUIRE(run({"--store", f.store, "queue", "create", "q", "--from", "start"}).status == 0);
+    import(f.store, 10, 2);
+    REQUIRE(run({"--store", f.store, "queue", "pull", "q", "--max", "2"}).status == 0);
+    std::string figures = queue_figures(f.store, "q");
+    std::string exported = run({"--store", f.store, "export", "--all"}).out;
+    auto r = f.rebuild({"--queue", "q", "--dry-run"});
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(r.out == "would build '" + f.db + "' with '" + f.proj + "' through position 10\n"
+                   "queue 'q' would continue after position 10: the hand-over would settle 10 unacked events "
+                   "(8 pending, 2 leased, 0 retrying, 0 parked)\n"
+                   "dry run: nothing was written\n");
+    auto j = run({"--store", f.store, "--json", "rebuild", f.db, "--projection", f.proj, "--queue", "q", "--dry-run"});
+    REQUIRE(j.status == 0);
+    auto o = json::parse(j.out);
+    CHECK(o["dry_run"] == true);
+    CHECK(o["settled"] == 10);
+    CHECK(o["leased"] == 2);
+    CHECK(o["head"] == 10);
+    CHECK(queue_figures(f.store, "q") == figures);
+    CHECK(run({"--store", f.store, "export", "--all"}).out == exported);
+    for (const auto& e : std::filesystem::directory_iterator(f.dir.path())) {
+      std::string name = e.path().filename();
+      INFO(name);
+      CHECK((name == "counter.sql" || name.rfind("s.db", 0) == 0));  // no q.db, q.db.lock or temporary file
+    }
+    // The real run prints the same impact, and settles them.
+    r = f.rebuild({"--queue", "q"});
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("queue 'q' continues after position 10; the hand-over settled 10 unacked events\n") !=
+          std::string::npos);
+    CHECK(queue_figures(f.store, "q") == "10 0 0 0 0");
   }
 }

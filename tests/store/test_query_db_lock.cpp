@@ -1,0 +1,150 @@
+// QueryDbLock, the swap protocol between rebuild and the drainers of a query db: users share,
+// a swap excludes users and keeps new ones out at the gate while it waits, rebuilds exclude each
+// other; and a Projector reopens a db that was replaced, and refuses a db fed from another queue.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "core/error.hpp"
+#include "store/projection.hpp"
+#include "store/query_db_lock.hpp"
+#include "store/sqlite.hpp"
+
+using namespace esctl;
+
+namespace {
+
+struct Dir {
+  std::string path;
+  Dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "esctl-qlock-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~Dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& n) const { return path + "/" + n; }
+};
+
+template <class F>
+bool busy(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::busy);
+    return true;
+  }
+  return false;
+}
+
+constexpr const char* kProjection = "-- @init\nCREATE TABLE t (position INTEGER PRIMARY KEY);\n"
+                                    "-- @on T\nINSERT INTO t VALUES (:position);\n";
+
+Event event(std::int64_t position, const std::string& stream, std::int64_t version) {
+  Event e;
+  e.position = position;
+  e.stream = stream;
+  e.version = version;
+  e.type = "T";
+  e.data = "{}";
+  e.meta = "{}";
+  return e;
+}
+
+}  // namespace
+
+TEST_SUITE("store/query_db_lock") {
+  TEST_CASE("users share, a swap waits for them and keeps them out, a second rebuild is refused") {
+    Dir d;
+    std::string db = d / "q.db";
+    QueryDbLock a(db, 50), b(db, 50), r(db, 50);
+    CHECK(std::filesystem::exists(QueryDbLock::lock_path(db)));
+    {
+      QueryDbLock::Use ua(a);
+      QueryDbLock::Use ub(b);  // users share
+      CHECK(busy([&] { QueryDbLock::Swap s(r); }));
+      // A rebuild's run does not exclude users.
+      QueryDbLock::Rebuild run(r);
+      QueryDbLock other(db, 50);
+      CHECK(busy([&] { QueryDbLock::Rebuild second(other); }));
+    }
+    {
+      QueryDbLock::Swap s(r);
+      CHECK(busy([&] { QueryDbLock::Use u(a); }));
+    }
+    QueryDbLock::Use ua(a);  // free again
+  }
+
+  TEST_CASE("a waiting swap holds the gate: new users wait, the users inside finish, then the swap goes") {
+    Dir d;
+    std::string db = d / "q.db";
+    QueryDbLock inside(db, 50), swapper(db, 30000), late(db, 20);
+    std::optional<QueryDbLock::Use> held(std::in_place, inside);
+    std::atomic<bool> swapped{false};
+    std::thread t([&] {
+      QueryDbLock::Swap s(swapper);
+      swapped = true;
+    });
+    // Until the swap has taken the gate, a new user still gets in (and leaves at once).
+    bool kept_out = false;
+    for (int i = 0; i < 2000 && !kept_out; ++i) kept_out = busy([&] { QueryDbLock::Use u(late); });
+    CHECK(kept_out);
+    CHECK_FALSE(swapped.load());
+    held.reset();
+    t.join();
+    CHECK(swapped.load());
+  }
+
+  TEST_CASE("a Projector applies to the file that replaced its db, and refuses a db fed from another queue") {
+    Dir d;
+    std::string db = d / "q.db", next = d / "next.db";
+    auto projection = std::make_shared<const Projection>(Projection::from_text(kProjection, "p.sql"));
+    ProjectorOptions options;
+    options.queue = "q";
+    Projector p(projection, db, options);
+    auto e1 = event(1, "s", 0);
+    p.apply(std::span<const Event>(&e1, 1));
+    {
+      Projector n(projection, next, options);  // another db for the same queue, renamed over q.db
+    }
+    REQUIRE(std::rename(next.c_str(), db.c_str()) == 0);
+    auto e2 = event(2, "s", 1);
+    auto results = p.apply(std::span<const Event>(&e2, 1));
+    REQUIRE(results.size() == 1);
+    CHECK(results[0].applied);
+    sql::Db check(db, sql::OpenMode::read_only, 1000);
+    CHECK(check.query_i64("SELECT group_concat(position) FROM t") == 2);  // the new file got it
+
+    ProjectorOptions other = options;
+    other.queue = "billing";
+    try {
+      Projector wrong(projection, db, other);
+      FAIL("no error thrown");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::conflict);
+      CHECK(std::string(e.what()).find("fed from queue 'q', not 'billing'") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("refusing a file that is not a query db leaves no lock file behind") {
+    Dir d;
+    std::string other = d / "mine.db";
+    {
+      sql::Db mine(other, sql::OpenMode::create, 1000);
+      mine.exec("CREATE TABLE mine (x)");
+    }
+    auto projection = std::make_shared<const Projection>(Projection::from_text(kProjection, "p.sql"));
+    CHECK_THROWS_AS(Projector(projection, other, {}), Error);
+    CHECK_FALSE(std::filesystem::exists(QueryDbLock::lock_path(other)));
+  }
+}
