@@ -97,6 +97,15 @@ class Appends(unittest.TestCase):
         h.events.append(ev(3, "misc-0", 0, "a3"))
         self.assertIn("append-partial", h.check())
 
+    def test_failed_import_keeps_its_whole_batches_only(self):
+        h = H()
+        h.invoke("i1", 5.0, kind="import", batch=2, events=[{}, {}, {}, {}])
+        h.complete("i1", 5.1, 7)
+        h.events += [ev(3, "misc-0", 0, "i1", 0), ev(4, "misc-0", 1, "i1", 1)]
+        self.assertEqual(h.check(), [])
+        h.events.append(ev(5, "misc-0", 2, "i1", 2))
+        self.assertIn("append-partial", h.check())
+
     def test_killed_append_may_or_may_not_have_committed(self):
         h = H()
         h.invoke("a3", 5.0, kind="append", events=[{"stream": "misc-0", "type": "Added", "data": {}}])
