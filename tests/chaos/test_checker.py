@@ -100,6 +100,7 @@ class Appends(unittest.TestCase):
     def test_failed_import_keeps_its_whole_batches_only(self):
         h = H()
         h.invoke("i1", 5.0, kind="import", batch=2, events=[{}, {}, {}, {}])
+        h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 5.1})
         h.complete("i1", 5.1, 7)
         h.events += [ev(3, "misc-0", 0, "i1", 0), ev(4, "misc-0", 1, "i1", 1)]
         self.assertEqual(h.check(), [])
