@@ -3,6 +3,7 @@
 # an end line per event (wall time, drainer, attempt, lease) to $CHAOS_HANDLER_LOG, sleeps, and
 # fails the batch when an event's data asks to ("poison": N fails attempts 1..N).
 # `handler.py relay ESCTL STORE` also imports the batch into STORE (a relay between stores).
+# `handler.py pipe` is a long-lived `drain --pipe` handler: one answer line (ack or nack) per event.
 import json
 import os
 import random
@@ -17,7 +18,28 @@ def log(f, rec):
     os.write(f, (json.dumps(rec, separators=(",", ":")) + "\n").encode())
 
 
+def pipe():
+    f = os.open(os.environ["CHAOS_HANDLER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    common = {"d": os.environ.get("CHAOS_OP", "?"), "q": os.environ.get("CHAOS_QUEUE", "?")}
+    lo, hi = (float(x) for x in os.environ.get("CHAOS_SLEEP", "0.05,0.3").split(","))
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        e = json.loads(line)
+        rec = dict(common, h=uuid.uuid4().hex[:12], pos=e["position"], stream=e["stream"], ver=e["version"],
+                   att=e.get("attempt"), lease=e.get("lease"))
+        log(f, dict(rec, k="hstart", t=time.time()))
+        time.sleep(random.Random(f"{e['position']}/{e.get('attempt')}").uniform(lo, hi))
+        d = e.get("data")
+        ok = not isinstance(d, dict) or e.get("attempt", 1) > d.get("poison", 0)
+        log(f, dict(rec, k="hend", ok=ok, t=time.time()))
+        sys.stdout.write("ack\n" if ok else "nack poisoned\n")
+        sys.stdout.flush()
+
+
 def main():
+    if sys.argv[1:2] == ["pipe"]:
+        return pipe()
     raw = sys.stdin.buffer.read()
     lines = [json.loads(x) for x in raw.splitlines() if x.strip()]
     f = os.open(os.environ["CHAOS_HANDLER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

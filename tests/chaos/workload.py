@@ -25,7 +25,8 @@ QUEUES = {
 
 # Drainers kept running per queue, with their options (the runner restarts one that ends).
 DRAINERS = [("view", {}), ("view", {}), ("ordq", {}), ("ordq", {"parallel": 2}),
-            ("acctq", {}), ("acctq", {"batch": 3}), ("relay", {})]
+            ("acctq", {}), ("acctq", {"batch": 3, "pipe": True}), ("relay", {})]
+# ("pipe": a `drain --pipe` handler where esctl has it, else --exec.)
 
 PROJECTION = """-- @init
 CREATE TABLE acc (stream TEXT PRIMARY KEY, total INTEGER NOT NULL, cnt INTEGER NOT NULL, last INTEGER NOT NULL);
