@@ -31,6 +31,12 @@ class Run:
                     self.locks.append((r["t"], r.get("end", INF)))
                 elif r["kind"] == "stop":
                     self.faults[r["op"]].append(("stop", r["t"], r.get("end", INF)))
+                elif r["kind"] == "stop_end":  # the SIGCONT of the op's last stop
+                    fs = self.faults[r["op"]]
+                    for n in range(len(fs) - 1, -1, -1):
+                        if fs[n][0] == "stop" and fs[n][2] == INF:
+                            fs[n] = ("stop", fs[n][1], r["t"])
+                            break
                 elif r["kind"] in ("kill", "int", "fsize"):
                     self.faults[r["op"]].append((r["kind"], r["t"], INF))
             elif k in ("hstart", "hend"):

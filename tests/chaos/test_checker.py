@@ -161,6 +161,18 @@ class Fencing(unittest.TestCase):
         h.fault("d2", "stop", 6.5, end=9.0)
         self.assertNotIn("fencing", h.check())
 
+    def test_not_when_the_holder_was_paused_as_the_runner_records_it(self):
+        h = self.stale_ack()
+        h.fault("d2", "stop", 6.5)
+        h.fault("d2", "stop_end", 9.0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_a_pause_long_before_does_not_excuse_it(self):
+        h = self.stale_ack()
+        h.fault("d2", "stop", 0.5)
+        h.fault("d2", "stop_end", 1.0)
+        self.assertIn("fencing", h.check())
+
     def test_not_when_the_store_lock_was_held(self):
         h = self.stale_ack()
         h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 6.5})
