@@ -24,7 +24,7 @@ def plan(seed, ops, seconds):
             elif r < 0.15:
                 op["fault"] = {"kind": "fsize", "extra_kib": rng.randint(0, 48)}
         elif op["kind"] == "rebuild":
-            if r < 0.35:
+            if r < 0.45:
                 op["fault"] = {"kind": "stop", "after": round(rng.uniform(0.0, 0.3), 3),
                                "for": round(rng.uniform(0.8, 3.0), 3)}
             elif r < 0.45:
@@ -37,12 +37,13 @@ def plan(seed, ops, seconds):
     t = 1.0
     while t < seconds:
         kind = rng.choices(["stop", "kill", "int"], [5, 2, 2])[0]
-        queue = rng.choice(["ordq", "ordq", "acctq", "acctq", "view", "relay"])
+        queue = rng.choice(["ordq", "ordq", "acctq", "acctq", "view", "relay"] if kind != "stop" else
+                           ["ordq", "ordq", "ordq", "acctq", "acctq", "acctq", "view", "relay"])
         f = {"t": round(t, 3), "kind": kind, "queue": queue, "pick": rng.randrange(1000)}
         if kind == "stop":
             f["for"] = round(rng.uniform(2.3, 5.0), 3)
         timed.append(f)
-        t += rng.expovariate(1 / 1.6)
+        t += rng.expovariate(1 / 1.3)
     t = 2.0
     while t < seconds:
         timed.append({"t": round(t, 3), "kind": "lock", "for": round(rng.uniform(0.3, 6.5), 3)})

@@ -45,7 +45,7 @@ ACCT_STREAMS = [f"acct-{i}" for i in range(4)]
 # Relative weights of the operations the schedule draws.
 WEIGHTS = {
     "append": 30, "append_batch": 12, "import": 6, "follower": 1, "rebuild_queue": 6,
-    "rebuild_pair": 2, "rebuild_plain": 1, "reset": 1, "retry": 2, "recreate": 1,
+    "rebuild_pair": 4, "rebuild_plain": 1, "reset": 1, "retry": 2, "recreate": 1,
 }
 
 
@@ -97,7 +97,7 @@ def plan(seed, seconds):
             add(t, "rebuild", queue="view")
         elif kind == "rebuild_pair":
             add(t, "rebuild", queue="view")
-            add(t + rng.uniform(0.0, 0.3), "rebuild", queue="view")
+            add(t + rng.uniform(0.05, 0.6), "rebuild", queue="view")
         elif kind == "rebuild_plain":
             add(t, "rebuild", queue=None)
         elif kind == "reset":
