@@ -315,8 +315,10 @@ def check_queue_fencing(run, queue):
             for v, x in latest.items():
                 if v > y["ver"] or x["h"] == y["h"] or x["te"] is None or not (x["ts"] < y["ts"] < x["te"]):
                     continue
-                if v == y["ver"] and x["d"] == y["d"]:
-                    continue
+                if v == y["ver"] and (x["d"] == y["d"] or run.disturbed(y["d"], y["ts"] - ack - 7.0, y["ts"])):
+                    continue  # a paused drainer may run a batch it leased before (at-least-once)
+                if any(o is not y and o["h"] == y["h"] and o["ver"] == v for o in ds):
+                    continue  # Y's own batch holds S@v too: a (possibly stale) redelivery, in order
                 t0 = x["ts"] - ack - 0.5
                 if run.disturbed(x["d"], t0, y["ts"]) or run.locked(t0, y["ts"]):
                     continue

@@ -191,6 +191,19 @@ class Fencing(unittest.TestCase):
         h.deliver("d1", "h1", 2, 1, 3.0, 3.5)
         self.assertEqual(h.check(), [])
 
+    def test_not_when_the_later_batch_holds_the_earlier_event_too(self):
+        h = self.stale_ack()
+        h.deliver("d1", "h3", 1, 0, 7.1, 7.3)
+        self.assertNotIn("fencing", h.check())
+
+    def test_paused_drainer_running_its_expired_batch_again_is_not_reported(self):
+        h = H()
+        h.invoke("d2", 0.3, kind="drainer", queue="q")
+        h.fault("d2", "stop", 0.5, end=3.1)
+        h.deliver("d2", "h9", 1, 0, 3.2, 3.4)
+        h.complete("d2", 9.1, 130)
+        self.assertNotIn("fencing", h.check())
+
     def test_same_event_redelivered_while_lease_current(self):
         h = H()
         h.invoke("d2", 0.3, kind="drainer", queue="q")

@@ -39,7 +39,7 @@ ON CONFLICT(stream) DO UPDATE SET total = total + excluded.total, cnt = cnt + 1,
 UPDATE acc SET total = total - (:data ->> '$.n'), cnt = cnt + 1, last = :version WHERE stream = :stream;
 """
 
-ORD_STREAMS = [f"ord-{i}" for i in range(6)]
+ORD_STREAMS = [f"ord-{i}" for i in range(3)]
 ACCT_STREAMS = [f"acct-{i}" for i in range(4)]
 
 # Relative weights of the operations the schedule draws.
