@@ -220,6 +220,18 @@ class Queues(unittest.TestCase):
         h.deliver("d1", "h2", 1, 0, 4.0, 4.5)
         self.assertIn("order", h.check())
 
+    def test_retry_is_not_a_new_life_of_the_queue(self):
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.deliver("d1", "h1", 1, 0, 3.0, 3.5)
+        h.invoke("rt", 3.6, kind="retry", queue="q")
+        h.complete("rt", 3.7, 0)
+        h.deliver("d1", "h2", 2, 1, 7.0, 7.5)
+        h.deliver("d1", "h3", 1, 0, 8.0, 8.5)
+        self.assertEqual(h.check(), [])
+        h.recs = [r for r in h.recs if r.get("h") != "h1"]
+        self.assertIn("order", h.check())  # under block, a retried event never comes after a later one
+
     def test_acked_without_delivery_in_the_new_queue(self):
         """Defect (b): the queue is deleted and created again; an old drainer's ack settles an
         event of the new queue that no handler of the new queue ran."""
