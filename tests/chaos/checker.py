@@ -448,6 +448,8 @@ def check_all(recs):
         out += c(run)
         n += 1
     for q, fq in run.final["queues"].items():
+        if "error" in fq.get("status", {}):
+            continue  # gone at the end (its last re-create failed under a held lock): nothing to judge
         if fq["cfg"].get("mode") in ("exec", "relay"):
             for c in QUEUE_CHECKS:
                 out += c(run, q)
