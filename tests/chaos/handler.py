@@ -50,7 +50,10 @@ def main():
                     att=e.get("attempt"), lease=e.get("lease"), t=time.time()))
     lo, hi = (float(x) for x in os.environ.get("CHAOS_SLEEP", "0.05,0.3").split(","))
     rng = random.Random(f"{lines[0]['position'] if lines else 0}/{lines[0].get('attempt') if lines else 0}")
-    time.sleep(rng.uniform(lo, hi))
+    # A redelivery takes longer (a slow retry path): it widens the window in which a paused
+    # drainer that wakes up could start the stream's next event while this one is still held.
+    redelivery = any((e.get("attempt") or 1) > 1 for e in lines)
+    time.sleep(rng.uniform(hi, 2 * hi + 0.5) if redelivery and hi >= 0.5 else rng.uniform(lo, hi))
     ok = all(e.get("attempt", 1) > (e.get("data") or {}).get("poison", 0)
              if isinstance(e.get("data"), dict) else True for e in lines)
     if ok and len(sys.argv) >= 4 and sys.argv[1] == "relay":
