@@ -41,7 +41,7 @@ def plan(seed, ops, seconds):
                            ["ordq", "ordq", "ordq", "acctq", "acctq", "acctq", "view", "relay"])
         f = {"t": round(t, 3), "kind": kind, "queue": queue, "pick": rng.randrange(1000)}
         if kind == "stop":
-            f["for"] = round(rng.uniform(2.3, 5.0), 3)
+            f["for"] = round(rng.uniform(2.5, 7.0), 3)  # past the lease, into the next holder's handler
         timed.append(f)
         t += rng.expovariate(1 / 1.3)
     t = 2.0
