@@ -145,6 +145,8 @@ def allowed_exits(run, op):
         ok = {0, 8}
     if run.locked(t0, t1):
         ok |= {7}
+        if kind == "recreate":
+            ok |= {3}  # its delete gave up on the lock, so its create found the queue still there
     for fk, a, b in run.faults.get(op, []):
         if fk == "kill":
             ok |= {-9}
