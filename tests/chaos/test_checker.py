@@ -1,6 +1,6 @@
-# Unit tests of the chaos checker: hand-made histories, one per kind of violation, must be
+# Unit tests of the chaos harness: hand-made histories, one per kind of violation, must be
 # reported; clean ones (including ones where a fault makes an outcome legitimately uncertain)
-# must not. Run: python3 tests/chaos/test_checker.py
+# must not; a seed fixes the plans; history round-trips. Run: python3 tests/chaos/test_checker.py
 import copy
 import os
 import sys
@@ -9,6 +9,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
+import faults  # noqa: E402
+import history  # noqa: E402
+import workload  # noqa: E402
 
 CFG = {"mode": "exec", "max_attempts": 3, "ack_ms": 2000, "poison": "block", "category": "ord", "types": None}
 
@@ -308,6 +311,38 @@ class FinalState(unittest.TestCase):
         h = H()
         h.extra["verify"] = {"store": 6}
         self.assertIn("verify", h.check())
+
+
+class Plans(unittest.TestCase):
+    def test_a_seed_fixes_the_schedule_and_its_faults(self):
+        a, b, c = workload.plan(5, 30), workload.plan(5, 30), workload.plan(6, 30)
+        self.assertEqual(a, b)
+        self.assertNotEqual(a, c)
+        self.assertEqual(faults.plan(5, a, 30), faults.plan(5, b, 30))
+        self.assertEqual(a, b)  # with the same faults attached
+
+    def test_a_long_plan_has_every_operation_and_fault(self):
+        ops = workload.plan(1, 300)
+        timed = faults.plan(1, ops, 300)
+        kinds = {o["kind"] for o in ops}
+        for k in ("append", "append_batch", "import", "drainer", "follower", "rebuild", "reset", "retry", "recreate"):
+            self.assertIn(k, kinds)
+        self.assertTrue(any(o["kind"] == "rebuild" and not o.get("queue") for o in ops))
+        got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
+        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock"})
+
+    def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            h = history.History(os.path.join(d, "h.ndjson"))
+            h.add("invoke", op="o1", kind="append", t=2.0)
+            h.add("complete", op="o1", rc=0, t=1.0)
+            h.close()
+            with open(os.path.join(d, "h.ndjson"), "a") as f:
+                f.write('{"k":"hstart","t":')  # a writer killed mid-line
+            recs = history.load(os.path.join(d, "h.ndjson"), os.path.join(d, "missing"))
+            self.assertEqual([r["k"] for r in recs], ["complete", "invoke"])
+            self.assertEqual(len(history.around(recs, 1.5, seconds=0.6)), 2)
 
 
 if __name__ == "__main__":
