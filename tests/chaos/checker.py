@@ -57,6 +57,14 @@ class Run:
     def locked(self, t0, t1):
         return any(a <= t1 and b >= t0 for a, b in self.locks)
 
+    def pauses(self):
+        return [(a, b) for fs in self.faults.values() for k, a, b in fs if k == "stop"]
+
+    def lock_like(self, t0, t1):
+        """Whether the store's lock may have been held by someone else during [t0, t1]: a held
+        lock, or any esctl paused (it may have been stopped inside a write transaction)."""
+        return self.locked(t0, t1) or any(a <= t1 and b >= t0 for a, b in self.pauses())
+
     def admin(self, queue, kinds=("create", "recreate", "reset", "retry")):
         """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1)]."""
         out = []
@@ -143,7 +151,7 @@ def allowed_exits(run, op):
         ok = {0, 130}
     if kind == "final_drain":
         ok = {0, 8}
-    if run.locked(t0, t1):
+    if run.lock_like(t0, t1):
         ok |= {7}
         if kind == "recreate":
             ok |= {3}  # its delete gave up on the lock, so its create found the queue still there
@@ -330,6 +338,10 @@ def check_queue_fencing(run, queue):
                     continue  # Y's own batch holds S@v too: a (possibly stale) redelivery, in order
                 t0 = x["ts"] - ack - 0.5
                 if run.disturbed(x["d"], t0, y["ts"]) or run.locked(t0, y["ts"]):
+                    continue
+                # A process paused after X's pull may hold the store's lock and so stop X's lease
+                # renewals (one paused before could not have let X's pull through).
+                if any(x["ts"] - 0.5 <= a <= y["ts"] for a, b in run.pauses()):
                     continue
                 if any(a <= y["ts"] and b >= t0 for a, b in wins):
                     continue

@@ -181,6 +181,22 @@ class Fencing(unittest.TestCase):
         h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 6.5})
         self.assertNotIn("fencing", h.check())
 
+    def test_not_when_another_process_was_paused_while_x_held_it(self):
+        h = self.stale_ack()
+        h.invoke("r9", 6.0, kind="rebuild", queue="view")
+        h.fault("r9", "stop", 6.2, end=9.0)
+        h.complete("r9", 9.5, 0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_busy_is_allowed_while_some_esctl_is_paused(self):
+        h = H()
+        h.invoke("r9", 5.0, kind="rebuild", queue="view")
+        h.fault("r9", "stop", 5.1, end=11.0)
+        h.complete("r9", 11.5, 0)
+        h.invoke("a3", 5.5, kind="append", events=[])
+        h.complete("a3", 10.6, 7)
+        self.assertEqual(h.check(), [])
+
     def test_not_across_a_reset(self):
         h = self.stale_ack()
         h.invoke("r1", 6.5, kind="reset", queue="q")
