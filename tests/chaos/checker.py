@@ -172,6 +172,8 @@ def allowed_exits(run, op):
                     ok |= {7}
     if kind == "drainer" and any(a <= t1 and b >= t0 for _, a, b, _ in run.admin(inv.get("queue"), ("recreate",))):
         ok |= {4}  # its queue was deleted under it
+    if kind == "recreate" and any(o2 != op and a <= t1 and b >= t0 for _, a, b, o2 in run.admin(inv["queue"], ("recreate",))):
+        ok |= {3, 4}  # two re-creates interleaved: one's delete or create finds the other's work
     if kind in ("reset", "retry", "recreate"):
         ok |= {4} if kind == "retry" else set()
     return ok
