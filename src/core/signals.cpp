@@ -23,14 +23,14 @@ void install_signal_handlers() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  signal(SIGXFSZ, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);  // a write past `ulimit -f` fails with EFBIG (exit 1), not a kill
 }
 
 void restore_default_signals() {
   signal(SIGPIPE, SIG_DFL);
+  signal(SIGXFSZ, SIG_DFL);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
-  signal(SIGXFSZ, SIG_DFL);
 }
 
 bool interrupted() { return g_interrupted.load(std::memory_order_relaxed); }

@@ -47,6 +47,27 @@ std::string as_nobody() {
 }  // namespace
 
 TEST_SUITE("cli/attack_resources") {
+  TEST_CASE("a file size limit set by a plain shell (SIGXFSZ not ignored) fails with exit 1, not a kill") {
+    // Found by the chaos harness: a user's `ulimit -f` leaves SIGXFSZ at its default, which
+    // killed esctl (status 153) at the first write past the limit instead of the documented exit 1.
+    TempDir d;
+    auto store = d / "s.db";
+    REQUIRE(run({"--store", store, "append", "early-1", "T", R"({"n":1})"}).status == 0);
+    auto before = read_all(store);
+    write_file(d / "big.ndjson", ndjson_events(500, 1000));
+    auto r = sh(fmt::format("ulimit -f 200; exec \"$ESCTL\" --store '{}' append big-1 --ndjson '{}'", store,
+                            d / "big.ndjson"));
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(contains(r.err, "File too large"), r.err);
+    CHECK(read_all(store) == before);
+    check_sound(store);
+    // A handler started by drain gets SIGXFSZ back at its default, as from a shell.
+    REQUIRE(run({"--store", store, "queue", "create", "q", "--from", "start"}).status == 0);
+    auto h = run({"--store", store, "queue", "drain", "q", "--exec", "cat >/dev/null; "
+                  "kill -XFSZ $$; echo survived >&2; exit 0"});
+    CHECK_MESSAGE(!contains(h.err, "survived"), h.err);
+  }
+
   TEST_CASE("a file size limit makes append and import fail with exit 1 naming the cause, earlier events stay") {
     TempDir d;
     auto store = d / "s.db";

@@ -1,0 +1,365 @@
+# Unit tests of the chaos harness: hand-made histories, one per kind of violation, must be
+# reported; clean ones (including ones where a fault makes an outcome legitimately uncertain)
+# must not; a seed fixes the plans; history round-trips. Run: python3 tests/chaos/test_checker.py
+import copy
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import checker  # noqa: E402
+import faults  # noqa: E402
+import history  # noqa: E402
+import workload  # noqa: E402
+
+CFG = {"mode": "exec", "max_attempts": 3, "ack_ms": 2000, "poison": "block", "category": "ord", "types": None}
+
+
+def ev(pos, stream, ver, op="o1", i=0, typ="Added"):
+    return {"position": pos, "stream": stream, "version": ver, "id": f"id-{pos}", "type": typ,
+            "data": {"op": op, "i": i, "n": 1}}
+
+
+class H:
+    """A small history: two appends of ord-1@0,1 and one delivery each by drainer d1."""
+
+    def __init__(self):
+        self.recs = []
+        self.events = [ev(1, "ord-1", 0, "a1"), ev(2, "ord-1", 1, "a2")]
+        self.queue_status = {"lag": 0, "leased": 0, "retrying": 0, "parked": 0}
+        self.parked = []
+        self.invoke("create", -10.0, queue="q")
+        self.complete("create", -9.9, 0)
+        self.invoke("d1", 0.2, kind="drainer", queue="q")
+        for n, (op, e) in enumerate((("a1", self.events[0]), ("a2", self.events[1]))):
+            self.invoke(op, 1.0 + n, kind="append", events=[{"stream": "ord-1", "type": "Added", "data": e["data"]}])
+            self.complete(op, 1.1 + n, 0, acked=[{k: e[k] for k in ("stream", "version", "position", "id")}])
+        self.deliver("d1", "h1", 1, 0, 3.0, 3.5)
+        self.deliver("d1", "h2", 2, 1, 4.0, 4.5)
+        self.complete("d1", 9.0, 130)
+        self.extra = {}
+
+    def invoke(self, op, t, kind="create", **kw):
+        self.recs.append(dict(kw, k="invoke", op=op, kind=kind, t=t))
+
+    def complete(self, op, t, rc, **kw):
+        self.recs.append(dict(kw, k="complete", op=op, rc=rc, t=t))
+
+    def deliver(self, d, h, pos, ver, ts, te, ok=True, att=1, stream="ord-1", q="q"):
+        self.recs.append({"k": "hstart", "d": d, "h": h, "q": q, "pos": pos, "stream": stream, "ver": ver,
+                          "att": att, "t": ts})
+        if te is not None:
+            self.recs.append({"k": "hend", "d": d, "h": h, "q": q, "pos": pos, "stream": stream, "ver": ver,
+                              "att": att, "ok": ok, "t": te})
+
+    def fault(self, op, kind, t, end=None):
+        r = {"k": "fault", "op": op, "kind": kind, "t": t}
+        if end is not None:
+            r["end"] = end
+        self.recs.append(r)
+
+    def check(self):
+        final = {"k": "final", "t": 20.0, "events": self.events,
+                 "queues": {"q": {"cfg": CFG, "status": self.queue_status, "parked": self.parked}},
+                 "verify": {"store": 0}}
+        final.update(self.extra)
+        recs = sorted(copy.deepcopy(self.recs) + [final], key=lambda r: r["t"])
+        return [v["check"] for v in checker.check_all(recs)[0]]
+
+
+class Clean(unittest.TestCase):
+    def test_clean_history_has_no_violation(self):
+        self.assertEqual(H().check(), [])
+
+    def test_no_final_state_is_reported(self):
+        self.assertEqual([v["check"] for v in checker.check_all([])[0]], ["final"])
+
+
+class Appends(unittest.TestCase):
+    def test_acknowledged_append_lost(self):
+        h = H()
+        h.events = h.events[:1]
+        h.deliver  # the second event is gone from the store
+        self.assertIn("append-lost", h.check())
+
+    def test_acknowledged_append_moved(self):
+        h = H()
+        h.events[1] = dict(h.events[1], version=5)
+        self.assertIn("append-moved", h.check())
+
+    def test_event_stored_twice(self):
+        h = H()
+        h.events.append(dict(ev(3, "misc-0", 0, "a2")))
+        self.assertIn("append-duplicated", h.check())
+
+    def test_failed_append_left_events(self):
+        h = H()
+        h.invoke("a3", 5.0, kind="append", events=[{"stream": "misc-0", "type": "Added", "data": {}}])
+        h.complete("a3", 5.1, 3)
+        h.events.append(ev(3, "misc-0", 0, "a3"))
+        self.assertIn("append-partial", h.check())
+
+    def test_failed_import_keeps_its_whole_batches_only(self):
+        h = H()
+        h.invoke("i1", 5.0, kind="import", batch=2, events=[{}, {}, {}, {}])
+        h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 5.1})
+        h.complete("i1", 5.1, 7)
+        h.events += [ev(3, "misc-0", 0, "i1", 0), ev(4, "misc-0", 1, "i1", 1)]
+        self.assertEqual(h.check(), [])
+        h.events.append(ev(5, "misc-0", 2, "i1", 2))
+        self.assertIn("append-partial", h.check())
+
+    def test_killed_append_may_or_may_not_have_committed(self):
+        h = H()
+        h.invoke("a3", 5.0, kind="append", events=[{"stream": "misc-0", "type": "Added", "data": {}}])
+        h.fault("a3", "kill", 5.01)
+        h.complete("a3", 5.1, -9)
+        h.events.append(ev(3, "misc-0", 0, "a3"))
+        self.assertEqual(h.check(), [])
+
+
+class Exits(unittest.TestCase):
+    def test_drainer_failing_on_its_own_is_reported(self):
+        h = H()
+        h.invoke("d2", 5.0, kind="drainer", queue="q")
+        h.complete("d2", 6.0, 1, err="disk I/O error (No such file or directory)")
+        self.assertIn("unexpected-exit", h.check())
+
+    def test_killed_drainer_is_not(self):
+        h = H()
+        h.invoke("d2", 5.0, kind="drainer", queue="q")
+        h.fault("d2", "kill", 5.5)
+        h.complete("d2", 5.6, -9)
+        self.assertEqual(h.check(), [])
+
+    def test_busy_is_allowed_only_while_a_lock_is_held(self):
+        h = H()
+        h.invoke("a3", 5.0, kind="append", events=[])
+        h.complete("a3", 10.1, 7)
+        self.assertIn("unexpected-exit", h.check())
+        h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 10.0})
+        self.assertEqual(h.check(), [])
+
+
+class Fencing(unittest.TestCase):
+    def stale_ack(self):
+        """Defect (a): d1 is paused holding ord-1@0, d2 gets it, d1 resumes and starts ord-1@1
+        while d2's handler of ord-1@0 still runs."""
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.invoke("d2", 0.3, kind="drainer", queue="q")
+        h.deliver("d1", "h1", 1, 0, 3.0, 3.5)
+        h.fault("d1", "stop", 3.2, end=7.0)
+        h.deliver("d2", "h2", 1, 0, 6.0, 8.0, att=2)
+        h.deliver("d1", "h3", 2, 1, 7.1, 7.3)
+        h.complete("d2", 9.1, 130)
+        return h
+
+    def test_later_event_started_while_earlier_held_is_reported(self):
+        self.assertIn("fencing", self.stale_ack().check())
+
+    def test_not_when_the_holder_was_paused(self):
+        h = self.stale_ack()
+        h.fault("d2", "stop", 6.5, end=9.0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_not_when_the_holder_was_paused_as_the_runner_records_it(self):
+        h = self.stale_ack()
+        h.fault("d2", "stop", 6.5)
+        h.fault("d2", "stop_end", 9.0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_a_pause_long_before_does_not_excuse_it(self):
+        h = self.stale_ack()
+        h.fault("d2", "stop", 0.5)
+        h.fault("d2", "stop_end", 1.0)
+        self.assertIn("fencing", h.check())
+
+    def test_not_when_the_store_lock_was_held(self):
+        h = self.stale_ack()
+        h.recs.append({"k": "fault", "kind": "lock", "t": 5.0, "end": 6.5})
+        self.assertNotIn("fencing", h.check())
+
+    def test_not_when_another_process_was_paused_while_x_held_it(self):
+        h = self.stale_ack()
+        h.invoke("r9", 6.0, kind="rebuild", queue="view")
+        h.fault("r9", "stop", 6.2, end=9.0)
+        h.complete("r9", 9.5, 0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_busy_is_allowed_while_some_esctl_is_paused(self):
+        h = H()
+        h.invoke("r9", 5.0, kind="rebuild", queue="view")
+        h.fault("r9", "stop", 5.1, end=11.0)
+        h.complete("r9", 11.5, 0)
+        h.invoke("a3", 5.5, kind="append", events=[])
+        h.complete("a3", 10.6, 7)
+        self.assertEqual(h.check(), [])
+
+    def test_not_across_a_reset(self):
+        h = self.stale_ack()
+        h.invoke("r1", 6.5, kind="reset", queue="q")
+        h.complete("r1", 6.6, 0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_one_handler_may_hold_several_events_of_a_stream(self):
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.deliver("d1", "h1", 1, 0, 3.0, 3.5)
+        h.deliver("d1", "h1", 2, 1, 3.0, 3.5)
+        self.assertEqual(h.check(), [])
+
+    def test_not_when_the_later_batch_holds_the_earlier_event_too(self):
+        h = self.stale_ack()
+        h.deliver("d1", "h3", 1, 0, 7.1, 7.3)
+        self.assertNotIn("fencing", h.check())
+
+    def test_paused_drainer_running_its_expired_batch_again_is_not_reported(self):
+        h = H()
+        h.invoke("d2", 0.3, kind="drainer", queue="q")
+        h.fault("d2", "stop", 0.5, end=3.1)
+        h.deliver("d2", "h9", 1, 0, 3.2, 3.4)
+        h.complete("d2", 9.1, 130)
+        self.assertNotIn("fencing", h.check())
+
+    def test_same_event_redelivered_while_lease_current(self):
+        h = H()
+        h.invoke("d2", 0.3, kind="drainer", queue="q")
+        h.deliver("d2", "h9", 1, 0, 3.2, 3.4)
+        h.complete("d2", 9.1, 130)
+        self.assertIn("fencing", h.check())
+
+
+class Queues(unittest.TestCase):
+    def test_first_deliveries_out_of_order(self):
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.deliver("d1", "h1", 2, 1, 3.0, 3.5)
+        h.deliver("d1", "h2", 1, 0, 4.0, 4.5)
+        self.assertIn("order", h.check())
+
+    def test_retry_is_not_a_new_life_of_the_queue(self):
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.deliver("d1", "h1", 1, 0, 3.0, 3.5)
+        h.invoke("rt", 3.6, kind="retry", queue="q")
+        h.complete("rt", 3.7, 0)
+        h.deliver("d1", "h2", 2, 1, 7.0, 7.5)
+        h.deliver("d1", "h3", 1, 0, 8.0, 8.5)
+        self.assertEqual(h.check(), [])
+        h.recs = [r for r in h.recs if r.get("h") != "h1"]
+        self.assertIn("order", h.check())  # under block, a retried event never comes after a later one
+
+    def test_acked_without_delivery_in_the_new_queue(self):
+        """Defect (b): the queue is deleted and created again; an old drainer's ack settles an
+        event of the new queue that no handler of the new queue ran."""
+        h = H()
+        h.invoke("rc", 3.8, kind="recreate", queue="q")
+        h.complete("rc", 3.9, 0)
+        self.assertIn("acked-undelivered", h.check())
+
+    def test_drainer_of_a_deleted_queue_drains_the_new_one(self):
+        h = H()
+        h.invoke("rc", 3.6, kind="recreate", queue="q")
+        h.complete("rc", 3.7, 0)
+        h.deliver("d1", "h3", 1, 0, 7.0, 7.2)
+        h.deliver("d1", "h3", 2, 1, 7.0, 7.2)
+        self.assertIn("deleted-queue-drainer", h.check())
+
+    def test_queue_left_with_work(self):
+        h = H()
+        h.queue_status = {"lag": 1, "leased": 1, "retrying": 0, "parked": 0}
+        self.assertIn("queue-undrained", h.check())
+
+    def test_parked_before_its_attempts_were_used(self):
+        h = H()
+        h.parked = [2]
+        h.queue_status = {"lag": 1, "leased": 0, "retrying": 0, "parked": 1}
+        self.assertIn("parked-early", h.check())
+
+    def test_parked_after_max_attempts_is_fine(self):
+        h = H()
+        h.recs = [r for r in h.recs if not (r.get("k") in ("hstart", "hend") and r["pos"] == 2)]
+        for a in (1, 2, 3):
+            h.deliver("d1", f"hp{a}", 2, 1, 4.0 + a, 4.5 + a, ok=False, att=a)
+        h.parked = [2]
+        h.queue_status = {"lag": 1, "leased": 0, "retrying": 0, "parked": 1}
+        self.assertEqual(h.check(), [])
+
+
+class FinalState(unittest.TestCase):
+    def test_query_db_differs_from_fresh_rebuild(self):
+        h = H()
+        h.extra["view"] = {"db": [["s", 1, 1, 0]], "fresh": [["s", 6, 2, 1]], "parked": []}
+        self.assertIn("query-db", h.check())
+        h.extra["view"] = {"db": [["s", 6, 2, 1]], "fresh": [["s", 6, 2, 1]], "parked": []}
+        self.assertEqual(h.check(), [])
+
+    def test_relay_missing_and_duplicate(self):
+        h = H()
+        h.recs = [dict(r, q="relay") if r.get("k") in ("hstart", "hend") else r for r in h.recs]
+        relay_cfg = dict(CFG, mode="relay")
+        h.extra["relay_store"] = [{"id": "id-1"}, {"id": "id-1"}]
+
+        def check():
+            final = {"k": "final", "t": 20.0, "events": h.events,
+                     "queues": {"relay": {"cfg": relay_cfg, "status": h.queue_status, "parked": []}},
+                     "verify": {}, "relay_store": h.extra["relay_store"]}
+            return [v["check"] for v in checker.check_all(sorted(h.recs + [final], key=lambda r: r["t"]))[0]]
+        got = check()
+        self.assertIn("relay-duplicate", got)
+        self.assertIn("relay-missing", got)
+        h.extra["relay_store"] = [{"id": "id-1"}, {"id": "id-2"}]
+        self.assertEqual(check(), [])
+
+    def test_follower_skip_repeat_and_behind(self):
+        h = H()
+        h.invoke("f1", 0.5, kind="follower", filter=["--all"], to_end=True)
+        h.complete("f1", 9.0, 130, lines=[2, 2])
+        self.assertIn("follower", h.check())
+        h.recs[-1]["lines"] = [1]
+        self.assertIn("follower", h.check())  # ran to the end but stopped behind
+        h.recs[-1]["lines"] = [1, 2]
+        self.assertEqual(h.check(), [])
+
+    def test_verify_failure(self):
+        h = H()
+        h.extra["verify"] = {"store": 6}
+        self.assertIn("verify", h.check())
+
+
+class Plans(unittest.TestCase):
+    def test_a_seed_fixes_the_schedule_and_its_faults(self):
+        a, b, c = workload.plan(5, 30), workload.plan(5, 30), workload.plan(6, 30)
+        self.assertEqual(a, b)
+        self.assertNotEqual(a, c)
+        self.assertEqual(faults.plan(5, a, 30), faults.plan(5, b, 30))
+        self.assertEqual(a, b)  # with the same faults attached
+
+    def test_a_long_plan_has_every_operation_and_fault(self):
+        ops = workload.plan(1, 300)
+        timed = faults.plan(1, ops, 300)
+        kinds = {o["kind"] for o in ops}
+        for k in ("append", "append_batch", "import", "drainer", "follower", "rebuild", "reset", "retry", "recreate"):
+            self.assertIn(k, kinds)
+        self.assertTrue(any(o["kind"] == "rebuild" and not o.get("queue") for o in ops))
+        got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
+        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock"})
+
+    def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            h = history.History(os.path.join(d, "h.ndjson"))
+            h.add("invoke", op="o1", kind="append", t=2.0)
+            h.add("complete", op="o1", rc=0, t=1.0)
+            h.close()
+            with open(os.path.join(d, "h.ndjson"), "a") as f:
+                f.write('{"k":"hstart","t":')  # a writer killed mid-line
+            recs = history.load(os.path.join(d, "h.ndjson"), os.path.join(d, "missing"))
+            self.assertEqual([r["k"] for r in recs], ["complete", "invoke"])
+            self.assertEqual(len(history.around(recs, 1.5, seconds=0.6)), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
