@@ -7,15 +7,15 @@
 //   of their 512-byte sectors written; optionally in a random order (truncates stay barriers);
 //   bytes outside a write are never changed (the power-safe overwrite that SQLite's unix VFS
 //   assumes);
-// - file creation: a file created since the last reset and never synced may vanish (its
-//   directory entry not on disk); after its first sync it is kept. POSIX asks for an fsync of
-//   the folder as well; SQLite does that for WAL and journal files on their first sync, not for
-//   the main database, and ext4/xfs make a synced file's entry durable anyway;
-// - deletion: a delete without SQLite's "sync the folder" flag may be undone (the file comes back
-//   with its durable content), with it it is durable;
+// - folders: a file created since the last reset may vanish, and a file deleted may come back
+//   with its durable content, until its folder is synced: by a delete with SQLite's "sync the
+//   folder" flag, or by the first sync of a journal or WAL opened with CREATE (SQLite's unix VFS
+//   fsyncs the folder then). A file's own first sync also keeps it (SQLite never syncs the folder
+//   of a main database it creates; ext4 and xfs make a synced file's entry durable);
 // - not modelled: renames done outside SQLite (rebuild's rename(2) is not seen here), the WAL
 //   index (-shm; removed at reboot, SQLite rebuilds it), memory-mapped I/O (refused: SQLite falls
 //   back to reads), damage to bytes not being written (a sector garbled as a whole).
+// The real fsync(2) is never called for tracked files: the durable image is the disk.
 #include "support/fault_vfs.hpp"
 
 #include <sqlite3.h>
@@ -66,6 +66,7 @@ struct State {
   bool fail_sticky = false;
   std::int64_t fail_seen = 0;
   std::int64_t failures = 0;
+  std::vector<std::string> failed;  // what each injected failure hit
 };
 
 State g;
@@ -83,7 +84,19 @@ int kind_index(unsigned k) {
 }
 
 /// SQLITE_OK if the call may proceed, else the result code it fails with.
-int gate(unsigned kind, int ioerr) {
+const char* kind_name(unsigned k) {
+  static const char* names[] = {"read", "write", "sync", "truncate", "lock"};
+  return names[kind_index(k)];
+}
+
+/// The last part of `path` ("s.db-wal"), or "a temporary file".
+std::string base_name(const char* path) {
+  if (!path) return "a temporary file";
+  const char* slash = std::strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+int gate(unsigned kind, int ioerr, const char* path) {
   ++g.count[kind_index(kind)];
   if (g.crashed) return ioerr;
   if (g.crash_n > 0 && (kind & g.crash_kinds) && ++g.crash_seen >= g.crash_n) {
@@ -94,6 +107,7 @@ int gate(unsigned kind, int ioerr) {
     ++g.fail_seen;
     if (g.fail_seen == g.fail_n || (g.fail_sticky && g.fail_seen > g.fail_n)) {
       ++g.failures;
+      g.failed.push_back(fmt::format("{} of {}", kind_name(kind), base_name(path)));
       return g.fail_rc;
     }
   }
@@ -126,8 +140,20 @@ bool write_whole(const std::string& path, const std::string& content) {
 struct File {
   sqlite3_file base;
   sqlite3_file* real;
-  Tracked* t;  // nullptr: not tracked (temporary files)
+  Tracked* t;             // nullptr: not tracked (temporary files)
+  const char* path;       // of a tracked file (the key in g.files)
+  bool dir_sync_pending;  // SQLite's unix VFS syncs the folder at this handle's first sync
 };
+
+/// An fsync of the folder of `path`: every create and delete in it so far is durable.
+void sync_folder_of(const std::string& path) {
+  const auto dir = path.substr(0, path.rfind('/') + 1);
+  for (auto& [p, t] : g.files) {
+    if (p.compare(0, dir.size(), dir) != 0 || p.find('/', dir.size()) != std::string::npos) continue;
+    if (t.exists_now) t.exists_durable = true;
+    else t.delete_durable = true;
+  }
+}
 
 File* of(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
 sqlite3_file* real(sqlite3_file* f) { return of(f)->real; }
@@ -135,12 +161,12 @@ sqlite3_file* real(sqlite3_file* f) { return of(f)->real; }
 int x_close(sqlite3_file* pf) { return real(pf)->pMethods->xClose(real(pf)); }
 
 int x_read(sqlite3_file* pf, void* out, int n, sqlite3_int64 at) {
-  if (int rc = gate(kRead, SQLITE_IOERR_READ); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kRead, SQLITE_IOERR_READ, of(pf)->path); rc != SQLITE_OK) return rc;
   return real(pf)->pMethods->xRead(real(pf), out, n, at);
 }
 
 int x_write(sqlite3_file* pf, const void* data, int n, sqlite3_int64 at) {
-  if (int rc = gate(kWrite, SQLITE_IOERR_WRITE); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kWrite, SQLITE_IOERR_WRITE, of(pf)->path); rc != SQLITE_OK) return rc;
   int rc = real(pf)->pMethods->xWrite(real(pf), data, n, at);
   if (rc == SQLITE_OK && of(pf)->t) {
     of(pf)->t->pending.push_back(PendingOp{false, at, std::string(static_cast<const char*>(data), static_cast<std::size_t>(n))});
@@ -150,22 +176,28 @@ int x_write(sqlite3_file* pf, const void* data, int n, sqlite3_int64 at) {
 }
 
 int x_truncate(sqlite3_file* pf, sqlite3_int64 size) {
-  if (int rc = gate(kTruncate, SQLITE_IOERR_TRUNCATE); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kTruncate, SQLITE_IOERR_TRUNCATE, of(pf)->path); rc != SQLITE_OK) return rc;
   int rc = real(pf)->pMethods->xTruncate(real(pf), size);
   if (rc == SQLITE_OK && of(pf)->t) of(pf)->t->pending.push_back(PendingOp{true, size, {}});
   return rc;
 }
 
 int x_sync(sqlite3_file* pf, int flags) {
-  if (int rc = gate(kSync, SQLITE_IOERR_FSYNC); rc != SQLITE_OK) return rc;
-  int rc = real(pf)->pMethods->xSync(real(pf), flags);
-  if (rc == SQLITE_OK && of(pf)->t) {
+  if (int rc = gate(kSync, SQLITE_IOERR_FSYNC, of(pf)->path); rc != SQLITE_OK) return rc;
+  // The real fsync is skipped: this VFS is the disk, and thousands of crash points stay fast.
+  // Untracked (temporary) files are synced as usual.
+  if (!of(pf)->t) return real(pf)->pMethods->xSync(real(pf), flags);
+  if (of(pf)->dir_sync_pending) {
+    of(pf)->dir_sync_pending = false;
+    sync_folder_of(of(pf)->path);
+  }
+  {
     Tracked& t = *of(pf)->t;
     for (const auto& op : t.pending) apply_op(t.durable, op);
     t.pending.clear();
     t.exists_durable = true;
   }
-  return rc;
+  return SQLITE_OK;
 }
 
 int x_file_size(sqlite3_file* pf, sqlite3_int64* size) {
@@ -173,7 +205,7 @@ int x_file_size(sqlite3_file* pf, sqlite3_int64* size) {
   return real(pf)->pMethods->xFileSize(real(pf), size);
 }
 int x_lock(sqlite3_file* pf, int level) {
-  if (int rc = gate(kLock, SQLITE_IOERR_LOCK); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kLock, SQLITE_IOERR_LOCK, of(pf)->path); rc != SQLITE_OK) return rc;
   return real(pf)->pMethods->xLock(real(pf), level);
 }
 int x_unlock(sqlite3_file* pf, int level) { return real(pf)->pMethods->xUnlock(real(pf), level); }
@@ -208,6 +240,8 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
   f->base.pMethods = nullptr;
   f->real = reinterpret_cast<sqlite3_file*>(f + 1);
   f->t = nullptr;
+  f->path = nullptr;
+  f->dir_sync_pending = false;
   if (g.crashed) return SQLITE_CANTOPEN;
   const bool tracked = name && (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_WAL |
                                          SQLITE_OPEN_SUPER_JOURNAL));
@@ -226,13 +260,17 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
       if (t.exists_durable) t.durable = read_file(name);
     }
     f->t = &t;
+    f->path = it->first.c_str();
+    // As the unix VFS does: a journal or WAL opened with CREATE syncs its folder at its first sync.
+    f->dir_sync_pending = (flags & SQLITE_OPEN_CREATE) &&
+                          (flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_WAL | SQLITE_OPEN_SUPER_JOURNAL));
   }
   f->base.pMethods = &kMethods;
   return SQLITE_OK;
 }
 
 int x_delete(sqlite3_vfs*, const char* name, int sync_dir) {
-  if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE, name); rc != SQLITE_OK) return rc;
   int rc = g_base->xDelete(g_base, name, sync_dir);
   if (rc == SQLITE_OK) {
     auto it = g.files.find(name);
@@ -321,6 +359,7 @@ void fail_at(std::int64_t n, unsigned kinds, int rc, bool sticky) {
   g.fail_seen = 0;
 }
 std::int64_t failures() { return g.failures; }
+const std::vector<std::string>& failed_calls() { return g.failed; }
 
 std::string CrashReport::summary() const {
   return fmt::format("{} unsynced writes kept, {} dropped, {} torn; {} new files vanished, {} deleted files back", kept,

@@ -53,6 +53,8 @@ bool crashed();
 void fail_at(std::int64_t n, unsigned kinds, int rc, bool sticky = false);
 /// How many calls were failed by fail_at.
 std::int64_t failures();
+/// What each of those failures hit, in order: "sync of s.db-wal", "write of s.db".
+const std::vector<std::string>& failed_calls();
 
 /// How a power loss leaves the disk.
 struct CrashOptions {
