@@ -51,6 +51,7 @@ struct Tracked {
   bool delete_durable = false;  // the delete (exists_now false) would survive a power loss
   std::vector<PendingOp> pending;
   std::int64_t writes = 0;
+  int open_handles = 0;  // a file open through the VFS keeps its entry (File::t points to it)
 };
 
 struct State {
@@ -158,7 +159,10 @@ void sync_folder_of(const std::string& path) {
 File* of(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
 sqlite3_file* real(sqlite3_file* f) { return of(f)->real; }
 
-int x_close(sqlite3_file* pf) { return real(pf)->pMethods->xClose(real(pf)); }
+int x_close(sqlite3_file* pf) {
+  if (of(pf)->t) --of(pf)->t->open_handles;
+  return real(pf)->pMethods->xClose(real(pf));
+}
 
 int x_read(sqlite3_file* pf, void* out, int n, sqlite3_int64 at) {
   if (int rc = gate(kRead, SQLITE_IOERR_READ, of(pf)->path); rc != SQLITE_OK) return rc;
@@ -253,12 +257,15 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
     Tracked& t = it->second;
     if (fresh || !t.exists_now) {
       // First seen (its content is as durable as it is now), or created again after a delete.
-      std::int64_t writes = t.writes;
+      const std::int64_t writes = t.writes;
+      const int handles = t.open_handles;
       t = Tracked{};
       t.writes = writes;
+      t.open_handles = handles;
       t.exists_durable = existed && fresh;
       if (t.exists_durable) t.durable = read_file(name);
     }
+    ++t.open_handles;
     f->t = &t;
     f->path = it->first.c_str();
     // As the unix VFS does: a journal or WAL opened with CREATE syncs its folder at its first sync.
@@ -327,7 +334,27 @@ const char* vfs_name() {
 Install::Install(bool wal_vfs) { sql::use_base_vfs_for_tests(vfs_name(), wal_vfs); }
 Install::~Install() { sql::use_base_vfs_for_tests(nullptr, true); }
 
-void reset() { g = State{}; }
+void reset() {
+  auto files = std::move(g.files);
+  g = State{};
+  // Files still open keep their entry (open handles point to it), as they are now on disk.
+  for (auto it = files.begin(); it != files.end();) {
+    Tracked& t = it->second;
+    if (t.open_handles == 0) {
+      it = files.erase(it);
+      continue;
+    }
+    const int handles = t.open_handles;
+    t = Tracked{};
+    t.open_handles = handles;
+    t.exists_now = ::access(it->first.c_str(), F_OK) == 0;
+    t.exists_durable = t.exists_now;
+    t.delete_durable = true;
+    if (t.exists_now) t.durable = read_file(it->first);
+    ++it;
+  }
+  g.files = std::move(files);  // a moved std::map keeps its nodes
+}
 
 std::int64_t calls(unsigned kinds) {
   std::int64_t n = 0;
