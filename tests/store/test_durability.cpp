@@ -27,6 +27,7 @@
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
+#include "store/projection.hpp"
 #include "store/queue.hpp"
 #include "store/sqlite.hpp"
 #include "store/store.hpp"
@@ -60,6 +61,25 @@ void do_nack(Queues& q, const std::string& name, const std::vector<std::int64_t>
   q.nack(name, positions, 0, "fault test", c);
 }
 
+/// The projection of the drain scenario: counts how often each event was applied.
+std::shared_ptr<const Projection> counting_projection() {
+  static const auto p = std::make_shared<const Projection>(Projection::from_text(
+      "-- @init\nCREATE TABLE seen (pos INTEGER PRIMARY KEY, n INTEGER NOT NULL);\n"
+      "-- @on *\nINSERT INTO seen (pos, n) VALUES (:position, 1) ON CONFLICT (pos) DO UPDATE SET n = n + 1;\n",
+      "seen.sql"));
+  return p;
+}
+
+/// Applies a pulled batch to the query db; the positions to ack.
+std::vector<std::int64_t> apply_batch(Projector& p, const PullResult& r) {
+  std::vector<Event> events;
+  for (const auto& d : r.deliveries) events.push_back(d.event);
+  std::vector<std::int64_t> ok;
+  for (const auto& a : p.apply(events))
+    if (a.ok) ok.push_back(a.position);
+  return ok;
+}
+
 // ---- What was acknowledged before the fault ----
 
 struct Attempt {
@@ -74,6 +94,8 @@ struct Model {
   std::set<std::int64_t> maybe_acked;  // and the ack in flight at the fault
   std::int64_t setup_events = 0;       // events of the setup (all acknowledged)
   bool queue = false;
+  std::string qdb;                       // a query db fed from queue q (drain with a projection)
+  std::vector<std::string> queues_made;  // queues whose create returned
   std::int64_t absorbed = 0;  // injected failures inside a call that then reported success
   std::vector<std::string> absorbed_what;
 };
@@ -197,6 +219,14 @@ void check_queue(Store& s, const Model& m, bool strict) {
     all.emplace(e.position, Event::from(e));
     return true;
   });
+  std::unique_ptr<Projector> projector;
+  if (!m.qdb.empty()) {
+    if (fs::exists(m.qdb) && fs::file_size(m.qdb) > 0) {
+      const std::string integrity = plain_integrity(m.qdb);
+      REQUIRE_MESSAGE(integrity == "ok", "SQLite's integrity check of the query db: ", integrity);
+    }
+    projector = std::make_unique<Projector>(counting_projection(), m.qdb);
+  }
   std::vector<std::int64_t> delivered;
   for (int guard = 0; guard < 1000; ++guard) {
     q.retry_all("q");
@@ -205,7 +235,24 @@ void check_queue(Store& s, const Model& m, bool strict) {
     std::vector<std::int64_t> ps;
     for (const auto& d : r.deliveries) ps.push_back(d.event.position);
     delivered.insert(delivered.end(), ps.begin(), ps.end());
+    if (projector) REQUIRE(apply_batch(*projector, r).size() == ps.size());
     do_ack(q, "q", ps);
+  }
+  if (projector) {
+    // Effectively-once: every event applied exactly once, however often it was delivered.
+    projector.reset();
+    sql::Db qdb(m.qdb, sql::OpenMode::read_only, 5000);
+    auto rows = qdb.prepare_new("SELECT pos, n FROM seen ORDER BY pos");
+    std::set<std::int64_t> applied;
+    while (rows.step()) {
+      CAPTURE(rows.i64(0));
+      CHECK_MESSAGE(rows.i64(1) == 1, "an event applied twice to the query db");
+      applied.insert(rows.i64(0));
+    }
+    for (const auto& [p, e] : all) {
+      CAPTURE(p);
+      CHECK_MESSAGE(applied.count(p), "an event is missing from the query db");
+    }
   }
   std::set<std::int64_t> got(delivered.begin(), delivered.end());
   CHECK_MESSAGE(got.size() == delivered.size(), "an event delivered twice after the fault");
@@ -244,6 +291,11 @@ void check_store(const std::string& path, const Model& m, bool strict) {
   Store s(StoreOptions{path, 5000}, Access::read);
   check_events(s, m);
   if (m.queue) check_queue(s, m, strict);
+  Queues q(s);
+  for (const auto& name : m.queues_made) {
+    CAPTURE(name);
+    CHECK_NOTHROW(q.get(name));
+  }
 }
 
 // ---- Scenarios ----
@@ -362,8 +414,66 @@ Scenario checkpoint_with_reader() {
           }};
 }
 
+Scenario queue_setup(const char* name, std::function<void(const std::string&, Model&)> run) {
+  return {name,
+          [](const std::string& path, Model& m) {
+            Store s(StoreOptions{path, 5000}, Access::write);
+            for (int i = 0; i < 20; ++i) s.append({event(fmt::format("job-{}", i % 4), i)});
+            m.setup_events = 20;
+            Queues q(s);
+            QueueSpec spec;
+            spec.name = "q";
+            spec.max_attempts = 3;
+            spec.ack_timeout_ms = 1000;
+            q.create(spec, StartPoint{StartPoint::start});
+          },
+          std::move(run)};
+}
+
+Scenario drain_projection() {
+  return queue_setup("drain with a projection", [](const std::string& path, Model& m) {
+    m.queue = true;
+    m.qdb = path + ".query.db";
+    Store s(StoreOptions{path, 5000}, Access::write);
+    Queues q(s);
+    Projector p(counting_projection(), m.qdb);
+    Clock c = Clock::now();
+    for (;;) {
+      auto r = do_pull(q, "q", 4, 30000, c);
+      if (r.deliveries.empty()) break;
+      auto ok = apply_batch(p, r);
+      for (auto pos : ok) m.maybe_acked.insert(pos);
+      acknowledged(m, [&] { do_ack(q, "q", ok); });
+      for (auto pos : ok) m.acked.insert(pos);
+    }
+  });
+}
+
+Scenario queue_admin() {
+  return queue_setup("queue create/reset/retry", [](const std::string& path, Model& m) {
+    m.queue = true;
+    Store s(StoreOptions{path, 5000}, Access::write);
+    Queues q(s);
+    Clock c = Clock::now();
+    for (int i = 0; i < 3; ++i) {
+      QueueSpec spec;
+      spec.name = fmt::format("admin-{}", i);
+      spec.max_attempts = 1;
+      acknowledged(m, [&] { q.create(spec, StartPoint{StartPoint::start}); });
+      m.queues_made.push_back(spec.name);
+      auto r = do_pull(q, spec.name, 3, 1000, c);
+      if (!r.deliveries.empty()) do_nack(q, spec.name, {r.deliveries.front().event.position}, c);  // parked
+      q.retry_all(spec.name);
+      q.reset(spec.name, StartPoint{StartPoint::end});
+    }
+    // Queue q: a replay from the start makes every event deliverable again.
+    q.reset("q", StartPoint{StartPoint::start});
+  });
+}
+
 std::vector<Scenario> scenarios() {
-  return {single_appends(), ndjson_batches(), import_batches(), queue_ops(), checkpoint_with_reader()};
+  return {single_appends(), ndjson_batches(), import_batches(), queue_ops(), drain_projection(), queue_admin(),
+          checkpoint_with_reader()};
 }
 
 /// A fresh copy of the scenario's starting store in a new folder (the setup is run once).
