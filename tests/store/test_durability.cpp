@@ -6,8 +6,9 @@
 // with esctl (verify, reads, queue pulls) and must hold every acknowledged write whole, nothing
 // half-visible, and queue state that is a valid earlier one.
 //
-// ESCTL_FAULT_POINTS=N sets the crash points (and the faults per call kind) per scenario and VFS
-// (default 60); ESCTL_FAULT_SEED=S varies the random choices.
+// ESCTL_FAULT_POINTS=N sets the crash points per scenario and VFS (default 100) and the faults
+// per scenario, VFS and kind of call (default 30; every call when there are fewer);
+// ESCTL_FAULT_SEED=S varies the random choices.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
@@ -45,7 +46,8 @@ std::int64_t env_int(const char* name, std::int64_t fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::strtoll(v, nullptr, 10) : fallback;
 }
-std::int64_t points() { return std::max<std::int64_t>(1, env_int("ESCTL_FAULT_POINTS", 60)); }
+/// Crash points per scenario and VFS, or injected faults per scenario, VFS and kind of call.
+std::int64_t points(std::int64_t fallback) { return std::max<std::int64_t>(1, env_int("ESCTL_FAULT_POINTS", fallback)); }
 std::uint64_t base_seed() { return static_cast<std::uint64_t>(env_int("ESCTL_FAULT_SEED", 20261206)); }
 
 // ---- Adapters over the store API (kept small: queue signatures are still moving) ----
@@ -504,7 +506,7 @@ std::optional<Error> run(const Scenario& sc, const std::string& path, Model& m) 
 
 TEST_SUITE("store/power_loss") {
   TEST_CASE("every acknowledged write survives a power loss at any I/O call; queues at worst redeliver") {
-    const auto n = points();
+    const auto n = points(100);
     std::map<std::string, std::int64_t> with_wal_vfs;  // writes/syncs/truncates of each scenario
     for (bool wal_vfs : {true, false}) {
       fault::Install vfs(wal_vfs);
@@ -567,7 +569,7 @@ TEST_SUITE("store/power_loss") {
 
 TEST_SUITE("store/io_faults") {
   TEST_CASE("an I/O error or a full disk at any call fails the operation; acknowledged writes stay, verify is clean") {
-    const auto n = points();
+    const auto n = points(30);
     struct Sweep {
       unsigned kind;
       int rc;
