@@ -30,6 +30,7 @@
 #include "core/uuid.hpp"
 #include "store/projection.hpp"
 #include "store/queue.hpp"
+#include "store/schema.hpp"
 #include "store/sqlite.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
@@ -291,6 +292,7 @@ void check_store(const std::string& path, const Model& m, bool strict) {
   const std::string findings = verify_findings(path);
   CHECK_MESSAGE(findings.empty(), "verify: ", findings);
   Store s(StoreOptions{path, 5000}, Access::read);
+  CHECK(s.db().query_i64("PRAGMA user_version") == kSchemaVersion);
   check_events(s, m);
   if (m.queue) check_queue(s, m, strict);
   Queues q(s);
@@ -473,9 +475,54 @@ Scenario queue_admin() {
   });
 }
 
+/// Runs `sql` on the file at `path` with SQLite's default VFS; returns the error text, or "".
+std::string plain_exec(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  std::string err;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) err = sqlite3_errmsg(db);
+  else if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) err = sqlite3_errmsg(db);
+  sqlite3_close(db);
+  return err;
+}
+
+Scenario schema_upgrade() {
+  return {"schema upgrade from version 1, then appends",
+          [](const std::string& path, Model& m) {
+            {
+              Store s(StoreOptions{path, 5000}, Access::write);
+              for (int i = 0; i < 40; ++i) s.append({event(fmt::format("s{}-x", i % 7), i, 200)});
+              m.setup_events = 40;
+            }
+            // What esctl wrote before schema version 2: the stream heads inside the streams rows.
+            const std::string err = plain_exec(
+                path,
+                "BEGIN;"
+                "CREATE TABLE streams_v1 (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, category TEXT NOT NULL,"
+                " head INTEGER NOT NULL, head_position INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+                "INSERT INTO streams_v1 SELECT s.id, s.name, s.category, h.head, h.head_position, e.recorded_at"
+                " FROM streams s JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position;"
+                "DROP VIEW event_log; DROP TABLE streams; DROP TABLE stream_heads;"
+                "ALTER TABLE streams_v1 RENAME TO streams;"
+                "CREATE INDEX streams_by_category ON streams(category);"
+                "CREATE VIEW event_log AS SELECT e.position, s.name AS stream, e.version FROM events e"
+                " JOIN streams s ON s.id = e.stream_id;"
+                "DROP INDEX events_marks;"
+                "CREATE UNIQUE INDEX events_marks ON events(stream_id, version) WHERE version % 64 = 0;"
+                "PRAGMA user_version = 1; COMMIT;");
+            REQUIRE_MESSAGE(err.empty(), err);
+          },
+          [](const std::string& path, Model& m) {
+            Store s(StoreOptions{path, 5000}, Access::write);  // migrates
+            for (int i = 0; i < 4; ++i) append(s, m, {event(fmt::format("s{}-x", i), 100 + i)});
+          }};
+}
+
 std::vector<Scenario> scenarios() {
-  return {single_appends(), ndjson_batches(), import_batches(), queue_ops(), drain_projection(), queue_admin(),
-          checkpoint_with_reader()};
+  std::vector<Scenario> all{single_appends(), ndjson_batches(), import_batches(), queue_ops(), drain_projection(),
+                            queue_admin(), checkpoint_with_reader()};
+  // The version 1 layout is made from version 2's; a newer schema needs its own downgrade here.
+  if (kSchemaVersion == 2) all.push_back(schema_upgrade());
+  return all;
 }
 
 /// A fresh copy of the scenario's starting store in a new folder (the setup is run once).
