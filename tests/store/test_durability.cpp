@@ -549,156 +549,194 @@ std::optional<Error> run(const Scenario& sc, const std::string& path, Model& m) 
   return std::nullopt;
 }
 
-}  // namespace
-
-TEST_SUITE("store/power_loss") {
-  TEST_CASE("every acknowledged write survives a power loss at any I/O call; queues at worst redeliver") {
+/// Power losses at random writes, syncs and truncates of scenario `sc`, with and without the WAL VFS.
+void power_loss_sweep(const Scenario& sc) {
     const auto n = points(100);
-    std::map<std::string, std::int64_t> with_wal_vfs;  // writes/syncs/truncates of each scenario
-    for (bool wal_vfs : {true, false}) {
-      fault::Install vfs(wal_vfs);
-      for (const Scenario& sc : scenarios()) {
-        const std::string scenario = sc.name;
-        CAPTURE(scenario);
-        CAPTURE(wal_vfs);
-        Fixture fx(sc);
-        // The whole run, to count its writes, syncs and truncates.
-        std::int64_t total;
-        {
-          test::TempStore t;
-          fx.copy_to(t.path);
-          fault::reset();
-          Model m = fx.setup_model;
-          auto err = run(sc, t.path, m);
-          REQUIRE_MESSAGE(!err.has_value(), std::string(err ? err->what() : ""));
-          total = fault::calls(fault::kMutating);
-          fault::reset();
-          check_store(t.path, m, true);
-        }
-        REQUIRE(total > 0);
-        // The WAL VFS must really be in the path: it writes a commit in fewer calls.
-        if (wal_vfs) with_wal_vfs[sc.name] = total;
-        else CHECK_MESSAGE(total > with_wal_vfs[sc.name], "the WAL VFS made no difference: bypassed?");
-        std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name) ^ (wal_vfs ? 1 : 2));
-        std::int64_t crashed = 0;
-        for (std::int64_t i = 0; i < n; ++i) {
-          // Every call when there are few, else random ones (the first and last always).
-          const std::int64_t at = total <= n ? i % total + 1
-                                  : i == 0   ? 1
-                                  : i == 1   ? total
-                                             : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
-          test::TempStore t;
-          fx.copy_to(t.path);
-          fault::reset();
-          fault::crash_at(at);
-          Model m = fx.setup_model;
-          auto err = run(sc, t.path, m);
-          crashed += fault::crashed();
-          fault::CrashOptions o;
-          o.seed = rng();
-          o.keep = std::array{0.0, 0.3, 0.7, 1.0}[rng() % 4];
-          o.reorder = rng() % 2;
-          auto report = fault::reboot(o);
+  std::map<std::string, std::int64_t> with_wal_vfs;  // writes/syncs/truncates with the WAL VFS
+  for (bool wal_vfs : {true, false}) {
+    fault::Install vfs(wal_vfs);
+    {
+      const std::string scenario = sc.name;
+      CAPTURE(scenario);
+      CAPTURE(wal_vfs);
+      Fixture fx(sc);
+      // The whole run, to count its writes, syncs and truncates.
+      std::int64_t total;
+      {
+        test::TempStore t;
+        fx.copy_to(t.path);
+        fault::reset();
+        Model m = fx.setup_model;
+        auto err = run(sc, t.path, m);
+        REQUIRE_MESSAGE(!err.has_value(), std::string(err ? err->what() : ""));
+        total = fault::calls(fault::kMutating);
+        fault::reset();
+        check_store(t.path, m, true);
+      }
+      REQUIRE(total > 0);
+      // The WAL VFS must really be in the path: it writes a commit in fewer calls.
+      if (wal_vfs) with_wal_vfs[sc.name] = total;
+      else CHECK_MESSAGE(total > with_wal_vfs[sc.name], "the WAL VFS made no difference: bypassed?");
+      std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name) ^ (wal_vfs ? 1 : 2));
+      std::int64_t crashed = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        // Every call when there are few, else random ones (the first and last always).
+        const std::int64_t at = total <= n ? i % total + 1
+                                : i == 0   ? 1
+                                : i == 1   ? total
+                                           : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
+        test::TempStore t;
+        fx.copy_to(t.path);
+        fault::reset();
+        fault::crash_at(at);
+        Model m = fx.setup_model;
+        auto err = run(sc, t.path, m);
+        crashed += fault::crashed();
+        fault::CrashOptions o;
+        o.seed = rng();
+        o.keep = std::array{0.0, 0.3, 0.7, 1.0}[rng() % 4];
+        o.reorder = rng() % 2;
+        auto report = fault::reboot(o);
+        CAPTURE(at);
+        CAPTURE(report.summary());
+        const std::string why = err ? err->what() : "no error";
+        CAPTURE(why);
+        if (err) CHECK(err->code() == Errc::io);
+        check_store(t.path, m, false);
+        fault::reset();
+      }
+      MESSAGE(fmt::format("power loss: {} ({} VFS): {} crash points over {} writes/syncs/truncates, {} hit",
+                          sc.name, wal_vfs ? "WAL" : "default", n, total, crashed));
+    }
+  }
+}
+
+/// Each kind of I/O call of scenario `sc` failed at the Nth call, with and without the WAL VFS.
+void io_fault_sweep(const Scenario& sc) {
+    const auto n = points(30);
+  struct Sweep {
+    unsigned kind;
+    int rc;
+    bool sticky;
+    const char* what;
+  };
+  const Sweep sweeps[] = {
+      {fault::kRead, SQLITE_IOERR_READ, false, "read error"},
+      {fault::kWrite, SQLITE_IOERR_WRITE, false, "write error"},
+      {fault::kWrite, SQLITE_FULL, true, "disk full (stays full)"},
+      {fault::kSync, SQLITE_IOERR_FSYNC, false, "fsync error"},
+      {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate/delete error"},
+      {fault::kLock, SQLITE_IOERR_LOCK, false, "lock error"},
+      {fault::kLock, SQLITE_BUSY, false, "lock busy"},
+  };
+  for (bool wal_vfs : {true, false}) {
+    fault::Install vfs(wal_vfs);
+    {
+      const std::string scenario = sc.name;
+      CAPTURE(scenario);
+      CAPTURE(wal_vfs);
+      Fixture fx(sc);
+      std::map<unsigned, std::int64_t> count;
+      {
+        test::TempStore t;
+        fx.copy_to(t.path);
+        fault::reset();
+        Model m = fx.setup_model;
+        auto err = run(sc, t.path, m);
+        REQUIRE_MESSAGE(!err.has_value(), std::string(err ? err->what() : ""));
+        for (const auto& s : sweeps) count[s.kind] = fault::calls(s.kind);
+        fault::reset();
+      }
+      std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name));
+      for (const auto& sw : sweeps) {
+        CAPTURE(sw.what);
+        const std::int64_t total = count[sw.kind];
+        std::int64_t runs = 0, failed = 0, absorbed = 0, hidden = 0;
+        for (std::int64_t i = 0; i < std::min(n, total); ++i) {
+          const std::int64_t at = total <= n ? i + 1 : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
           CAPTURE(at);
-          CAPTURE(report.summary());
-          const std::string why = err ? err->what() : "no error";
-          CAPTURE(why);
-          if (err) CHECK(err->code() == Errc::io);
+          test::TempStore t;
+          fx.copy_to(t.path);
+          fault::reset();
+          fault::fail_at(at, sw.kind, sw.rc, sw.sticky);
+          Model m = fx.setup_model;
+          auto err = run(sc, t.path, m);
+          const bool fired = fault::failures() > 0;
+          fault::fail_at(0, 0, SQLITE_OK);
+          ++runs;
+          if (err) {
+            ++failed;
+            CAPTURE(err->what());
+            if (sw.kind == fault::kLock) CHECK((err->code() == Errc::io || err->code() == Errc::busy));
+            else CHECK(err->code() == Errc::io);
+          } else if (fired) {
+            ++absorbed;  // the failed call was not needed (a checkpoint at close), or retried (locks)
+          }
+          // A failure inside a call that reported success (an fsync of the checkpoint that
+          // follows a commit, a lock retried) is fine only if what that call acknowledged is
+          // durable: a power loss right now (every unsynced write lost) must keep it.
+          hidden += m.absorbed;
+          std::string absorbed_what;
+          for (const auto& w : m.absorbed_what) absorbed_what += w + "; ";
+          CAPTURE(absorbed_what);
+          test::TempStore now;  // the files as the fault left them, for the process-level check
+          for (const char* suffix : {"", "-wal", ".query.db", ".query.db-journal"})
+            if (fs::exists(t.path + suffix)) fs::copy_file(t.path + suffix, now.path + suffix);
+          Model m_now = m;
+          if (!m_now.qdb.empty()) m_now.qdb = now.path + ".query.db";
+          fault::CrashOptions o;
+          o.keep = 0;
+          fault::reboot(o);
           check_store(t.path, m, false);
           fault::reset();
+          // Without a power loss, nothing acknowledged is lost, not even a queue ack.
+          check_store(now.path, m_now, true);
+          fault::reset();
         }
-        MESSAGE(fmt::format("power loss: {} ({} VFS): {} crash points over {} writes/syncs/truncates, {} hit",
-                            sc.name, wal_vfs ? "WAL" : "default", n, total, crashed));
+        MESSAGE(fmt::format("I/O faults: {} ({} VFS), {}: {} of {} calls, {} failed the operation, {} did not "
+                            "({} inside an acknowledged call)",
+                            sc.name, wal_vfs ? "WAL" : "default", sw.what, runs, total, failed, absorbed, hidden));
       }
     }
   }
 }
 
+/// The scenario named `name` (by its first words).
+Scenario scenario(const std::string& name) {
+  for (auto& sc : scenarios())
+    if (std::string(sc.name).rfind(name, 0) == 0) return sc;
+  FAIL("no scenario " << name);
+  return {};
+}
+
+}  // namespace
+
+TEST_SUITE("store/power_loss") {
+  // Every acknowledged write survives a power loss at any I/O call, nothing unacknowledged is
+  // half there, verify is clean, and queues at worst redeliver.
+  TEST_CASE("single appends to a new store") { power_loss_sweep(scenario("single appends")); }
+  TEST_CASE("--ndjson batches") { power_loss_sweep(scenario("--ndjson")); }
+  TEST_CASE("import batches") { power_loss_sweep(scenario("import")); }
+  TEST_CASE("queue pull, ack, nack, park") { power_loss_sweep(scenario("queue pull")); }
+  TEST_CASE("drain with a projection") { power_loss_sweep(scenario("drain")); }
+  TEST_CASE("queue create, reset, retry") { power_loss_sweep(scenario("queue create")); }
+  TEST_CASE("checkpoints with a reader present") { power_loss_sweep(scenario("appends with checkpoints")); }
+  TEST_CASE("schema upgrade") {
+    if (kSchemaVersion == 2) power_loss_sweep(scenario("schema upgrade"));
+  }
+}
+
 TEST_SUITE("store/io_faults") {
-  TEST_CASE("an I/O error or a full disk at any call fails the operation; acknowledged writes stay, verify is clean") {
-    const auto n = points(30);
-    struct Sweep {
-      unsigned kind;
-      int rc;
-      bool sticky;
-      const char* what;
-    };
-    const Sweep sweeps[] = {
-        {fault::kRead, SQLITE_IOERR_READ, false, "read error"},
-        {fault::kWrite, SQLITE_IOERR_WRITE, false, "write error"},
-        {fault::kWrite, SQLITE_FULL, true, "disk full (stays full)"},
-        {fault::kSync, SQLITE_IOERR_FSYNC, false, "fsync error"},
-        {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate/delete error"},
-        {fault::kLock, SQLITE_IOERR_LOCK, false, "lock error"},
-        {fault::kLock, SQLITE_BUSY, false, "lock busy"},
-    };
-    for (bool wal_vfs : {true, false}) {
-      fault::Install vfs(wal_vfs);
-      for (const Scenario& sc : scenarios()) {
-        const std::string scenario = sc.name;
-        CAPTURE(scenario);
-        CAPTURE(wal_vfs);
-        Fixture fx(sc);
-        std::map<unsigned, std::int64_t> count;
-        {
-          test::TempStore t;
-          fx.copy_to(t.path);
-          fault::reset();
-          Model m = fx.setup_model;
-          auto err = run(sc, t.path, m);
-          REQUIRE_MESSAGE(!err.has_value(), std::string(err ? err->what() : ""));
-          for (const auto& s : sweeps) count[s.kind] = fault::calls(s.kind);
-          fault::reset();
-        }
-        std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name));
-        for (const auto& sw : sweeps) {
-          CAPTURE(sw.what);
-          const std::int64_t total = count[sw.kind];
-          std::int64_t runs = 0, failed = 0, absorbed = 0, hidden = 0;
-          for (std::int64_t i = 0; i < std::min(n, total); ++i) {
-            const std::int64_t at = total <= n ? i + 1 : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
-            CAPTURE(at);
-            test::TempStore t;
-            fx.copy_to(t.path);
-            fault::reset();
-            fault::fail_at(at, sw.kind, sw.rc, sw.sticky);
-            Model m = fx.setup_model;
-            auto err = run(sc, t.path, m);
-            const bool fired = fault::failures() > 0;
-            fault::fail_at(0, 0, SQLITE_OK);
-            ++runs;
-            if (err) {
-              ++failed;
-              CAPTURE(err->what());
-              if (sw.kind == fault::kLock) CHECK((err->code() == Errc::io || err->code() == Errc::busy));
-              else CHECK(err->code() == Errc::io);
-            } else if (fired) {
-              ++absorbed;  // the failed call was not needed (a checkpoint at close), or retried (locks)
-            }
-            // A failure inside a call that reported success (an fsync of the checkpoint that
-            // follows a commit, a lock retried) is fine only if what that call acknowledged is
-            // durable: a power loss right now (every unsynced write lost) must keep it.
-            hidden += m.absorbed;
-            std::string absorbed_what;
-            for (const auto& w : m.absorbed_what) absorbed_what += w + "; ";
-            CAPTURE(absorbed_what);
-            test::TempStore now;  // the files as the fault left them, for the process-level check
-            for (const char* suffix : {"", "-wal"})
-              if (fs::exists(t.path + suffix)) fs::copy_file(t.path + suffix, now.path + suffix);
-            fault::CrashOptions o;
-            o.keep = 0;
-            fault::reboot(o);
-            check_store(t.path, m, false);
-            fault::reset();
-            // Without a power loss, nothing acknowledged is lost, not even a queue ack.
-            check_store(now.path, m, true);
-            fault::reset();
-          }
-          MESSAGE(fmt::format("I/O faults: {} ({} VFS), {}: {} of {} calls, {} failed the operation, {} did not "
-                              "({} inside an acknowledged call)",
-                              sc.name, wal_vfs ? "WAL" : "default", sw.what, runs, total, failed, absorbed, hidden));
-        }
-      }
-    }
+  // An I/O error or a full disk at any call fails the operation (or is harmless), acknowledged
+  // writes stay even through a power loss right after, verify is clean.
+  TEST_CASE("single appends to a new store") { io_fault_sweep(scenario("single appends")); }
+  TEST_CASE("--ndjson batches") { io_fault_sweep(scenario("--ndjson")); }
+  TEST_CASE("import batches") { io_fault_sweep(scenario("import")); }
+  TEST_CASE("queue pull, ack, nack, park") { io_fault_sweep(scenario("queue pull")); }
+  TEST_CASE("drain with a projection") { io_fault_sweep(scenario("drain")); }
+  TEST_CASE("queue create, reset, retry") { io_fault_sweep(scenario("queue create")); }
+  TEST_CASE("checkpoints with a reader present") { io_fault_sweep(scenario("appends with checkpoints")); }
+  TEST_CASE("schema upgrade") {
+    if (kSchemaVersion == 2) io_fault_sweep(scenario("schema upgrade"));
   }
 }

@@ -54,7 +54,7 @@ class RawFile {
 }  // namespace
 
 TEST_SUITE("store/fault_vfs") {
-  TEST_CASE("a synced write survives a power loss; an unsynced one is dropped (keep 0) or kept (keep 1)") {
+  TEST_CASE("a synced write survives a power loss, an unsynced one is dropped (keep 0) or kept (keep 1)") {
     test::TempStore t;
     for (double keep : {0.0, 1.0}) {
       CAPTURE(keep);
@@ -115,7 +115,7 @@ TEST_SUITE("store/fault_vfs") {
     CHECK(seen.size() > 3);
   }
 
-  TEST_CASE("a file created and never synced may vanish; once synced it stays") {
+  TEST_CASE("a file created and never synced may vanish, once synced it stays") {
     test::TempStore t;
     bool vanished = false, stayed = false;
     for (std::uint64_t seed = 1; seed <= 20; ++seed) {
