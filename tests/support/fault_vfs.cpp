@@ -12,6 +12,8 @@
 //   folder" flag, or by the first sync of a journal or WAL opened with CREATE (SQLite's unix VFS
 //   fsyncs the folder then). A file's own first sync also keeps it (SQLite never syncs the folder
 //   of a main database it creates; ext4 and xfs make a synced file's entry durable);
+// - a file deleted and then created again counts as new (a power loss never brings back the
+//   deleted one's content);
 // - not modelled: renames done outside SQLite (rebuild's rename(2) is not seen here), the WAL
 //   index (-shm; removed at reboot, SQLite rebuilds it), memory-mapped I/O (refused: SQLite falls
 //   back to reads), damage to bytes not being written (a sector garbled as a whole).
