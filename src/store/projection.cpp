@@ -314,7 +314,9 @@ void Projector::Impl::open() {
   if (qdb->is_query_db()) check_recorded_queue(*qdb, path, options.queue);
   // Rollback journal, not WAL: the db is one file, so `rebuild` can replace it with a rename
   // (a WAL file beside it would belong to the old inode). Durable commits: an event is acked
-  // to the queue only after its rows are on disk.
+  // to the queue only after its rows are on disk. EXTRA, not FULL: a commit deletes the journal,
+  // and only EXTRA syncs the folder after that; otherwise a power loss can bring the journal
+  // back, and the next open rolls the committed batch back while its acks stay in the store.
   {
     auto s = db.prepare_new("PRAGMA journal_mode = DELETE");
     if (s.step() && s.text(0) != "delete")
@@ -322,7 +324,7 @@ void Projector::Impl::open() {
                                           "rollback-journal mode (close its other users and retry)",
                                           path, s.text(0)));
   }
-  db.exec("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192");
+  db.exec("PRAGMA synchronous = EXTRA; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192");
   created = false;
   {
     sql::Txn txn(db);

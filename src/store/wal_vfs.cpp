@@ -33,6 +33,7 @@ constexpr int kFrameHeaderBytes = 24;
 
 sqlite3_vfs* g_base = nullptr;  // the VFS we wrap
 sqlite3_vfs g_vfs;
+const char* g_open_with = nullptr;  // a test's choice of VFS for connections (see use_base_vfs_for_tests)
 
 struct File {
   sqlite3_file base;          // our methods
@@ -179,7 +180,9 @@ int x_current_time_int64(sqlite3_vfs*, sqlite3_int64* out) { return g_base->xCur
 
 }  // namespace
 
-const char* wal_vfs_name() {
+namespace {
+
+void register_once() {
   static std::once_flag once;
   std::call_once(once, [] {
     g_base = sqlite3_vfs_find(nullptr);
@@ -203,7 +206,23 @@ const char* wal_vfs_name() {
     g_vfs.xCurrentTimeInt64 = x_current_time_int64;
     sqlite3_vfs_register(&g_vfs, 0);
   });
-  return g_vfs.zName;
+}
+
+}  // namespace
+
+const char* wal_vfs_name() {
+  register_once();
+  return g_open_with ? g_open_with : g_vfs.zName;
+}
+
+void use_base_vfs_for_tests(const char* base, bool gather) {
+  register_once();
+  sqlite3_vfs* b = sqlite3_vfs_find(base);
+  if (!b) return;
+  g_base = b;
+  g_vfs.szOsFile = static_cast<int>(sizeof(File)) + g_base->szOsFile;
+  g_vfs.mxPathname = g_base->mxPathname;
+  g_open_with = gather ? nullptr : b->zName;
 }
 
 }  // namespace esctl::sql

@@ -2,7 +2,9 @@
 // is in the WAL file when the commit returns, whatever `synchronous` says, so another connection
 // (here one that does not use the VFS, reading the file through its own descriptor) sees it
 // whole; transactions bigger than the buffer, spilled mid-transaction and rolled back, change
-// nothing that is read back.
+// nothing that is read back; and the VFS is really in use: esctl's connections open it, and a
+// commit reaches the file system in a few large writes, not two per page (a SQLite upgrade that
+// changed how WAL frames are written, or a connection opened without the VFS, fails here).
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
@@ -10,9 +12,13 @@
 #include <string>
 
 #include "store/sqlite.hpp"
+#include "store/store.hpp"
+#include "store/wal_vfs.hpp"
+#include "support/fault_vfs.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;
+namespace fault = esctl::test::fault;
 
 namespace {
 
@@ -108,5 +114,36 @@ TEST_SUITE("store/wal_vfs") {
     auto check = db.prepare_new("PRAGMA integrity_check");
     REQUIRE(check.step());
     CHECK(check.text(0) == "ok");
+  }
+
+  TEST_CASE("esctl's connections use the WAL VFS, and a commit reaches the disk in few writes, not two per page") {
+    // Written through the fault VFS, which counts the writes that reach it, with and without
+    // the WAL VFS above it.
+    std::int64_t writes[2] = {};
+    for (bool gather : {true, false}) {
+      CAPTURE(gather);
+      test::TempStore f;
+      fault::Install vfs(gather);
+      Store store(f.options(), Access::write);
+      sqlite3_vfs* used = nullptr;
+      REQUIRE(sqlite3_file_control(store.db().raw(), "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK);
+      REQUIRE(used);
+      CHECK(std::string(used->zName) == (gather ? "esctl-wal" : fault::vfs_name()));
+      fault::reset();
+      // One transaction of ~60 pages of 8 KiB: 120 write calls from SQLite.
+      std::vector<NewEvent> batch;
+      for (int i = 0; i < 60; ++i) {
+        NewEvent e;
+        e.stream = "big";
+        e.type = "T";
+        e.data = "{\"pad\":\"" + std::string(7000, 'x') + "\"}";
+        batch.push_back(std::move(e));
+      }
+      store.append(batch);
+      writes[gather ? 0 : 1] = fault::writes_to("-wal");
+    }
+    MESSAGE("writes to the WAL for one 60-page commit: " << writes[0] << " with the WAL VFS, " << writes[1] << " without");
+    CHECK(writes[1] >= 120);
+    CHECK_MESSAGE(writes[0] * 8 <= writes[1], "the WAL VFS no longer gathers frame writes (SQLite changed how it writes them?)");
   }
 }
