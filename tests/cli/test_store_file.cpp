@@ -19,7 +19,7 @@ namespace {
 // Turns a version 3 store back into what esctl wrote at version 2 (no lease tokens, counters or
 // deliverable_since).
 constexpr const char* kDownTo2 =
-    "DROP TABLE counters; DROP INDEX queue_items_leased;"
+    "DROP TABLE counters; DROP INDEX queue_items_leased; DROP TABLE time_order;"
     "ALTER TABLE queue_items DROP COLUMN lease;"
     "ALTER TABLE queue_runs DROP COLUMN lease;"
     "ALTER TABLE queues DROP COLUMN deliverable_since;";
@@ -249,6 +249,8 @@ TEST_SUITE("cli/store_file") {
 
     REQUIRE(run({"--store", store, "init"}).status == 0);
     CHECK(sqlite3(store, "PRAGMA user_version;").out == "3\n");
+    // The time order is computed by the upgrade: all four events were appended in order.
+    CHECK(sqlite3(store, "SELECT ordered_through FROM time_order;").out == "4\n");
     auto st = json::parse(run({"--store", store, "--json", "queue", "status", "b"}).out);
     CHECK(st["leased"] == 2);
     CHECK(st["oldest_unacked_since"].is_string());
@@ -262,6 +264,24 @@ TEST_SUITE("cli/store_file") {
     CHECK(pulled["lease"] == 1);
     auto v = run({"--store", store, "verify"});
     CHECK_MESSAGE(v.status == 0, v.out, v.err);
+  }
+
+  TEST_CASE("the upgrade from schema version 2 keeps --since searches only over events in time order") {
+    TempDir d;
+    auto store = d / "s.db";
+    // recorded_at goes back at position 3: the time order holds through position 2 only.
+    std::string lines;
+    for (const char* t : {"2026-01-01T00:00:01Z", "2026-01-01T00:00:03Z", "2026-01-01T00:00:02Z", "2026-01-01T00:00:04Z"})
+      lines += fmt::format(R"({{"stream":"s-1","type":"T","data":{{}},"recorded_at":"{}"}})", t) + "\n";
+    REQUIRE(run({"--store", store, "import", "-"}, RunOptions{lines, {}, ""}).status == 0);
+    auto down = sqlite3(store, std::string("BEGIN;") + kDownTo2 + "PRAGMA user_version = 2; COMMIT;");
+    REQUIRE_MESSAGE(down.status == 0, down.err);
+    REQUIRE(run({"--store", store, "init"}).status == 0);
+    CHECK(sqlite3(store, "SELECT ordered_through FROM time_order;").out == "2\n");
+    auto r = run({"--store", store, "read", "--all", "--since", "2026-01-01T00:00:02Z", "--format", "{position}"});
+    CHECK_MESSAGE(r.status == 0, r.err);
+    CHECK(r.out == "2\n3\n4\n");
+    CHECK(run({"--store", store, "verify"}).status == 0);
   }
 
   TEST_CASE("stored events cannot be changed or deleted, even with sqlite3") {
