@@ -12,9 +12,10 @@
 // esctl.
 //
 // Reading the store: the head H is read once at the start; then positions (0, H] are read in
-// chunks of RebuildOptions::chunk positions, each chunk in a read transaction of its own, so no
-// snapshot is held for the whole run (a reader's snapshot keeps the WAL from being checkpointed
-// and started over: it would grow with every concurrent append for as long as the rebuild runs).
+// chunks of RebuildOptions::chunk positions (and at most kChunkBytes of event data), each chunk
+// copied out in a read transaction of its own that ends before the projection runs on it. So no
+// snapshot is held for the whole run, nor for most of it (a reader's snapshot keeps the WAL from
+// being checkpointed and started over: it would grow with every concurrent append).
 // Events are immutable and positions never become visible out of order, so the chunks together
 // are exactly the events up to H.
 //
@@ -51,6 +52,8 @@ namespace {
 
 // WAL frames (of 8 KiB pages: 4 MiB) after which a rebuild makes the WAL start over between chunks.
 constexpr int kRestartFrames = 512;
+// Bytes of event data a chunk holds in memory at most (one event larger than this still fits).
+constexpr std::size_t kChunkBytes = 8 << 20;
 
 struct PathParts {
   std::string dir, base;
@@ -263,55 +266,83 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     const std::int64_t chunk = std::max<std::int64_t>(1, options.chunk);
     std::int64_t in_txn = 0, seen = 0;
     std::string error;
-    // Positions (from, to] in a read transaction of their own: no store snapshot outlives a chunk.
+    // One chunk of matching events, copied out of the store so that its read transaction ends
+    // before the projection runs: the snapshot is held only while rows are copied (a small part
+    // of the run), so the appenders' checkpoints can start the WAL over in between.
+    struct Row {
+      const detail::Plan* plan;
+      std::int64_t position, stream_id, version, recorded_at;
+      std::size_t at;  // in `bytes`: id (16), type, data, meta
+      std::uint32_t type_len, data_len, meta_len;
+    };
+    std::vector<Row> rows;
+    std::string bytes;
+    // Positions (from, to] in a read transaction of their own, cut short once kChunkBytes are held.
     for (std::int64_t from = 0; from < head;) {
-      const std::int64_t to = head - from > chunk ? from + chunk : head;
-      sql::Txn snapshot(sdb, sql::Txn::deferred);
-      sql::StmtScope scope(s);
-      s.bind(1, from).bind(2, to);
-      while (s.step()) {
-        if ((++seen & 0xff) == 0) {
-          check_interrupted();
-          if (options.progress) options.progress(s.i64(2), head);
+      std::int64_t to = head - from > chunk ? from + chunk : head;
+      rows.clear();
+      bytes.clear();
+      {
+        sql::Txn snapshot(sdb, sql::Txn::deferred);
+        sql::StmtScope scope(s);
+        s.bind(1, from).bind(2, to);
+        while (s.step()) {
+          if ((++seen & 0xff) == 0) check_interrupted();
+          std::string_view type = s.text(0);
+          const detail::Plan& plan = qdb.plan(type);
+          if (plan.empty()) continue;
+          if (filter && !filter->matches_type(type)) continue;
+          std::int64_t sid = s.i64(1);
+          if (by_stream) {
+            auto i = static_cast<std::size_t>(sid);
+            if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
+            if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
+            if (stream_ok[i] < 0) continue;
+          }
+          std::string_view id = s.blob(4), data = s.text(5), meta = s.text(6);
+          rows.push_back(Row{&plan, s.i64(2), sid, s.i64(3), s.i64(7), bytes.size(),
+                             static_cast<std::uint32_t>(type.size()), static_cast<std::uint32_t>(data.size()),
+                             static_cast<std::uint32_t>(meta.size())});
+          bytes.append(id).append(16 - std::min<std::size_t>(16, id.size()), '\0');
+          bytes.append(type).append(data).append(meta);
+          if (bytes.size() >= kChunkBytes && rows.back().position < to) {
+            to = rows.back().position;  // the rest of this chunk comes with the next one
+            break;
+          }
         }
-        std::string_view type = s.text(0);
-        const detail::Plan& plan = qdb.plan(type);
-        if (plan.empty()) continue;
-        if (filter && !filter->matches_type(type)) continue;
-        std::int64_t sid = s.i64(1);
-        auto i = static_cast<std::size_t>(sid);
-        if (by_stream) {
-          if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
-          if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
-          if (stream_ok[i] < 0) continue;
-        }
-        EventRef e{s.i64(2), store.stream_name(sid), s.i64(3), s.blob(4), type, s.text(5), s.text(6), s.i64(7)};
+        scope->reset();
+        snapshot.commit();
+      }
+      for (const Row& r : rows) {
+        const char* b = bytes.data() + r.at;
+        std::string_view id(b, 16), type(b + 16, r.type_len), data(b + 16 + r.type_len, r.data_len),
+            meta(b + 16 + r.type_len + r.data_len, r.meta_len);
+        EventRef e{r.position, store.stream_name(r.stream_id), r.version, id, type, data, meta, r.recorded_at};
         ++result.read;
-        if (!qdb.run(plan, e, error))
+        if (!qdb.run(*r.plan, e, error))
           throw Error(Errc::invalid_input,
                       fmt::format("event {} of stream '{}' (version {}, position {}) failed: {}; '{}' is unchanged "
                                   "(fix the projection or the event and rebuild again)",
                                   e.type, e.stream, e.version, e.position, error, path));
         ++result.applied;
+        auto i = static_cast<std::size_t>(r.stream_id);
         if (i >= last_version.size()) last_version.resize(std::max(i + 1, last_version.size() * 2), -1);
         if (last_version[i] < 0) ++result.streams;
         last_version[i] = e.version;
         if (++in_txn >= options.batch) {
           txn->commit();
           check_interrupted();
-          if (options.progress) options.progress(e.position, head);
           txn.emplace(db);
           in_txn = 0;
         }
       }
-      scope->reset();
-      snapshot.commit();
+      check_interrupted();
+      if (options.progress) options.progress(to, head);
       from = to;
       // Between chunks, with no snapshot of ours open: checkpoint what the appenders committed
       // meanwhile, and once the WAL holds 4 MiB, make the next append start it over (RESTART,
-      // waiting at most 10 ms for the locks). Appenders checkpoint too, but always while one of
-      // our chunks holds a read mark in the WAL, so it could never start over and would only
-      // grow. Best effort: cheap when nothing was committed; busy or read-only is ignored.
+      // waiting at most 10 ms for the locks). Best effort: cheap when nothing was committed;
+      // busy or read-only is ignored.
       if (from < head) sdb.checkpoint(kRestartFrames, 10);
     }
     // The checkpoint: per stream, the last version applied; and what this db was built from.
