@@ -205,4 +205,10 @@ void add_time_options(CLI::App& app, std::string& since, std::string& until) {
                  "Only events recorded at or before TIME: RFC 3339, a UTC date (its end) or a duration ago");
 }
 
+CLI::Option* add_format_option(CLI::App& app, std::string& format) {
+  return app.add_option("--format", format,
+                        "One line per event from TEMPLATE: {position} {stream} {version} {type} {id} "
+                        "{recorded_at} {data} {meta} {data.PATH} {meta.PATH}");
+}
+
 }  // namespace esctl::cmd

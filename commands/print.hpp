@@ -24,6 +24,8 @@ TimeRange parse_time_range(const std::string& since, const std::string& until);
 
 /// Declares --since and --until on `app`, storing into `since`/`until`.
 void add_time_options(CLI::App& app, std::string& since, std::string& until);
+/// Declares --format TEMPLATE (the event placeholders) on `app`; its count() says whether it was given.
+CLI::Option* add_format_option(CLI::App& app, std::string& format);
 
 class EventPrinter {
  public:

@@ -26,9 +26,7 @@ Runner setup_read(CLI::App& app) {
   app.add_option("--count", o->count, "Print at most N events");
   app.add_flag("--backwards", o->backwards, "STREAM only: newest first, from --from (default: the last version) down");
   add_time_options(app, o->since, o->until);
-  auto* format = app.add_option("--format", o->format,
-                                "One line per event from TEMPLATE: {position} {stream} {version} {type} {id} "
-                                "{recorded_at} {data} {meta} {data.PATH} {meta.PATH}");
+  auto* format = add_format_option(app, o->format);
   return [o, format](Context& ctx) {
     const auto tmpl = parse_format(ctx, o->format, format->count() > 0, false);
     const TimeRange time = parse_time_range(o->since, o->until);

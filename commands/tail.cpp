@@ -77,9 +77,7 @@ Runner setup_tail(CLI::App& app) {
   app.add_option("-n,--count", o->count, "How many of the last events to print (default 10; 0: only new ones)");
   app.add_flag("-f,--follow", o->follow, "Then print each new matching event as it is committed, until interrupted");
   add_time_options(app, o->since, o->until);
-  auto* format = app.add_option("--format", o->format,
-                                "One line per event from TEMPLATE: {position} {stream} {version} {type} {id} "
-                                "{recorded_at} {data} {meta} {data.PATH} {meta.PATH}");
+  auto* format = add_format_option(app, o->format);
   return [o, format](Context& ctx) {
     const auto tmpl = parse_format(ctx, o->format, format->count() > 0, false);
     const TimeRange time = parse_time_range(o->since, o->until);
