@@ -484,9 +484,6 @@ void Store::read_last(std::int64_t count, const EventFilter& filter, const Event
 }
 
 std::optional<Store::TimeOrder> Store::time_order() {
-  if (has_time_order_ < 0)
-    has_time_order_ = db_->query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'time_order'") > 0;
-  if (!has_time_order_) return std::nullopt;
   sql::StmtScope s(db_->prepare("SELECT ordered_through, max_recorded_at FROM time_order"));
   if (!s->step()) return std::nullopt;
   return TimeOrder{s->i64(0), s->i64(1)};

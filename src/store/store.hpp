@@ -136,11 +136,10 @@ class Store {
     std::int64_t ordered_through = 0;
     std::int64_t max_recorded_at = INT64_MIN;
   };
-  /// The time_order row; nullopt for stores made before the table existed.
+  /// The time_order row (every schema v3 store has one; nullopt only if it was deleted by hand).
   std::optional<TimeOrder> time_order();
 
   StoreOptions options_;
-  int has_time_order_ = -1;  // -1 unknown, else whether the table exists
   std::unique_ptr<sql::Db> db_;
   std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
   // Stream heads as of our own last commit, reused across append() calls (import batches) for

@@ -74,19 +74,6 @@ TEST_SUITE("store/store_time") {
     CHECK(positions_in(s, 20, 20) == std::vector<std::int64_t>{2, 3, 4});
   }
 
-  TEST_CASE("a store without the time_order table is read by filtering") {
-    TempStore t;
-    {
-      Store s(t.options(), Access::write);
-      s.append({at(30), at(10), at(20)}, {}, false);
-      s.db().exec("DROP TABLE time_order");
-    }
-    Store s(t.options(), Access::write);
-    s.append({at(40)}, {}, false);  // appends do not need the table
-    CHECK(s.time_span(15, 35).ordered_through == 0);
-    CHECK(positions_in(s, 15, 35) == std::vector<std::int64_t>{1, 3});
-  }
-
   TEST_CASE("a failed append leaves the ordered prefix as it was") {
     TempStore t;
     Store s(t.options(), Access::write);
