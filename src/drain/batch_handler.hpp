@@ -21,6 +21,10 @@ struct BatchOutcome {
   /// Positions to give back without using an attempt (they did not fail: an earlier event of
   /// their stream did); they override `results`.
   std::vector<std::int64_t> returned;
+  /// The nacks are the handler's own answers, each about its event: under SIGINT they stay nacks.
+  /// False (a whole-batch outcome, as --exec's exit status): under SIGINT a nack is most likely
+  /// the interrupt itself, and the event is returned instead.
+  bool final_answers = false;
 
   static BatchOutcome ack_all(const std::vector<Delivery>& batch);
   static BatchOutcome nack_all(const std::vector<Delivery>& batch, const std::string& reason);

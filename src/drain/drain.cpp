@@ -143,7 +143,7 @@ Settlement settlement_for(const PullResult& r, const BatchOutcome& out, bool int
       item.reason = **it->second;
     }
     // Stopped by SIGINT: the failure is most likely the interrupt itself; do not count it.
-    if (item.kind == Settlement::nack && interrupted) item.kind = Settlement::release;
+    if (item.kind == Settlement::nack && interrupted && !out.final_answers) item.kind = Settlement::release;
     if (returned.count(d.event.position)) item.kind = Settlement::release;
     s.items.push_back(std::move(item));
   }
@@ -166,10 +166,12 @@ void run_worker(Shared& sh, int index) {
   std::vector<Settlement> unsettled;  // outcomes not written yet, oldest first (at most one unless failing)
   std::vector<Settlement> give_back;  // leased ahead and never handed to the handler: not counted
   std::unique_ptr<Store> store;
+  // Ended (a --pipe handler's process closed and waited for) only after its outcomes are settled.
+  BatchHandler handler;
   try {
     store = std::make_unique<Store>(sh.store, Access::update);
     Queues queues(*store);
-    BatchHandler handler = sh.make_handler(index);
+    handler = sh.make_handler(index);
     std::optional<ChangeWaiter> waiter;
     if (o.follow) waiter.emplace(*store);
 
