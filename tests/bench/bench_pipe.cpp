@@ -1,0 +1,152 @@
+// Benchmark of `queue drain --pipe` against `export` and `drain --exec`. Not a test; never run in CI.
+// On N events (default 1M, ~200 B each, 10k interleaved streams), in one run, each with
+// --batch 1000 and the queue reset to the start before each drain:
+//   export --all > /dev/null                       the baseline: reading and formatting every event
+//   drain --exec 'cat >/dev/null'                  a shell per batch
+//   drain --pipe BENCH --ack-handler               (a) a compiled handler: `ack` per line, written
+//                                                  whenever its input has nothing more buffered
+//   drain --pipe "python3 -u -c ..."               (b) Python answering `ack` per line
+// Prints events/s, the ratio to export, and the peak RSS of the run (the larger of esctl and the
+// handler processes it waited for). The store is made with `esctl import`, so only the binary is
+// measured.
+//
+// Usage: bench_pipe [EVENTS=1000000]        (bench_pipe --ack-handler is handler (a))
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+extern char** environ;
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Handler (a): reads what is there, answers `ack` for each complete line, and writes the answers
+// when its input has nothing more buffered (or 64 KiB of answers are waiting).
+int ack_handler() {
+  static char in[1 << 16];
+  std::string out;
+  for (;;) {
+    ssize_t n = ::read(0, in, sizeof in);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i)
+      if (in[i] == '\n') out += "ack\n";
+    pollfd p{0, POLLIN, 0};
+    if (out.size() >= (1 << 16) || ::poll(&p, 1, 0) == 0) {
+      std::size_t off = 0;
+      while (off < out.size()) {
+        ssize_t w = ::write(1, out.data() + off, out.size() - off);
+        if (w <= 0) return 1;
+        off += static_cast<std::size_t>(w);
+      }
+      out.clear();
+    }
+  }
+  return 0;
+}
+
+struct Ran {
+  int status = -1;
+  double seconds = 0;
+  long max_rss_kb = 0;
+};
+
+// Runs argv with stdin from `input_file` (or /dev/null) and stdout to /dev/null.
+Ran run(const std::vector<std::string>& argv, const std::string& input_file = "/dev/null") {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, input_file.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  Ran r;
+  auto t0 = Clock::now();
+  pid_t pid;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) std::exit(1);
+  posix_spawn_file_actions_destroy(&fa);
+  int st = 0;
+  rusage ru{};
+  ::wait4(pid, &st, 0, &ru);
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.max_rss_kb = ru.ru_maxrss;
+  return r;
+}
+
+void must(const Ran& r, const std::string& what) {
+  if (r.status != 0) {
+    fmt::print(stderr, "{} failed with status {}\n", what, r.status);
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--ack-handler") == 0) return ack_handler();
+  const std::int64_t n = argc > 1 ? std::atoll(argv[1]) : 1000000;
+  const std::string self = std::filesystem::canonical("/proc/self/exe").string();
+  auto dir = std::filesystem::temp_directory_path() / fmt::format("esctl-bench-pipe-{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string store = (dir / "events.db").string();
+  auto esctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {ESCTL_BIN, "--store", store});
+    return args;
+  };
+
+  {
+    const std::string input = (dir / "events.ndjson").string();
+    std::ofstream f(input);
+    const std::string data =
+        R"({"customer":"c-12345","total":123.45,"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"benchmark"})";
+    for (std::int64_t i = 0; i < n; ++i)
+      f << R"({"stream":"order-)" << i % 10000 << R"(","type":"OrderPlaced","data":)" << data << "}\n";
+    f.close();
+    must(run(esctl({"import", "-"}), input), "import");
+    std::filesystem::remove(input);
+  }
+  fmt::print("store: {} events, 10000 streams, {:.0f} MB\n", n,
+             static_cast<double>(std::filesystem::file_size(store)) / 1e6);
+  must(run(esctl({"queue", "create", "bench", "--from", "start"})), "queue create");
+
+  struct Row {
+    std::string name;
+    std::vector<std::string> args;
+    bool drain;
+  };
+  const std::string py = "python3 -u -c 'import sys\nfor line in sys.stdin: sys.stdout.write(\"ack\\n\")'";
+  const std::vector<Row> rows = {
+      {"export --all", {"export", "--all"}, false},
+      {"drain --exec 'cat >/dev/null'", {"queue", "drain", "bench", "--batch", "1000", "--exec", "cat >/dev/null"}, true},
+      {"drain --pipe (a) compiled ack", {"queue", "drain", "bench", "--batch", "1000", "--pipe", "'" + self + "' --ack-handler"}, true},
+      {"drain --pipe (b) python3 -u", {"queue", "drain", "bench", "--batch", "1000", "--pipe", py}, true},
+  };
+  double export_rate = 0;
+  fmt::print("{:<34} {:>10} {:>12} {:>9} {:>9}\n", "run", "seconds", "events/s", "x export", "peak RSS");
+  for (const auto& row : rows) {
+    if (row.drain) must(run(esctl({"queue", "reset", "bench", "--to", "start"})), "reset");
+    Ran r = run(esctl(row.args));
+    must(r, row.name);
+    double rate = static_cast<double>(n) / r.seconds;
+    if (!row.drain) export_rate = rate;
+    fmt::print("{:<34} {:>10.2f} {:>12.0f} {:>9.2f} {:>6.1f} MB\n", row.name, r.seconds, rate, rate / export_rate,
+               static_cast<double>(r.max_rss_kb) / 1024);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
