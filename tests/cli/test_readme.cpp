@@ -181,6 +181,8 @@ TEST_SUITE("cli/readme") {
     // The relay copied three orders, and the replay of its queue added none.
     CHECK(r.out.find("imported 3 events (0 already stored, skipped)") != std::string::npos);
     CHECK(r.out.find("imported 0 events (3 already stored, skipped)") != std::string::npos);
+    // The --pipe projector's read model: ann's two orders, bob's one.
+    CHECK_MESSAGE(r.out.find("ann|38.0\nbob|12.5\n") != std::string::npos, r.out);
     // The exit-codes example.
     CHECK(r.out.find("exit 4\n") != std::string::npos);
 
