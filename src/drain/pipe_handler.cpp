@@ -343,10 +343,10 @@ class PipeHandler {
       if (nl == std::string::npos) break;
       std::string_view line(rbuf_.data() + at, nl - at);
       if (b.done()) {
+        std::string what = fmt::format(
+            "protocol error: the handler wrote {} with no event outstanding (more answers than events)", quoted_line(line));
         rbuf_.erase(0, at);
-        failed(fmt::format("protocol error: the handler wrote {} with no event outstanding (more answers than events)",
-                           quoted_line(line)),
-               &b);
+        failed(what, &b);
         return false;
       }
       if (line == "ack") {
@@ -356,10 +356,10 @@ class PipeHandler {
       } else if (line.size() > 5 && line.substr(0, 5) == "nack ") {
         b.answer(std::string(line.substr(5)));
       } else {
-        rbuf_.erase(0, at);
-        failed(fmt::format("protocol error: the handler answered {} (expected 'ack', 'nack' or 'nack REASON')",
-                           quoted_line(line)),
-               &b);
+        std::string what = fmt::format("protocol error: the handler answered {} (expected 'ack', 'nack' or 'nack REASON')",
+                                       quoted_line(line));
+        rbuf_.erase(0, at);  // `line` points into rbuf_: quoted first
+        failed(what, &b);
         return false;
       }
       ++answers_;

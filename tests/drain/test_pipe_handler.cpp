@@ -170,7 +170,7 @@ TEST_SUITE("drain/pipe_handler") {
     Pipe p(acker(dir, 2, "echo ok; continue"));
     auto out = p.handle({event(1, "s", 0), event(2, "t", 0), event(3, "u", 0)});
     CHECK(of(out, 1) == "ack");
-    CHECK(of(out, 2).find("protocol error: the handler answered 'ok'") != std::string::npos);
+    CHECK_MESSAGE(of(out, 2).find("protocol error: the handler answered 'ok'") != std::string::npos, of(out, 2), p.said);
     CHECK(of(out, 3) == "returned");
     CHECK(p.said.find("starting it again") != std::string::npos);
     auto again = p.handle({event(2, "t", 0)});
