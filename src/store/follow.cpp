@@ -26,7 +26,7 @@
 
 #include "core/error.hpp"
 #include "core/signals.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "core/event.hpp"
 #include "store/projection.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 struct sqlite3_stmt;
 

@@ -60,7 +60,7 @@
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 
 namespace esctl {

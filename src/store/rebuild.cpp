@@ -45,7 +45,7 @@
 #include "store/projection_db.hpp"
 #include "store/query_db_lock.hpp"
 #include "store/queue.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {

@@ -35,8 +35,8 @@
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
-#include "store/schema.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/schema.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "store/follow.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;

@@ -12,7 +12,7 @@
 #include "core/error.hpp"
 #include "core/uuid.hpp"
 #include "store/projection.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 

@@ -16,7 +16,7 @@
 #include "core/error.hpp"
 #include "store/projection.hpp"
 #include "store/query_db_lock.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 

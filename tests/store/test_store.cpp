@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 

@@ -2,7 +2,7 @@
 // search narrows a read to, and reads by time that stay correct past the ordered prefix.
 #include <doctest/doctest.h>
 
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/verify.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 

@@ -25,7 +25,7 @@
 //   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
 //   Every lease carries a token, and every queue an id, drawn from `counters`: neither is ever
 //   reused, even after a queue is deleted, so a late outcome can be told from a current one.
-#include "store/schema.hpp"
+#include "store/sqlite/schema.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -33,7 +33,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {
