@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "store/sqlite/event_store.hpp"
 #include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "store/sqlite/wal_vfs.hpp"
@@ -126,7 +127,7 @@ TEST_SUITE("store/wal_vfs") {
       fault::Install vfs(gather);
       Store store(f.options(), Access::write);
       sqlite3_vfs* used = nullptr;
-      REQUIRE(sqlite3_file_control(store.db().raw(), "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK);
+      REQUIRE(sqlite3_file_control(sqlite::connection(store).raw(), "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK);
       REQUIRE(used);
       CHECK(std::string(used->zName) == (gather ? "esctl-wal" : fault::vfs_name()));
       fault::reset();
