@@ -71,6 +71,7 @@ constexpr std::pair<std::string_view, std::string_view> kValueNames[] = {
     {"--on-poison", "block|park"},
     {"--reason", "MESSAGE"},
     {"--exec", "CMD"},
+    {"--pipe", "CMD"},
     {"--into", "DB"},
     {"--since", "TIME"},
     {"--until", "TIME"},

@@ -28,7 +28,8 @@
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
-#include "store/projection.hpp"
+#include "projection/projection.hpp"
+#include "projection/projector.hpp"
 #include "store/queue.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/event_store.hpp"
