@@ -473,7 +473,7 @@ HandlerFactory projection_handlers(Context& ctx, const QueueOptions& o) {
     Store store = ctx.open_store(Access::read);
     Queues(store).get(o.name);
   }
-  ProjectorOptions po{ctx.store_options.busy_timeout_ms, ctx.store_options.path, o.name};
+  ProjectorOptions po{ctx.store_options.busy_timeout_ms, ctx.store_options.location, o.name};
   {
     // Creates DB (running @init) if needed, and checks the statements against it.
     Projector check(projection, o.into, po);

@@ -12,7 +12,7 @@
 
 #include "core/error.hpp"
 #include "projection/projection_db.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {

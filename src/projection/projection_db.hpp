@@ -12,7 +12,7 @@
 
 #include "core/event.hpp"
 #include "projection/projection_file.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 struct sqlite3_stmt;
 

@@ -31,7 +31,7 @@
 #include "core/time.hpp"
 #include "projection/projection_db.hpp"
 #include "projection/query_db_lock.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 

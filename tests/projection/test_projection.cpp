@@ -13,7 +13,7 @@
 #include "core/uuid.hpp"
 #include "projection/projection.hpp"
 #include "projection/projector.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 

@@ -17,7 +17,7 @@
 #include "projection/projection.hpp"
 #include "projection/projector.hpp"
 #include "projection/query_db_lock.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 

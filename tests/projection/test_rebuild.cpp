@@ -10,7 +10,7 @@
 
 #include "projection/projection.hpp"
 #include "projection/rebuild.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;
