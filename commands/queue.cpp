@@ -13,8 +13,10 @@
 #include "render/progress.hpp"
 #include "render/template.hpp"
 #include "render/table.hpp"
-#include "store/drain.hpp"
-#include "store/projection.hpp"
+#include "drain/drain.hpp"
+#include "drain/exec_handler.hpp"
+#include "drain/projection_handler.hpp"
+#include "projection/projection.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {

@@ -28,7 +28,8 @@
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
-#include "store/projection.hpp"
+#include "projection/projection.hpp"
+#include "projection/projector.hpp"
 #include "store/queue.hpp"
 #include "store/schema.hpp"
 #include "store/sqlite.hpp"

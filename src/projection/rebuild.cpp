@@ -22,7 +22,7 @@
 // Speed: events are filtered by type before any other column is touched; the per-stream
 // checkpoint is kept in memory (a version per stream id) and written once at the end, because
 // the temporary file is all-or-nothing.
-#include "store/rebuild.hpp"
+#include "projection/rebuild.hpp"
 
 #include <dirent.h>
 #include <sqlite3.h>
@@ -42,8 +42,8 @@
 #include "core/error.hpp"
 #include "core/signals.hpp"
 #include "core/time.hpp"
-#include "store/projection_db.hpp"
-#include "store/query_db_lock.hpp"
+#include "projection/projection_db.hpp"
+#include "projection/query_db_lock.hpp"
 #include "store/queue.hpp"
 #include "store/sqlite.hpp"
 
@@ -242,7 +242,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
   std::vector<std::int64_t> last_version;  // per stream id: last applied version, -1 if none
 
   {
-    detail::ProjectionDb qdb(*projection, temp.path(), sql::OpenMode::create, busy_ms);
+    detail::ProjectionDb qdb(projection->file(), temp.path(), sql::OpenMode::create, busy_ms);
     auto& db = qdb.db();
     qdb.set_interruptible();
     db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; "
