@@ -91,6 +91,7 @@ struct State {
   std::int64_t fail_seen = 0;
   std::int64_t failures = 0;
   std::vector<std::string> failed;  // what each injected failure hit
+  std::vector<std::int64_t> outside;  // mutating-call numbers of the fs_ops calls
 };
 
 State g;
@@ -352,8 +353,12 @@ void track(const std::string& path) {
   t.durable = read_file(path);
 }
 
+/// Notes the number of the fs_ops call just gated, as crash_at counts mutating calls.
+void note_outside() { g.outside.push_back(calls(kMutating)); }
+
 int fs_rename(const char* from, const char* to) {
   const std::string f = full_path(from), t = full_path(to);
+  note_outside();
   if (int rc = gate(kTruncate, SQLITE_IOERR, f.c_str(), "rename"); rc != SQLITE_OK) return fail_errno(rc);
   track(f);
   track(t);
@@ -373,6 +378,7 @@ int fs_rename(const char* from, const char* to) {
 
 int fs_unlink(const char* path) {
   const std::string p = full_path(path);
+  note_outside();
   if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE, p.c_str(), "delete"); rc != SQLITE_OK) return fail_errno(rc);
   if (::unlink(path) != 0) return -1;
   note_deleted(p, false);
@@ -381,6 +387,7 @@ int fs_unlink(const char* path) {
 
 int fs_fsync(int fd, const char* path, bool directory) {
   const std::string p = full_path(path);
+  note_outside();
   if (int rc = gate(kSync, SQLITE_IOERR_FSYNC, p.c_str(), directory ? "folder fsync" : nullptr);
       rc != SQLITE_OK)
     return fail_errno(rc);
@@ -501,6 +508,8 @@ std::int64_t calls(unsigned kinds) {
     if (kinds & k) n += g.count[kind_index(k)];
   return n;
 }
+
+const std::vector<std::int64_t>& outside_calls() { return g.outside; }
 
 std::int64_t writes_to(const std::string& suffix) {
   std::int64_t n = 0;

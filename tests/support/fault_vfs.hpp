@@ -42,6 +42,9 @@ void reset();
 
 /// Calls of the kinds in `kinds` made since reset().
 std::int64_t calls(unsigned kinds = kAll);
+/// The renames, deletes and fsyncs made through core/fs_ops.hpp since reset(), each as the
+/// number crash_at(n) gives the call (counting writes, syncs and truncates).
+const std::vector<std::int64_t>& outside_calls();
 /// write(2)-level writes that reached the base VFS for files whose name ends with `suffix`.
 std::int64_t writes_to(const std::string& suffix);
 
