@@ -737,7 +737,7 @@ void io_fault_sweep(const Scenario& sc) {
       {fault::kWrite, SQLITE_IOERR_WRITE, false, "write error"},
       {fault::kWrite, SQLITE_FULL, true, "disk full (stays full)"},
       {fault::kSync, SQLITE_IOERR_FSYNC, false, "fsync error"},
-      {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate/delete error"},
+      {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate, delete or rename error"},
       {fault::kLock, SQLITE_IOERR_LOCK, false, "lock error"},
       {fault::kLock, SQLITE_BUSY, false, "lock busy"},
   };
