@@ -3,7 +3,8 @@
 // Atomic replacement: the new db is built in `.NAME.rebuild-PID.tmp` in DB's directory (same
 // file system, so rename(2) is atomic), with journal_mode=OFF and synchronous=OFF because a
 // half-built temporary file is thrown away, never repaired. When complete it is fsynced and
-// renamed over DB, and the directory is fsynced. Query dbs use the rollback journal (never WAL),
+// renamed over DB, and the directory is fsynced (these calls go through core/fs_ops.hpp, which
+// the power-loss tests intercept). Query dbs use the rollback journal (never WAL),
 // so the file is the whole db: a reader that opens DB gets the old inode or the new one, and
 // one that has the old one open keeps reading it. The rename and the queue's hand-over happen
 // under QueryDbLock::Swap, and the whole run under QueryDbLock::Rebuild: the protocol with the
@@ -40,6 +41,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/fs_ops.hpp"
 #include "core/signals.hpp"
 #include "core/time.hpp"
 #include "projection/projection_db.hpp"
@@ -68,7 +70,7 @@ std::string temp_prefix(const std::string& base) { return "." + base + ".rebuild
 void fsync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
   if (fd < 0) throw Error(Errc::io, fmt::format("cannot open '{}' to sync it: {}", path, std::strerror(errno)));
-  int rc = ::fsync(fd);
+  int rc = fs_ops::fsync(fd, path.c_str(), directory);
   int err = errno;
   ::close(fd);
   if (rc != 0) throw Error(Errc::io, fmt::format("cannot sync '{}' to disk: {}", path, std::strerror(err)));
@@ -84,8 +86,8 @@ class TempFile {
   const std::string& path() const { return path_; }
   void disarm() { armed_ = false; }
   void remove() const {
-    ::unlink(path_.c_str());
-    ::unlink((path_ + "-journal").c_str());
+    fs_ops::unlink(path_.c_str());
+    fs_ops::unlink((path_ + "-journal").c_str());
   }
 
  private:
@@ -183,7 +185,7 @@ int remove_stale_rebuild_files(const std::string& db_path) {
     pid_t pid = static_cast<pid_t>(std::stol(std::string(rest.substr(0, digits))));
     if (pid == ::getpid()) continue;
     if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its rebuild may still be running
-    if (::unlink((dir + "/" + std::string(name)).c_str()) == 0) ++removed;
+    if (fs_ops::unlink((dir + "/" + std::string(name)).c_str()) == 0) ++removed;
   }
   ::closedir(d);
   return removed;
@@ -359,7 +361,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
     bool queue_first = queue && result.queue_before->queue.cursor > result.head;
     if (queue_first) hand_over();
-    if (::rename(temp.path().c_str(), path.c_str()) != 0)
+    if (fs_ops::rename(temp.path().c_str(), path.c_str()) != 0)
       throw Error(Errc::io, fmt::format("cannot rename '{}' to '{}': {}", temp.path(), path, std::strerror(errno)));
     temp.disarm();
     fsync_path(dir, true);

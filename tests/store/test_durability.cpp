@@ -1,10 +1,12 @@
 // Durability under power loss and I/O errors, through the fault-injection VFS stacked under the
 // WAL VFS (and, to compare, without it). Each scenario (appends, --ndjson batches, import, queue
-// pull/ack/nack, checkpoints with a reader present) is run once to count its I/O calls, then
-// again with a power loss at many random calls, or with each Nth read/write/sync/truncate/lock
-// failing. After each, the store is reopened with SQLite's default VFS (integrity_check) and
-// with esctl (verify, reads, queue pulls) and must hold every acknowledged write whole, nothing
-// half-visible, and queue state that is a valid earlier one.
+// pull/ack/nack, checkpoints with a reader present, rebuild and its rename) is run once to count
+// its I/O calls, then again with a power loss at many random calls, or with each Nth
+// read/write/sync/truncate/lock failing (rebuild's rename, unlinks and fsyncs included: the fault
+// VFS models them through core/fs_ops.hpp). After each, the store is reopened with SQLite's
+// default VFS (integrity_check) and with esctl (verify, reads, queue pulls) and must hold every
+// acknowledged write whole, nothing half-visible, queue state that is a valid earlier one, and a
+// rebuilt query db that is the old one or the new one, whole.
 //
 // ESCTL_FAULT_POINTS=N sets the crash points per scenario and VFS (default 100) and the faults
 // per scenario, VFS and kind of call (default 30; every call when there are fewer);
@@ -25,11 +27,13 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
 #include "projection/projection.hpp"
 #include "projection/projector.hpp"
+#include "projection/rebuild.hpp"
 #include "store/queue.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/event_store.hpp"
@@ -100,6 +104,9 @@ struct Model {
   std::int64_t setup_events = 0;       // events of the setup (all acknowledged)
   bool queue = false;
   std::string qdb;                       // a query db fed from queue q (drain with a projection)
+  /// If not empty, qdb was rebuilt: it must apply exactly the events at positions 1..K, once
+  /// each, for K one of these (the old db's or the new one's head; -1: it may be absent).
+  std::vector<std::int64_t> qdb_heads;
   std::vector<std::string> queues_made;  // queues whose create returned
   std::int64_t absorbed = 0;  // injected failures inside a call that then reported success
   std::vector<std::string> absorbed_what;
@@ -277,6 +284,31 @@ void check_queue(Store& s, const Model& m, bool strict) {
   // Per stream: whatever was not delivered again was acked (or its ack was in flight).
 }
 
+/// The rebuilt query db is the old one or the new one, whole: it opens, passes SQLite's integrity
+/// check, and has applied each event at positions 1..K once, for K one of m.qdb_heads.
+void check_rebuilt_db(const Model& m) {
+  const std::string heads = fmt::format("{}", fmt::join(m.qdb_heads, ", "));
+  CAPTURE(heads);
+  if (!fs::exists(m.qdb) || fs::file_size(m.qdb) == 0) {
+    CHECK_MESSAGE(std::count(m.qdb_heads.begin(), m.qdb_heads.end(), -1) == 1, "the query db is gone");
+    return;
+  }
+  const std::string integrity = plain_integrity(m.qdb);
+  REQUIRE_MESSAGE(integrity == "ok", "SQLite's integrity check of the query db: ", integrity);
+  sql::Db qdb(m.qdb, sql::OpenMode::read_only, 5000);
+  auto rows = qdb.prepare_new("SELECT pos, n FROM seen ORDER BY pos");
+  std::int64_t k = 0;
+  while (rows.step()) {
+    CAPTURE(rows.i64(0));
+    CHECK_MESSAGE(rows.i64(1) == 1, "an event applied twice to the rebuilt query db");
+    CHECK_MESSAGE(rows.i64(0) == k + 1, "a hole in the rebuilt query db");
+    k = rows.i64(0);
+  }
+  CAPTURE(k);
+  CHECK_MESSAGE(std::count(m.qdb_heads.begin(), m.qdb_heads.end(), k) == 1,
+                "the query db is neither the old one nor the new one");
+}
+
 void check_store(const std::string& path, const Model& m, bool strict) {
   if (!fs::exists(path) || fs::file_size(path) == 0) {
     // Only possible before anything was acknowledged in a store the scenario created.
@@ -296,6 +328,7 @@ void check_store(const std::string& path, const Model& m, bool strict) {
   Store s(StoreOptions{path, 5000}, Access::read);
   CHECK(sqlite::connection(s).query_i64("PRAGMA user_version") == kSchemaVersion);
   check_events(s, m);
+  if (!m.qdb_heads.empty()) check_rebuilt_db(m);
   if (m.queue) check_queue(s, m, strict);
   Queues q(s);
   for (const auto& name : m.queues_made) {
@@ -310,6 +343,7 @@ struct Scenario {
   const char* name;
   std::function<void(const std::string& path, Model& m)> setup;  // before the faults; may be empty
   std::function<void(const std::string& path, Model& m)> run;    // throws Error at the fault
+  bool commits_to_store = true;  // false: only reads the store (the WAL VFS makes no difference)
 };
 
 Scenario single_appends() {
@@ -523,9 +557,66 @@ Scenario schema_upgrade() {
           }};
 }
 
+/// Rebuilds the query db beside the store at `path` with the counting projection, in small
+/// chunks and batches (more I/O calls to crash at); `queue` as `rebuild --queue`.
+void rebuild_qdb(Store& s, const std::string& qdb, const std::string& queue) {
+  RebuildOptions o;
+  o.db_path = qdb;
+  o.queue = queue;
+  o.chunk = 8;
+  o.batch = 5;
+  rebuild(s, counting_projection(), o);
+}
+
+Scenario rebuild_replacing() {
+  return {"rebuild replacing a query db",
+          [](const std::string& path, Model& m) {
+            Store s(StoreOptions{path, 5000}, Access::write);
+            for (int i = 0; i < 24; ++i) s.append({event(fmt::format("acct-{}", i % 4), i, 300)});
+            rebuild_qdb(s, path + ".query.db", "");  // the old db: positions 1..24
+            for (int i = 24; i < 36; ++i) s.append({event(fmt::format("acct-{}", i % 4), i, 300)});
+            m.setup_events = 36;
+          },
+          [](const std::string& path, Model& m) {
+            m.qdb = path + ".query.db";
+            m.qdb_heads = {24, 36};
+            Store s(StoreOptions{path, 5000}, Access::write);
+            acknowledged(m, [&] { rebuild_qdb(s, m.qdb, ""); });
+            m.qdb_heads = {36};  // acknowledged: the new db, even after a power loss
+          },
+          false};
+}
+
+Scenario rebuild_queue() {
+  return queue_setup("rebuild --queue, handing the queue over", [](const std::string& path, Model& m) {
+    m.queue = true;
+    m.qdb = path + ".query.db";
+    {
+      // A drain of the queue's first 8 events made the old db.
+      Store s(StoreOptions{path, 5000}, Access::write);
+      Queues q(s);
+      Projector p(counting_projection(), m.qdb);
+      Clock c = Clock::now();
+      for (int b = 0; b < 2; ++b) {
+        auto ok = apply_batch(p, do_pull(q, "q", 4, 30000, c));
+        for (auto pos : ok) m.maybe_acked.insert(pos);
+        acknowledged(m, [&] { do_ack(q, "q", ok); });
+        for (auto pos : ok) m.acked.insert(pos);
+      }
+    }
+    m.qdb_heads = {8, 20};
+    Store s(StoreOptions{path, 5000}, Access::write);
+    // The hand-over settles the queue's events up to the head: the new db has them.
+    for (std::int64_t p = 1; p <= 20; ++p) m.maybe_acked.insert(p);
+    acknowledged(m, [&] { rebuild_qdb(s, m.qdb, "q"); });
+    m.qdb_heads = {20};
+  });
+}
+
 std::vector<Scenario> scenarios() {
-  std::vector<Scenario> all{single_appends(), ndjson_batches(), import_batches(), queue_ops(), drain_projection(),
-                            queue_admin(), checkpoint_with_reader()};
+  std::vector<Scenario> all{single_appends(),   ndjson_batches(),    import_batches(),
+                            queue_ops(),        drain_projection(),  queue_admin(),
+                            checkpoint_with_reader(), rebuild_replacing(), rebuild_queue()};
   // The version 1 layout is made from version 3's; a newer schema needs its own downgrade here.
   if (kSchemaVersion == 3) all.push_back(schema_upgrade());
   return all;
@@ -541,7 +632,9 @@ struct Fixture {
     if (sc.setup) sc.setup(tmpl.path, setup_model);
   }
   void copy_to(const std::string& path) const {
-    if (fs::exists(tmpl.path)) fs::copy_file(tmpl.path, path, fs::copy_options::overwrite_existing);
+    for (const char* suffix : {"", ".query.db"})
+      if (fs::exists(tmpl.path + suffix))
+        fs::copy_file(tmpl.path + suffix, path + suffix, fs::copy_options::overwrite_existing);
   }
 };
 
@@ -568,6 +661,7 @@ void power_loss_sweep(const Scenario& sc) {
       Fixture fx(sc);
       // The whole run, to count its writes, syncs and truncates.
       std::int64_t total;
+      std::vector<std::int64_t> outside;  // renames, deletes and fsyncs made outside SQLite
       {
         test::TempStore t;
         fx.copy_to(t.path);
@@ -576,21 +670,29 @@ void power_loss_sweep(const Scenario& sc) {
         auto err = run(sc, t.path, m);
         REQUIRE_MESSAGE(!err.has_value(), std::string(err ? err->what() : ""));
         total = fault::calls(fault::kMutating);
+        outside = fault::outside_calls();
         fault::reset();
         check_store(t.path, m, true);
       }
       REQUIRE(total > 0);
       // The WAL VFS must really be in the path: it writes a commit in fewer calls.
       if (wal_vfs) with_wal_vfs[sc.name] = total;
-      else CHECK_MESSAGE(total > with_wal_vfs[sc.name], "the WAL VFS made no difference: bypassed?");
+      else if (sc.commits_to_store)
+        CHECK_MESSAGE(total > with_wal_vfs[sc.name], "the WAL VFS made no difference: bypassed?");
       std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name) ^ (wal_vfs ? 1 : 2));
-      std::int64_t crashed = 0;
+      std::int64_t crashed = 0, renames_kept = 0, renames_undone = 0;
+      // Always: the first and the last call, total + 1 (the power fails after the run, all of it
+      // acknowledged), and each rename, delete and fsync made outside SQLite and the call after
+      // it (a rename's folder not yet synced). Then every call when there are few, else random ones.
+      std::vector<std::int64_t> fixed{1, total, total + 1};
+      for (auto c : outside)
+        for (auto at : {c, c + 1})
+          if (at <= total + 1 && std::find(fixed.begin(), fixed.end(), at) == fixed.end()) fixed.push_back(at);
       for (std::int64_t i = 0; i < n; ++i) {
-        // Every call when there are few, else random ones (the first and last always).
-        const std::int64_t at = total <= n ? i % total + 1
-                                : i == 0   ? 1
-                                : i == 1   ? total
-                                           : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
+        const auto k = static_cast<std::size_t>(i);
+        const std::int64_t at = k < fixed.size() ? fixed[k]
+                                : total < n      ? i % (total + 1) + 1
+                                                 : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(total)) + 1;
         test::TempStore t;
         fx.copy_to(t.path);
         fault::reset();
@@ -603,6 +705,8 @@ void power_loss_sweep(const Scenario& sc) {
         o.keep = std::array{0.0, 0.3, 0.7, 1.0}[rng() % 4];
         o.reorder = rng() % 2;
         auto report = fault::reboot(o);
+        renames_kept += report.renames_kept;
+        renames_undone += report.renames_lost;
         CAPTURE(at);
         CAPTURE(report.summary());
         const std::string why = err ? err->what() : "no error";
@@ -611,8 +715,11 @@ void power_loss_sweep(const Scenario& sc) {
         check_store(t.path, m, false);
         fault::reset();
       }
-      MESSAGE(fmt::format("power loss: {} ({} VFS): {} crash points over {} writes/syncs/truncates, {} hit",
-                          sc.name, wal_vfs ? "WAL" : "default", n, total, crashed));
+      MESSAGE(fmt::format("power loss: {} ({} VFS): {} crash points over {} writes/syncs/truncates, {} hit{}",
+                          sc.name, wal_vfs ? "WAL" : "default", n, total, crashed,
+                          renames_kept + renames_undone
+                              ? fmt::format("; renames kept {}, undone {}", renames_kept, renames_undone)
+                              : ""));
     }
   }
 }
@@ -631,7 +738,7 @@ void io_fault_sweep(const Scenario& sc) {
       {fault::kWrite, SQLITE_IOERR_WRITE, false, "write error"},
       {fault::kWrite, SQLITE_FULL, true, "disk full (stays full)"},
       {fault::kSync, SQLITE_IOERR_FSYNC, false, "fsync error"},
-      {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate/delete error"},
+      {fault::kTruncate, SQLITE_IOERR_TRUNCATE, false, "truncate, delete or rename error"},
       {fault::kLock, SQLITE_IOERR_LOCK, false, "lock error"},
       {fault::kLock, SQLITE_BUSY, false, "lock busy"},
   };
@@ -730,6 +837,10 @@ TEST_SUITE("store/power_loss") {
   TEST_CASE("schema upgrade") {
     if (kSchemaVersion == 3) power_loss_sweep(scenario("schema upgrade"));
   }
+  // The query db is the old one or the new one, whole, wherever the power fails: while the new
+  // one is written, before or after its fsync, between the rename and the folder's fsync.
+  TEST_CASE("rebuild replacing a query db") { power_loss_sweep(scenario("rebuild replacing")); }
+  TEST_CASE("rebuild --queue, handing the queue over") { power_loss_sweep(scenario("rebuild --queue")); }
 
   TEST_CASE("a query db batch that committed is not rolled back by its deleted journal coming back") {
     // A commit in rollback-journal mode ends by deleting the journal. Unless the folder is
@@ -791,4 +902,6 @@ TEST_SUITE("store/io_faults") {
   TEST_CASE("schema upgrade") {
     if (kSchemaVersion == 3) io_fault_sweep(scenario("schema upgrade"));
   }
+  TEST_CASE("rebuild replacing a query db") { io_fault_sweep(scenario("rebuild replacing")); }
+  TEST_CASE("rebuild --queue, handing the queue over") { io_fault_sweep(scenario("rebuild --queue")); }
 }

@@ -5,12 +5,16 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
 
+#include "core/fs_ops.hpp"
 #include "support/fault_vfs.hpp"
 #include "support/temp_store.hpp"
 
@@ -51,9 +55,112 @@ class RawFile {
   std::unique_ptr<char[]> mem_;
 };
 
+/// Writes `content` to `path` directly (not through the VFS).
+void put(const std::string& path, const std::string& content) { std::ofstream(path, std::ios::binary) << content; }
+
+/// fsync of the folder `dir` through core/fs_ops.hpp, as rebuild makes it.
+int sync_folder(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  int rc = fs_ops::fsync(fd, dir.c_str(), true);
+  ::close(fd);
+  return rc;
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
 }  // namespace
 
 TEST_SUITE("store/fault_vfs") {
+  TEST_CASE("a rename over a file is kept or undone by a power loss until its folder is synced, never neither") {
+    fault::Install vfs(true);
+    test::TempStore t;
+    const std::string db = t.dir + "/q.db", tmp = t.dir + "/.q.db.tmp";
+    for (bool synced_folder : {false, true}) {
+      CAPTURE(synced_folder);
+      int kept = 0, undone = 0;
+      for (std::uint64_t seed = 1; seed <= 24; ++seed) {
+        CAPTURE(seed);
+        put(db, "old");
+        fault::reset();  // "old" is on disk
+        {
+          RawFile f(tmp);
+          REQUIRE(f.write("new", 0) == SQLITE_OK);
+          REQUIRE(f.sync() == SQLITE_OK);
+        }
+        REQUIRE(fs_ops::rename(tmp.c_str(), db.c_str()) == 0);
+        CHECK(fault::read_file(db) == "new");
+        CHECK_FALSE(exists(tmp));
+        if (synced_folder) REQUIRE(sync_folder(t.dir) == 0);
+        fault::CrashOptions o;
+        o.seed = seed;
+        o.keep = 0;
+        auto r = fault::reboot(o);
+        CAPTURE(r.summary());
+        const std::string got = fault::read_file(db);
+        if (got == "new") {
+          ++kept;
+          CHECK(r.renames_kept == 1);
+          CHECK_FALSE(exists(tmp));
+        } else {
+          ++undone;
+          CHECK(got == "old");
+          CHECK(r.renames_lost == 1);
+          CHECK(fault::read_file(tmp) == "new");  // synced: its own entry stays
+        }
+        ::unlink(tmp.c_str());
+      }
+      CHECK(kept > 0);
+      if (synced_folder) CHECK(undone == 0);
+      else CHECK(undone > 0);
+    }
+  }
+
+  TEST_CASE("a file renamed before it was synced may have lost its writes, though the rename stays") {
+    fault::Install vfs(true);
+    test::TempStore t;
+    const std::string db = t.dir + "/q.db", tmp = t.dir + "/.q.db.tmp";
+    put(db, "old");
+    fault::reset();
+    {
+      RawFile f(tmp);
+      REQUIRE(f.write("new", 0) == SQLITE_OK);  // no sync
+    }
+    REQUIRE(fs_ops::rename(tmp.c_str(), db.c_str()) == 0);
+    REQUIRE(sync_folder(t.dir) == 0);
+    fault::CrashOptions o;
+    o.keep = 0;
+    auto r = fault::reboot(o);
+    CHECK(r.dropped == 1);
+    CHECK(exists(db));
+    CHECK(fault::read_file(db).empty());  // neither the old db nor the new one: why rebuild syncs first
+  }
+
+  TEST_CASE("a crash or an error at a rename, a delete or a folder fsync fails it and changes nothing") {
+    fault::Install vfs(true);
+    test::TempStore t;
+    const std::string a = t.dir + "/a", b = t.dir + "/b";
+    put(a, "a");
+    fault::reset();
+    fault::fail_at(1, fault::kSync, SQLITE_IOERR_FSYNC);
+    errno = 0;
+    CHECK(sync_folder(t.dir) == -1);
+    CHECK(errno == EIO);
+    CHECK(fault::failed_calls().back() == "folder fsync of " + t.dir.substr(t.dir.rfind('/') + 1));
+    fault::fail_at(0, 0, SQLITE_OK);
+    fault::crash_at(1, fault::kTruncate);
+    CHECK(fs_ops::rename(a.c_str(), b.c_str()) == -1);
+    CHECK(errno == EIO);
+    CHECK(fault::crashed());
+    CHECK(fs_ops::unlink(a.c_str()) == -1);
+    CHECK(fault::read_file(a) == "a");
+    CHECK_FALSE(exists(b));
+    fault::reboot({});
+    CHECK(fault::read_file(a) == "a");
+    CHECK_FALSE(exists(b));
+  }
+
+
   TEST_CASE("a synced write survives a power loss, an unsynced one is dropped (keep 0) or kept (keep 1)") {
     test::TempStore t;
     for (double keep : {0.0, 1.0}) {

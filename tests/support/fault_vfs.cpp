@@ -14,9 +14,15 @@
 //   of a main database it creates; ext4 and xfs make a synced file's entry durable);
 // - a file deleted and then created again counts as new (a power loss never brings back the
 //   deleted one's content);
-// - not modelled: renames done outside SQLite (rebuild's rename(2) is not seen here), the WAL
-//   index (-shm; removed at reboot, SQLite rebuilds it), memory-mapped I/O (refused: SQLite falls
-//   back to reads), damage to bytes not being written (a sector garbled as a whole).
+// - renames, deletes and fsyncs made outside SQLite through core/fs_ops.hpp (rebuild's swap):
+//   an fsync of a file makes its writes durable, of a folder its creates, deletes and renames; a
+//   rename not followed by a sync of its folder may be undone by the power loss, the last ones
+//   first (file systems journal metadata in order), the file keeping its own fate (its unsynced
+//   writes may be lost either way); a rename is atomic (the target names the old file or the
+//   new one, never neither);
+// - not modelled: the WAL index (-shm; removed at reboot, SQLite rebuilds it), memory-mapped
+//   I/O (refused: SQLite falls back to reads), damage to bytes not being written (a sector
+//   garbled as a whole), a path renamed over again, or written outside SQLite, after a rename.
 // The real fsync(2) is never called for tracked files: the durable image is the disk.
 #include "support/fault_vfs.hpp"
 
@@ -27,12 +33,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <random>
 
 #include <fmt/format.h>
 
+#include "core/fs_ops.hpp"
 #include "store/sqlite/wal_vfs.hpp"
 
 namespace esctl::test::fault {
@@ -47,6 +56,7 @@ struct PendingOp {
 };
 
 struct Tracked {
+  std::string path;             // where it is now (its key in State::files)
   std::string durable;          // content as of the last sync
   bool exists_durable = false;  // the directory entry would survive a power loss
   bool exists_now = true;
@@ -56,8 +66,19 @@ struct Tracked {
   int open_handles = 0;  // a file open through the VFS keeps its entry (File::t points to it)
 };
 
+using FileMap = std::map<std::string, Tracked>;
+
+/// A rename(2) through fs_ops since the last reset.
+struct Rename {
+  std::string from, to;
+  Tracked* moved = nullptr;     // the renamed file (now keyed `to`)
+  FileMap::node_type replaced;  // what `to` named before, if anything
+  bool durable = false;         // the folder was synced since
+};
+
 struct State {
-  std::map<std::string, Tracked> files;
+  FileMap files;
+  std::vector<Rename> renames;
   std::int64_t count[5] = {};  // per kind, since reset
   std::int64_t crash_n = 0;
   unsigned crash_kinds = 0;
@@ -70,9 +91,11 @@ struct State {
   std::int64_t fail_seen = 0;
   std::int64_t failures = 0;
   std::vector<std::string> failed;  // what each injected failure hit
+  std::vector<std::int64_t> outside;  // mutating-call numbers of the fs_ops calls
 };
 
 State g;
+std::vector<FileMap::node_type> g_still_open;  // replaced files that a connection still had open at a reset
 sqlite3_vfs* g_base = nullptr;
 sqlite3_vfs g_vfs;
 
@@ -99,7 +122,8 @@ std::string base_name(const char* path) {
   return slash ? slash + 1 : path;
 }
 
-int gate(unsigned kind, int ioerr, const char* path) {
+/// `what` names the call in failed_calls() if not the kind's name ("rename", "delete").
+int gate(unsigned kind, int ioerr, const char* path, const char* what = nullptr) {
   ++g.count[kind_index(kind)];
   if (g.crashed) return ioerr;
   if (g.crash_n > 0 && (kind & g.crash_kinds) && ++g.crash_seen >= g.crash_n) {
@@ -110,7 +134,7 @@ int gate(unsigned kind, int ioerr, const char* path) {
     ++g.fail_seen;
     if (g.fail_seen == g.fail_n || (g.fail_sticky && g.fail_seen > g.fail_n)) {
       ++g.failures;
-      g.failed.push_back(fmt::format("{} of {}", kind_name(kind), base_name(path)));
+      g.failed.push_back(fmt::format("{} of {}", what ? what : kind_name(kind), base_name(path)));
       return g.fail_rc;
     }
   }
@@ -144,18 +168,48 @@ struct File {
   sqlite3_file base;
   sqlite3_file* real;
   Tracked* t;             // nullptr: not tracked (temporary files)
-  const char* path;       // of a tracked file (the key in g.files)
   bool dir_sync_pending;  // SQLite's unix VFS syncs the folder at this handle's first sync
+  const char* path() const { return t ? t->path.c_str() : nullptr; }
 };
 
-/// An fsync of the folder of `path`: every create and delete in it so far is durable.
+/// The folder part of `path`, with its trailing slash.
+std::string folder_of(const std::string& path) { return path.substr(0, path.rfind('/') + 1); }
+
+/// An fsync of the folder of `path`: every create, delete and rename in it so far is durable.
 void sync_folder_of(const std::string& path) {
-  const auto dir = path.substr(0, path.rfind('/') + 1);
+  const auto dir = folder_of(path);
   for (auto& [p, t] : g.files) {
     if (p.compare(0, dir.size(), dir) != 0 || p.find('/', dir.size()) != std::string::npos) continue;
     if (t.exists_now) t.exists_durable = true;
     else t.delete_durable = true;
   }
+  for (auto& r : g.renames)
+    if (folder_of(r.to) == dir) r.durable = true;
+}
+
+/// An fsync of the file: its writes and truncates so far are durable, and so is its entry.
+void sync_file(Tracked& t) {
+  for (const auto& op : t.pending) apply_op(t.durable, op);
+  t.pending.clear();
+  t.exists_durable = true;
+}
+
+/// A file deleted: gone now; for good at a power loss only if its folder is synced (`durable`).
+void note_deleted(const std::string& path, bool durable) {
+  auto it = g.files.find(path);
+  if (it == g.files.end()) return;
+  it->second.exists_now = false;
+  it->second.delete_durable = durable;
+  it->second.pending.clear();
+}
+
+/// Forgets what a tracked file went through, keeping where it is and who has it open.
+void start_over(Tracked& t) {
+  Tracked fresh;
+  fresh.path = std::move(t.path);
+  fresh.writes = t.writes;
+  fresh.open_handles = t.open_handles;
+  t = std::move(fresh);
 }
 
 File* of(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
@@ -167,12 +221,12 @@ int x_close(sqlite3_file* pf) {
 }
 
 int x_read(sqlite3_file* pf, void* out, int n, sqlite3_int64 at) {
-  if (int rc = gate(kRead, SQLITE_IOERR_READ, of(pf)->path); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kRead, SQLITE_IOERR_READ, of(pf)->path()); rc != SQLITE_OK) return rc;
   return real(pf)->pMethods->xRead(real(pf), out, n, at);
 }
 
 int x_write(sqlite3_file* pf, const void* data, int n, sqlite3_int64 at) {
-  if (int rc = gate(kWrite, SQLITE_IOERR_WRITE, of(pf)->path); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kWrite, SQLITE_IOERR_WRITE, of(pf)->path()); rc != SQLITE_OK) return rc;
   int rc = real(pf)->pMethods->xWrite(real(pf), data, n, at);
   if (rc == SQLITE_OK && of(pf)->t) {
     of(pf)->t->pending.push_back(PendingOp{false, at, std::string(static_cast<const char*>(data), static_cast<std::size_t>(n))});
@@ -182,27 +236,22 @@ int x_write(sqlite3_file* pf, const void* data, int n, sqlite3_int64 at) {
 }
 
 int x_truncate(sqlite3_file* pf, sqlite3_int64 size) {
-  if (int rc = gate(kTruncate, SQLITE_IOERR_TRUNCATE, of(pf)->path); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kTruncate, SQLITE_IOERR_TRUNCATE, of(pf)->path()); rc != SQLITE_OK) return rc;
   int rc = real(pf)->pMethods->xTruncate(real(pf), size);
   if (rc == SQLITE_OK && of(pf)->t) of(pf)->t->pending.push_back(PendingOp{true, size, {}});
   return rc;
 }
 
 int x_sync(sqlite3_file* pf, int flags) {
-  if (int rc = gate(kSync, SQLITE_IOERR_FSYNC, of(pf)->path); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kSync, SQLITE_IOERR_FSYNC, of(pf)->path()); rc != SQLITE_OK) return rc;
   // The real fsync is skipped: this VFS is the disk, and thousands of crash points stay fast.
   // Untracked (temporary) files are synced as usual.
   if (!of(pf)->t) return real(pf)->pMethods->xSync(real(pf), flags);
   if (of(pf)->dir_sync_pending) {
     of(pf)->dir_sync_pending = false;
-    sync_folder_of(of(pf)->path);
+    sync_folder_of(of(pf)->path());
   }
-  {
-    Tracked& t = *of(pf)->t;
-    for (const auto& op : t.pending) apply_op(t.durable, op);
-    t.pending.clear();
-    t.exists_durable = true;
-  }
+  sync_file(*of(pf)->t);
   return SQLITE_OK;
 }
 
@@ -211,7 +260,7 @@ int x_file_size(sqlite3_file* pf, sqlite3_int64* size) {
   return real(pf)->pMethods->xFileSize(real(pf), size);
 }
 int x_lock(sqlite3_file* pf, int level) {
-  if (int rc = gate(kLock, SQLITE_IOERR_LOCK, of(pf)->path); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kLock, SQLITE_IOERR_LOCK, of(pf)->path()); rc != SQLITE_OK) return rc;
   return real(pf)->pMethods->xLock(real(pf), level);
 }
 int x_unlock(sqlite3_file* pf, int level) { return real(pf)->pMethods->xUnlock(real(pf), level); }
@@ -246,7 +295,6 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
   f->base.pMethods = nullptr;
   f->real = reinterpret_cast<sqlite3_file*>(f + 1);
   f->t = nullptr;
-  f->path = nullptr;
   f->dir_sync_pending = false;
   if (g.crashed) return SQLITE_CANTOPEN;
   const bool tracked = name && (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_WAL |
@@ -259,17 +307,13 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
     Tracked& t = it->second;
     if (fresh || !t.exists_now) {
       // First seen (its content is as durable as it is now), or created again after a delete.
-      const std::int64_t writes = t.writes;
-      const int handles = t.open_handles;
-      t = Tracked{};
-      t.writes = writes;
-      t.open_handles = handles;
+      t.path = it->first;
+      start_over(t);
       t.exists_durable = existed && fresh;
       if (t.exists_durable) t.durable = read_file(name);
     }
     ++t.open_handles;
     f->t = &t;
-    f->path = it->first.c_str();
     // As the unix VFS does: a journal or WAL opened with CREATE syncs its folder at its first sync.
     f->dir_sync_pending = (flags & SQLITE_OPEN_CREATE) &&
                           (flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_WAL | SQLITE_OPEN_SUPER_JOURNAL));
@@ -279,17 +323,111 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* pf, int flags, int
 }
 
 int x_delete(sqlite3_vfs*, const char* name, int sync_dir) {
-  if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE, name); rc != SQLITE_OK) return rc;
+  if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE, name, "delete"); rc != SQLITE_OK) return rc;
   int rc = g_base->xDelete(g_base, name, sync_dir);
-  if (rc == SQLITE_OK) {
-    auto it = g.files.find(name);
-    if (it != g.files.end()) {
-      it->second.exists_now = false;
-      it->second.delete_durable = sync_dir != 0;
-      it->second.pending.clear();
-    }
-  }
+  if (rc == SQLITE_OK) note_deleted(name, sync_dir != 0);
   return rc;
+}
+
+// ---- The file-system calls made outside SQLite (core/fs_ops.hpp) ----
+
+/// -1 with the errno of an injected failure (or of the power being off).
+int fail_errno(int rc) {
+  errno = rc == SQLITE_FULL ? ENOSPC : EIO;
+  return -1;
+}
+
+/// `path` as SQLite names the files it opens: absolute, without symbolic links.
+std::string full_path(const char* path) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+  return ec ? std::string(path) : p.string();
+}
+
+/// Tracks `path` from now on if it exists and is not tracked yet (as durable as it is now).
+void track(const std::string& path) {
+  if (g.files.count(path) || ::access(path.c_str(), F_OK) != 0) return;
+  Tracked& t = g.files[path];
+  t.path = path;
+  t.exists_durable = true;
+  t.durable = read_file(path);
+}
+
+/// Notes the number of the fs_ops call just gated, as crash_at counts mutating calls.
+void note_outside() { g.outside.push_back(calls(kMutating)); }
+
+int fs_rename(const char* from, const char* to) {
+  const std::string f = full_path(from), t = full_path(to);
+  note_outside();
+  if (int rc = gate(kTruncate, SQLITE_IOERR, f.c_str(), "rename"); rc != SQLITE_OK) return fail_errno(rc);
+  track(f);
+  track(t);
+  if (::rename(from, to) != 0) return -1;
+  Rename r;
+  r.from = f;
+  r.to = t;
+  if (auto it = g.files.find(t); it != g.files.end()) r.replaced = g.files.extract(it);
+  auto node = g.files.extract(f);
+  node.key() = t;
+  node.mapped().path = t;
+  r.moved = &node.mapped();
+  g.files.insert(std::move(node));
+  g.renames.push_back(std::move(r));
+  return 0;
+}
+
+int fs_unlink(const char* path) {
+  const std::string p = full_path(path);
+  note_outside();
+  if (int rc = gate(kTruncate, SQLITE_IOERR_DELETE, p.c_str(), "delete"); rc != SQLITE_OK) return fail_errno(rc);
+  if (::unlink(path) != 0) return -1;
+  note_deleted(p, false);
+  return 0;
+}
+
+int fs_fsync(int fd, const char* path, bool directory) {
+  const std::string p = full_path(path);
+  note_outside();
+  if (int rc = gate(kSync, SQLITE_IOERR_FSYNC, p.c_str(), directory ? "folder fsync" : nullptr);
+      rc != SQLITE_OK)
+    return fail_errno(rc);
+  if (directory) {
+    sync_folder_of(p + "/");
+    return 0;
+  }
+  auto it = g.files.find(p);
+  if (it == g.files.end()) return ::fsync(fd);  // not tracked: as durable as it is, once really synced
+  sync_file(it->second);
+  return 0;
+}
+
+const fs_ops::Ops kFsOps{fs_rename, fs_unlink, fs_fsync};
+
+/// At a power loss: renames that no folder sync made durable are undone from the last one back
+/// to a random point (all, some or none of them).
+void settle_renames(std::mt19937_64& rng, CrashReport& report) {
+  std::size_t durable = 0;
+  for (std::size_t i = 0; i < g.renames.size(); ++i)
+    if (g.renames[i].durable) durable = i + 1;
+  const std::size_t cut = durable + static_cast<std::size_t>(rng() % (g.renames.size() - durable + 1));
+  for (std::size_t i = g.renames.size(); i-- > cut;) {
+    Rename& r = g.renames[i];
+    auto it = g.files.find(r.to);
+    if (it == g.files.end() || &it->second != r.moved) continue;  // `to` renamed over again: not modelled
+    auto node = g.files.extract(it);
+    g.files.erase(r.from);  // a file created at `from` after the rename is lost with it
+    ::unlink(r.to.c_str());
+    node.key() = r.from;
+    node.mapped().path = r.from;
+    g.files.insert(std::move(node));
+    if (!r.replaced.empty()) g.files.insert(std::move(r.replaced));
+    ++report.renames_lost;
+  }
+  for (std::size_t i = 0; i < cut; ++i) {
+    auto it = g.files.find(g.renames[i].to);
+    if (it != g.files.end() && &it->second == g.renames[i].moved) it->second.exists_durable = true;
+    ++report.renames_kept;
+  }
 }
 int x_access(sqlite3_vfs*, const char* name, int flags, int* out) { return g_base->xAccess(g_base, name, flags, out); }
 int x_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
@@ -333,11 +471,19 @@ const char* vfs_name() {
   return g_vfs.zName;
 }
 
-Install::Install(bool wal_vfs) { sql::use_base_vfs_for_tests(vfs_name(), wal_vfs); }
-Install::~Install() { sql::use_base_vfs_for_tests(nullptr, true); }
+Install::Install(bool wal_vfs) {
+  sql::use_base_vfs_for_tests(vfs_name(), wal_vfs);
+  fs_ops::use_for_tests(&kFsOps);
+}
+Install::~Install() {
+  sql::use_base_vfs_for_tests(nullptr, true);
+  fs_ops::use_for_tests(nullptr);
+}
 
 void reset() {
   auto files = std::move(g.files);
+  for (auto& r : g.renames)
+    if (!r.replaced.empty() && r.replaced.mapped().open_handles > 0) g_still_open.push_back(std::move(r.replaced));
   g = State{};
   // Files still open keep their entry (open handles point to it), as they are now on disk.
   for (auto it = files.begin(); it != files.end();) {
@@ -346,9 +492,7 @@ void reset() {
       it = files.erase(it);
       continue;
     }
-    const int handles = t.open_handles;
-    t = Tracked{};
-    t.open_handles = handles;
+    start_over(t);
     t.exists_now = ::access(it->first.c_str(), F_OK) == 0;
     t.exists_durable = t.exists_now;
     t.delete_durable = true;
@@ -364,6 +508,8 @@ std::int64_t calls(unsigned kinds) {
     if (kinds & k) n += g.count[kind_index(k)];
   return n;
 }
+
+const std::vector<std::int64_t>& outside_calls() { return g.outside; }
 
 std::int64_t writes_to(const std::string& suffix) {
   std::int64_t n = 0;
@@ -391,14 +537,16 @@ std::int64_t failures() { return g.failures; }
 const std::vector<std::string>& failed_calls() { return g.failed; }
 
 std::string CrashReport::summary() const {
-  return fmt::format("{} unsynced writes kept, {} dropped, {} torn; {} new files vanished, {} deleted files back", kept,
-                     dropped, torn, vanished, resurrected);
+  return fmt::format("{} unsynced writes kept, {} dropped, {} torn; {} new files vanished, {} deleted files back; "
+                     "{} renames kept, {} undone",
+                     kept, dropped, torn, vanished, resurrected, renames_kept, renames_lost);
 }
 
 CrashReport reboot(const CrashOptions& o) {
   CrashReport r;
   std::mt19937_64 rng(o.seed);
   auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  settle_renames(rng, r);
   for (auto& [path, t] : g.files) {
     ::unlink((path + "-shm").c_str());
     if (!t.exists_now) {

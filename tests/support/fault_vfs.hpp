@@ -1,7 +1,8 @@
 // A fault-injection SQLite VFS for tests: simulates a power loss at any I/O call (unsynced
 // writes dropped, torn at sector granularity, reordered) and fails the Nth I/O call with an I/O
 // error or a full disk. Stacked under esctl's WAL VFS (see use_base_vfs_for_tests), so that VFS
-// is inside what is tested. Single-threaded: one test drives it at a time.
+// is inside what is tested; the renames and folder fsyncs made outside SQLite (core/fs_ops.hpp)
+// are modelled too. Single-threaded: one test drives it at a time.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,7 +15,7 @@ enum Kind : unsigned {
   kRead = 1,
   kWrite = 2,
   kSync = 4,
-  kTruncate = 8,
+  kTruncate = 8,  ///< and deletes, and renames made through core/fs_ops.hpp
   kLock = 16,
   kMutating = kWrite | kSync | kTruncate,
   kAll = kRead | kWrite | kSync | kTruncate | kLock,
@@ -24,7 +25,9 @@ enum Kind : unsigned {
 const char* vfs_name();
 
 /// Makes every esctl connection go through the fault VFS, under the WAL VFS if `wal_vfs`, or
-/// directly. Restores esctl's normal VFS when it goes out of scope. No connection may be open.
+/// directly, and the renames, deletes and fsyncs of core/fs_ops.hpp (rebuild's swap) through its
+/// model too (kSync, kTruncate). Restores esctl's normal VFS and calls when it goes out of scope.
+/// No connection may be open.
 class Install {
  public:
   explicit Install(bool wal_vfs);
@@ -39,6 +42,9 @@ void reset();
 
 /// Calls of the kinds in `kinds` made since reset().
 std::int64_t calls(unsigned kinds = kAll);
+/// The renames, deletes and fsyncs made through core/fs_ops.hpp since reset(), each as the
+/// number crash_at(n) gives the call (counting writes, syncs and truncates).
+const std::vector<std::int64_t>& outside_calls();
 /// write(2)-level writes that reached the base VFS for files whose name ends with `suffix`.
 std::int64_t writes_to(const std::string& suffix);
 
@@ -67,6 +73,7 @@ struct CrashOptions {
 /// What reboot() did, for messages and for the VFS's own tests.
 struct CrashReport {
   std::int64_t dropped = 0, kept = 0, torn = 0, vanished = 0, resurrected = 0;
+  std::int64_t renames_kept = 0, renames_lost = 0;
   std::string summary() const;
 };
 
