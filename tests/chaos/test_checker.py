@@ -345,7 +345,12 @@ class Plans(unittest.TestCase):
             self.assertIn(k, kinds)
         self.assertTrue(any(o["kind"] == "rebuild" and not o.get("queue") for o in ops))
         got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
-        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock"})
+        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock", "probe"})
+        self.assertTrue(any(o.get("race_with") for o in ops))
+        for o in ops:  # a raced pair starts together, each naming the other
+            if o.get("race_with"):
+                other = next(x for x in ops if x["id"] == o["race_with"])
+                self.assertEqual((other["t"], other["race_with"]), (o["t"], o["id"]))
 
     def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
         import tempfile
