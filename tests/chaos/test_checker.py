@@ -159,6 +159,14 @@ class Fencing(unittest.TestCase):
     def test_later_event_started_while_earlier_held_is_reported(self):
         self.assertIn("fencing", self.stale_ack().check())
 
+    def test_one_violation_per_pair_of_handler_runs(self):
+        h = self.stale_ack()
+        h.deliver("d1", "h3", 3, 2, 7.1, 7.3)  # the late batch holds ord-1@1 and ord-1@2
+        got = h.check()
+        self.assertEqual(got.count("fencing"), 1)
+        h.deliver("d1", "h4", 4, 3, 7.4, 7.6)  # and the next batch starts while d2 still holds ord-1@0
+        self.assertEqual(h.check().count("fencing"), 2)
+
     def test_not_when_the_holder_was_paused(self):
         h = self.stale_ack()
         h.fault("d2", "stop", 6.5, end=9.0)
