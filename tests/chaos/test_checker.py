@@ -337,6 +337,85 @@ class FinalState(unittest.TestCase):
         self.assertIn("verify", h.check())
 
 
+def load_runner():
+    """The `run` script as a module (it has no .py suffix)."""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run")
+    loader = importlib.machinery.SourceFileLoader("chaos_run", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("chaos_run", loader))
+    loader.exec_module(mod)
+    return mod
+
+
+class LeaseProbe(unittest.TestCase):
+    """The runner's lease probe, driven by a handler log written here and fake processes."""
+
+    def setUp(self):
+        import json
+        import tempfile
+        self.json = json
+        self.tmp = tempfile.TemporaryDirectory()
+        self.r = load_runner().Runner("esctl", self.tmp.name, 1, 10, 0)
+        self.sent = []
+        self.r.signal = lambda oid, kind, **extra: self.sent.append((oid, kind)) or True
+
+        class P:  # a drainer that keeps running
+            pid = 1
+
+            def poll(self):
+                return None
+        for oid in ("A", "B"):
+            self.r.running[oid] = {"p": P(), "op": {"kind": "drainer", "queue": "leaseq", "id": oid}}
+
+    def tearDown(self):
+        for t in self.r.stopped.values():
+            t.cancel()
+        self.r.h.close()
+        self.tmp.cleanup()
+
+    def log(self, k, d, h, pos, **kw):
+        with open(self.r.hlog, "a") as f:
+            f.write(self.json.dumps(dict(kw, k=k, d=d, h=h, q="leaseq", pos=pos, stream="ord-0", ver=pos)) + "\n")
+
+    def step(self, now=100.0):
+        self.r.tail_handlers()
+        self.r.step_probe(now)
+
+    def test_pauses_a_drainer_running_a_handler_until_another_takes_its_batch_over(self):
+        self.r.timed_fault({"kind": "probe", "queue": "leaseq", "pick": 0})
+        self.step()
+        self.assertEqual(self.sent, [])  # no handler runs yet: nothing to pause
+        self.log("hstart", "A", "h1", 1)
+        self.log("hstart", "A", "h1", 2)
+        self.step()
+        self.assertEqual(self.sent, [("A", "stop")])
+        self.assertEqual(self.r.probe["held"], {1, 2})
+        self.r.timed_fault({"kind": "stop", "queue": "ordq", "pick": 0})  # no other pause meanwhile
+        self.r.timed_fault({"kind": "lock", "for": 1.0})
+        self.assertEqual((self.sent, self.r.locks), ([("A", "stop")], []))
+        self.log("hend", "A", "h1", 1, ok=True)
+        self.log("hstart", "B", "h2", 7)  # not A's batch
+        self.step()
+        self.assertEqual(self.r.probe["state"], "stopped")
+        self.log("hstart", "B", "h3", 2, att=2)  # B takes A's batch over: A goes on
+        self.step()
+        self.assertEqual(self.sent[-1], ("A", "cont"))
+        self.assertEqual(self.r.probe["state"], "after")
+        self.assertTrue(self.r.quiet("stop"))
+        self.log("hend", "B", "h3", 2, ok=True)  # the takeover ended: the probe is over
+        self.step()
+        self.assertIsNone(self.r.probe)
+        self.assertFalse(self.r.quiet("stop"))
+
+    def test_an_armed_probe_holds_back_locks_only_and_gives_up_after_a_while(self):
+        self.r.timed_fault({"kind": "probe", "queue": "leaseq", "pick": 0})
+        self.assertTrue(self.r.quiet("lock"))
+        self.assertFalse(self.r.quiet("stop"))
+        self.step(now=self.r.probe["until"] + 1)
+        self.assertIsNone(self.r.probe)
+
+
 class Plans(unittest.TestCase):
     def test_a_seed_fixes_the_schedule_and_its_faults(self):
         a, b, c = workload.plan(5, 30), workload.plan(5, 30), workload.plan(6, 30)
