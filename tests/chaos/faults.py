@@ -26,7 +26,7 @@ def plan(seed, ops, seconds):
                 op["fault"] = {"kind": "int", "after": round(rng.uniform(0.0, 0.06), 3)}
             elif r < 0.15:
                 op["fault"] = {"kind": "fsize", "extra_kib": rng.randint(0, 48)}
-        elif op["kind"] == "rebuild":
+        elif op["kind"] == "rebuild" and not op.get("race"):  # a raced pair's pauses are the runner's
             if r < 0.45:
                 op["fault"] = {"kind": "stop", "after": round(rng.uniform(0.0, 0.3), 3),
                                "for": round(rng.uniform(0.8, 3.0), 3)}

@@ -434,10 +434,12 @@ class Plans(unittest.TestCase):
         got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
         self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock", "probe"})
         self.assertTrue(any(o.get("race_with") for o in ops))
-        for o in ops:  # a raced pair starts together, each naming the other
+        for o in ops:  # a raced pair is planned together, each naming the other
             if o.get("race_with"):
                 other = next(x for x in ops if x["id"] == o["race_with"])
                 self.assertEqual((other["t"], other["race_with"]), (o["t"], o["id"]))
+                self.assertEqual({o["race"], other["race"]}, {"first", "second"})
+                self.assertNotIn("fault", o)  # the runner's pauses only
 
     def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
         import tempfile

@@ -106,11 +106,11 @@ def plan(seed, seconds):
             add(t, "rebuild", queue="view")
             add(t + rng.uniform(0.05, 0.6), "rebuild", queue="view")
         elif kind == "rebuild_race":
-            # Two rebuilds started together; the runner pauses the first to rename its db until
-            # the other has ended (run's watch_renames).
+            # Two rebuilds interleaved by the runner (run's step_race): the second starts while
+            # the first is paused after reading the head, and renames before the first does.
             a, b = f"o{n[0] + 1}", f"o{n[0] + 2}"
-            add(t, "rebuild", queue="view", race_with=b)
-            add(t, "rebuild", queue="view", race_with=a)
+            add(t, "rebuild", queue="view", race="first", race_with=b)
+            add(t, "rebuild", queue="view", race="second", race_with=a)
         elif kind == "rebuild_plain":
             add(t, "rebuild", queue=None)
         elif kind == "reset":
