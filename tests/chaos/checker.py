@@ -325,6 +325,7 @@ def check_queue_fencing(run, queue):
     for d in dl:
         by_stream[d["stream"]].append(d)
     for s, ds in by_stream.items():
+        reported = set()  # (X's handler, Y's handler): one violation for the batch, not one per event
         for y in ds:
             latest = {}
             for x in ds:
@@ -349,6 +350,9 @@ def check_queue_fencing(run, queue):
                     continue
                 if x["lease"] and y["lease"] and x["lease"] == y["lease"]:
                     continue
+                if (x["h"], y["h"]) in reported:
+                    continue
+                reported.add((x["h"], y["h"]))
                 what = "the same event again" if v == y["ver"] else f"{s}@{y['ver']}"
                 out.append(_v("fencing", f"queue {queue}: {what} started by {y['d']} (attempt {y['att']}) at "
                               f"{y['ts']:.3f} while {s}@{v} was held by {x['d']} (attempt {x['att']}, handler "

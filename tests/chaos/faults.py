@@ -1,7 +1,10 @@
 # The chaos harness's faults: from the same seed as the workload, which operations get killed
 # (kill -9), interrupted (SIGINT), paused (SIGSTOP, then SIGCONT after a while, past the queue's
 # --ack-timeout for drainers) or started under a file size limit (`ulimit -f`), and when the
-# store's lock is held by another process. Pure planning, plus the helpers that apply them.
+# store's lock is held by another process; and the lease probes: pause a drainer of "leaseq" once
+# its handler has logged a start (so it holds a lease), until another drainer has taken the
+# batch over, then continue it (the runner keeps other pauses and lock holds off meanwhile, so
+# the checker can judge the fencing). Pure planning, plus the helpers that apply them.
 import os
 import random
 import signal
@@ -23,7 +26,7 @@ def plan(seed, ops, seconds):
                 op["fault"] = {"kind": "int", "after": round(rng.uniform(0.0, 0.06), 3)}
             elif r < 0.15:
                 op["fault"] = {"kind": "fsize", "extra_kib": rng.randint(0, 48)}
-        elif op["kind"] == "rebuild":
+        elif op["kind"] == "rebuild" and not op.get("race"):  # a raced pair's pauses are the runner's
             if r < 0.45:
                 op["fault"] = {"kind": "stop", "after": round(rng.uniform(0.0, 0.3), 3),
                                "for": round(rng.uniform(0.8, 3.0), 3)}
@@ -48,6 +51,10 @@ def plan(seed, ops, seconds):
     while t < seconds:
         timed.append({"t": round(t, 3), "kind": "lock", "for": round(rng.uniform(0.3, 6.5), 3)})
         t += rng.expovariate(1 / 7.0)
+    t = 0.8
+    while t < seconds:
+        timed.append({"t": round(t, 3), "kind": "probe", "queue": "leaseq", "pick": rng.randrange(1000)})
+        t += 5.0 + rng.expovariate(1 / 2.0)  # a probe lasts about 5 s
     timed.sort(key=lambda f: f["t"])
     return timed
 

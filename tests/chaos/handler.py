@@ -7,10 +7,8 @@
 import json
 import os
 import random
-import subprocess
 import sys
 import time
-import uuid
 
 
 def log(f, rec):
@@ -26,7 +24,7 @@ def pipe():
         if not line.strip():
             continue
         e = json.loads(line)
-        rec = dict(common, h=uuid.uuid4().hex[:12], pos=e["position"], stream=e["stream"], ver=e["version"],
+        rec = dict(common, h=os.urandom(6).hex(), pos=e["position"], stream=e["stream"], ver=e["version"],
                    att=e.get("attempt"), lease=e.get("lease"))
         log(f, dict(rec, k="hstart", t=time.time()))
         time.sleep(random.Random(f"{e['position']}/{e.get('attempt')}").uniform(lo, hi))
@@ -43,7 +41,7 @@ def main():
     raw = sys.stdin.buffer.read()
     lines = [json.loads(x) for x in raw.splitlines() if x.strip()]
     f = os.open(os.environ["CHAOS_HANDLER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    h = uuid.uuid4().hex[:12]
+    h = os.urandom(6).hex()
     common = {"d": os.environ.get("CHAOS_OP", "?"), "q": os.environ.get("CHAOS_QUEUE", "?"), "h": h}
     for e in lines:
         log(f, dict(common, k="hstart", pos=e["position"], stream=e["stream"], ver=e["version"],
@@ -57,6 +55,7 @@ def main():
     ok = all(e.get("attempt", 1) > (e.get("data") or {}).get("poison", 0)
              if isinstance(e.get("data"), dict) else True for e in lines)
     if ok and len(sys.argv) >= 4 and sys.argv[1] == "relay":
+        import subprocess  # only here: a handler starts once per batch, and this import is slow
         r = subprocess.run([sys.argv[2], "--store", sys.argv[3], "-q", "import", "--ignore-versions", "-"],
                            input=raw, capture_output=True)
         ok = r.returncode == 0

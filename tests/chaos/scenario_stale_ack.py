@@ -7,6 +7,7 @@
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def main():
     def drainer(name, sleep):
         env = dict(os.environ, CHAOS_HANDLER_LOG=hlog, CHAOS_OP=name, CHAOS_QUEUE="q", CHAOS_SLEEP=sleep)
         p = subprocess.Popen([esctl, "--store", store, "queue", "drain", "q", "--batch", "1", "--follow", "--exec",
-                              f"python3 {HERE}/handler.py"], env=env, start_new_session=True,
+                              f"{shlex.quote(sys.executable)} -S {HERE}/handler.py"], env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         h.add("invoke", op=name, kind="drainer", queue="q", pid=p.pid)
         return p

@@ -159,6 +159,14 @@ class Fencing(unittest.TestCase):
     def test_later_event_started_while_earlier_held_is_reported(self):
         self.assertIn("fencing", self.stale_ack().check())
 
+    def test_one_violation_per_pair_of_handler_runs(self):
+        h = self.stale_ack()
+        h.deliver("d1", "h3", 3, 2, 7.1, 7.3)  # the late batch holds ord-1@1 and ord-1@2
+        got = h.check()
+        self.assertEqual(got.count("fencing"), 1)
+        h.deliver("d1", "h4", 4, 3, 7.4, 7.6)  # and the next batch starts while d2 still holds ord-1@0
+        self.assertEqual(h.check().count("fencing"), 2)
+
     def test_not_when_the_holder_was_paused(self):
         h = self.stale_ack()
         h.fault("d2", "stop", 6.5, end=9.0)
@@ -329,6 +337,85 @@ class FinalState(unittest.TestCase):
         self.assertIn("verify", h.check())
 
 
+def load_runner():
+    """The `run` script as a module (it has no .py suffix)."""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run")
+    loader = importlib.machinery.SourceFileLoader("chaos_run", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("chaos_run", loader))
+    loader.exec_module(mod)
+    return mod
+
+
+class LeaseProbe(unittest.TestCase):
+    """The runner's lease probe, driven by a handler log written here and fake processes."""
+
+    def setUp(self):
+        import json
+        import tempfile
+        self.json = json
+        self.tmp = tempfile.TemporaryDirectory()
+        self.r = load_runner().Runner("esctl", self.tmp.name, 1, 10, 0)
+        self.sent = []
+        self.r.signal = lambda oid, kind, **extra: self.sent.append((oid, kind)) or True
+
+        class P:  # a drainer that keeps running
+            pid = 1
+
+            def poll(self):
+                return None
+        for oid in ("A", "B"):
+            self.r.running[oid] = {"p": P(), "op": {"kind": "drainer", "queue": "leaseq", "id": oid}}
+
+    def tearDown(self):
+        for t in self.r.stopped.values():
+            t.cancel()
+        self.r.h.close()
+        self.tmp.cleanup()
+
+    def log(self, k, d, h, pos, **kw):
+        with open(self.r.hlog, "a") as f:
+            f.write(self.json.dumps(dict(kw, k=k, d=d, h=h, q="leaseq", pos=pos, stream="ord-0", ver=pos)) + "\n")
+
+    def step(self, now=100.0):
+        self.r.tail_handlers()
+        self.r.step_probe(now)
+
+    def test_pauses_a_drainer_running_a_handler_until_another_takes_its_batch_over(self):
+        self.r.timed_fault({"kind": "probe", "queue": "leaseq", "pick": 0})
+        self.step()
+        self.assertEqual(self.sent, [])  # no handler runs yet: nothing to pause
+        self.log("hstart", "A", "h1", 1)
+        self.log("hstart", "A", "h1", 2)
+        self.step()
+        self.assertEqual(self.sent, [("A", "stop")])
+        self.assertEqual(self.r.probe["held"], {1, 2})
+        self.r.timed_fault({"kind": "stop", "queue": "ordq", "pick": 0})  # no other pause meanwhile
+        self.r.timed_fault({"kind": "lock", "for": 1.0})
+        self.assertEqual((self.sent, self.r.locks), ([("A", "stop")], []))
+        self.log("hend", "A", "h1", 1, ok=True)
+        self.log("hstart", "B", "h2", 7)  # not A's batch
+        self.step()
+        self.assertEqual(self.r.probe["state"], "stopped")
+        self.log("hstart", "B", "h3", 2, att=2)  # B takes A's batch over: A goes on
+        self.step()
+        self.assertEqual(self.sent[-1], ("A", "cont"))
+        self.assertEqual(self.r.probe["state"], "after")
+        self.assertTrue(self.r.quiet("stop"))
+        self.log("hend", "B", "h3", 2, ok=True)  # the takeover ended: the probe is over
+        self.step()
+        self.assertIsNone(self.r.probe)
+        self.assertFalse(self.r.quiet("stop"))
+
+    def test_an_armed_probe_holds_back_locks_only_and_gives_up_after_a_while(self):
+        self.r.timed_fault({"kind": "probe", "queue": "leaseq", "pick": 0})
+        self.assertTrue(self.r.quiet("lock"))
+        self.assertFalse(self.r.quiet("stop"))
+        self.step(now=self.r.probe["until"] + 1)
+        self.assertIsNone(self.r.probe)
+
+
 class Plans(unittest.TestCase):
     def test_a_seed_fixes_the_schedule_and_its_faults(self):
         a, b, c = workload.plan(5, 30), workload.plan(5, 30), workload.plan(6, 30)
@@ -345,7 +432,14 @@ class Plans(unittest.TestCase):
             self.assertIn(k, kinds)
         self.assertTrue(any(o["kind"] == "rebuild" and not o.get("queue") for o in ops))
         got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
-        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock"})
+        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock", "probe"})
+        self.assertTrue(any(o.get("race_with") for o in ops))
+        for o in ops:  # a raced pair is planned together, each naming the other
+            if o.get("race_with"):
+                other = next(x for x in ops if x["id"] == o["race_with"])
+                self.assertEqual((other["t"], other["race_with"]), (o["t"], o["id"]))
+                self.assertEqual({o["race"], other["race"]}, {"first", "second"})
+                self.assertNotIn("fault", o)  # the runner's pauses only
 
     def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
         import tempfile

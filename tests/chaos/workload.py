@@ -5,7 +5,10 @@ import random
 import uuid
 
 # Queues of a run. "ordq" and "acctq" feed the logging handler, "relay" copies events into a
-# second store, "view" keeps a query db up to date through a projection.
+# second store, "view" keeps a query db up to date through a projection. "leaseq" also feeds the
+# logging handler, but no administrative command and no fault but the lease probes (faults.py)
+# touch it: a probe pauses one of its drainers mid-handler past its --ack-timeout, lets the other
+# take the batch over, then continues it, so its late ack lands while the takeover still runs.
 QUEUES = {
     "view": {"args": ["--from", "start", "--max-attempts", "50", "--ack-timeout", "3s"],
              "mode": "projection", "max_attempts": 50, "ack_ms": 3000, "poison": "block",
@@ -21,11 +24,15 @@ QUEUES = {
                        "--ack-timeout", "3s"],
               "mode": "relay", "max_attempts": 50, "ack_ms": 3000, "poison": "block",
               "category": "ord", "types": ["Added"]},
+    "leaseq": {"args": ["--from", "start", "--category", "ord", "--max-attempts", "50", "--ack-timeout", "2s"],
+               "mode": "exec", "max_attempts": 50, "ack_ms": 2000, "poison": "block",
+               "category": "ord", "types": None},
 }
 
 # Drainers kept running per queue, with their options (the runner restarts one that ends).
 DRAINERS = [("view", {}), ("view", {}), ("ordq", {}), ("ordq", {"parallel": 2}),
-            ("acctq", {}), ("acctq", {"batch": 3, "pipe": True}), ("relay", {})]
+            ("acctq", {}), ("acctq", {"batch": 3, "pipe": True}), ("relay", {}),
+            ("leaseq", {}), ("leaseq", {})]
 # ("pipe": a `drain --pipe` handler where esctl has it, else --exec.)
 
 PROJECTION = """-- @init
@@ -45,7 +52,7 @@ ACCT_STREAMS = [f"acct-{i}" for i in range(4)]
 # Relative weights of the operations the schedule draws.
 WEIGHTS = {
     "append": 30, "append_batch": 12, "import": 6, "follower": 1, "rebuild_queue": 6,
-    "rebuild_pair": 4, "rebuild_plain": 1, "reset": 1, "retry": 2, "recreate": 1,
+    "rebuild_pair": 4, "rebuild_race": 2, "rebuild_plain": 1, "reset": 1, "retry": 2, "recreate": 1,
 }
 
 
@@ -98,6 +105,12 @@ def plan(seed, seconds):
         elif kind == "rebuild_pair":
             add(t, "rebuild", queue="view")
             add(t + rng.uniform(0.05, 0.6), "rebuild", queue="view")
+        elif kind == "rebuild_race":
+            # Two rebuilds interleaved by the runner (run's step_race): the second starts while
+            # the first is paused after reading the head, and renames before the first does.
+            a, b = f"o{n[0] + 1}", f"o{n[0] + 2}"
+            add(t, "rebuild", queue="view", race="first", race_with=b)
+            add(t, "rebuild", queue="view", race="second", race_with=a)
         elif kind == "rebuild_plain":
             add(t, "rebuild", queue=None)
         elif kind == "reset":
