@@ -4,7 +4,10 @@
 // pages that fell out of SQLite's page cache) and bytes that came from the disk, minor page
 // faults, and SQLite's own page-cache counters (hits, misses, pages written). Rates depend on
 // the machine's load; the counts do not, so a cost that grows with the store shows up in them
-// even on a busy machine. After each chunk it prints the size of each b-tree (dbstat).
+// even on a busy machine. It also prints the machine's free memory before each chunk and the
+// pages the kernel scanned to reclaim memory during it (machine-wide): once the page cache has
+// used up free memory, every new page of the store costs the kernel a reclaim, in any program.
+// After each chunk it prints the size of each b-tree (dbstat).
 //
 // By default each chunk is imported by a forked child running esctl's own append path (the one
 // `esctl import` runs: parse each line, Store::append per --batch lines), so the counters of its
@@ -105,6 +108,31 @@ long vm_hwm_kb(pid_t pid) {
     if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
   std::fclose(f);
   return kb;
+}
+
+/// Pages the kernel scanned to reclaim memory, machine-wide (/proc/vmstat pgscan_kswapd +
+/// pgscan_direct): non-zero while a chunk imports means new page-cache pages (the store's new
+/// pages, the chunk file) cost reclaim, whatever esctl does. And MemFree in MB (/proc/meminfo).
+long long reclaim_scanned() {
+  std::FILE* f = std::fopen("/proc/vmstat", "r");
+  if (!f) return -1;
+  char name[64];
+  long long v = 0, sum = 0;
+  while (std::fscanf(f, "%63s %lld", name, &v) == 2)
+    if (std::strcmp(name, "pgscan_kswapd") == 0 || std::strcmp(name, "pgscan_direct") == 0) sum += v;
+  std::fclose(f);
+  return sum;
+}
+
+long mem_free_mb() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return -1;
+  char line[128];
+  long kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemFree: %ld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb < 0 ? -1 : kb / 1024;
 }
 
 struct Run {
@@ -310,9 +338,9 @@ int main(int argc, char** argv) {
   const std::string store = c.dir + "/store.db", chunk = c.dir + "/chunk.ndjson";
   fmt::print("bench_scale: {} chunks of {} events over {} streams, --batch {}, {}, store {}\n", c.chunks, c.events,
              c.streams, c.batch, c.binary ? "esctl import" : "append path in process", store);
-  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6}\n",
+  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
              "chunk", "store MB", "events/s", "x1st", "user s", "sys s", "reads", "read MB", "diskMB", "writeMB",
-             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill");
+             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "scanned");
   double first_rate = 0;
   std::error_code no_store;
   std::int64_t last_size = static_cast<std::int64_t>(fs::file_size(store, no_store));
@@ -322,12 +350,15 @@ int main(int argc, char** argv) {
   for (int k = c.start; k < c.start + c.chunks; ++k) {
     write_chunk(c, k, chunk);
     *counters = CacheCounters{};
+    const long free_mb = mem_free_mb();
+    const long long scanned_before = reclaim_scanned();
     Run r = c.binary ? run({ESCTL_BIN, "--store", store, "import", chunk, "--batch", std::to_string(c.batch), "-q"})
                      : run_in_process(store, chunk, c.batch, counters);
     if (r.status != 0) {
       fmt::print(stderr, "bench_scale: import of chunk {} exited {}\n", k, r.status);
       return 1;
     }
+    const long long scanned = reclaim_scanned() - scanned_before;
     const double rate = static_cast<double>(c.events) / r.wall;
     if (k == c.start) first_rate = rate;
     std::error_code ec;
@@ -337,12 +368,12 @@ int main(int argc, char** argv) {
     // rchar counts the chunk file too: subtract it to leave what came from the store.
     const auto chunk_bytes = static_cast<long long>(fs::file_size(chunk, ec));
     fmt::print("{:>5} {:>8.0f} {:>9.0f} {:>5.2f} {:>6.2f} {:>5.2f} {:>7} {:>7.1f} {:>6.1f} {:>7.1f} {:>4.0f} {:>5.1f} {:>7} "
-               "{:>9} {:>7} {:>7} {:>6}\n",
+               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
                k + 1, static_cast<double>(size) / 1e6, rate, rate / first_rate, r.user, r.sys, r.io.syscr,
                static_cast<double>(std::max(0LL, r.io.rchar - chunk_bytes)) / 1e6,
                static_cast<double>(r.io.read_bytes) / 1e6, static_cast<double>(r.io.wchar) / 1e6, per_event,
                static_cast<double>(r.rss_kb) / 1024.0, r.minflt, counters->hit, counters->miss, counters->write,
-               counters->spill);
+               counters->spill, free_mb, scanned);
     if (c.sizes) {
       std::string line = "      b-trees MB:";
       for (const auto& [name, mb] : btree_mb(store))
