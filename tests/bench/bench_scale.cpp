@@ -20,6 +20,9 @@
 //
 // Usage: bench_scale [--chunks N=16] [--events E=1000000] [--streams S=10000] [--batch B=1000]
 //                    [--dir DIR] [--start K] [--keep] [--binary] [--no-sizes] [--random-ids]
+//                    [--cache-mb M]
+// --cache-mb M sets the page cache of the in-process import's connection to M MiB instead of
+// esctl's own setting, to see what a larger (or smaller) cache would change.
 // --start K begins with chunk K (0-based): with --dir and --keep, a later run continues a store.
 // --keep also keeps the last chunk's file (chunk.ndjson), e.g. to import it again under strace.
 // The store needs about 230 MB per million events; DIR defaults to a fresh directory in $TMPDIR.
@@ -70,6 +73,7 @@ struct Config {
   bool binary = false;  ///< run `esctl import` instead of the append path in a forked child
   bool sizes = true;    ///< print b-tree sizes after each chunk
   bool random_ids = false;  ///< UUIDv4 ids (random, as many clients make them) instead of UUIDv7
+  int cache_mb = 0;         ///< in process: the connection's page cache in MiB (0: esctl's own)
 };
 
 /// SQLite's page-cache counters of the child's store connection (sqlite3_db_status), handed to
@@ -195,7 +199,7 @@ int remember_connection(sqlite3* db, char** /*error*/, const void* /*api*/) {
 
 /// Imports `chunk` into `store` in a forked child through Store::append, `batch` lines per call,
 /// as `esctl import` does; the child leaves its connection's cache counters in `out`.
-Run run_in_process(const std::string& store, const std::string& chunk, int batch, CacheCounters* out) {
+Run run_in_process(const std::string& store, const std::string& chunk, int batch, int cache_mb, CacheCounters* out) {
   std::fflush(stdout);
   const auto t0 = Clock::now();
   const pid_t pid = fork();
@@ -208,6 +212,8 @@ Run run_in_process(const std::string& store, const std::string& chunk, int batch
   try {
     sqlite3_auto_extension(reinterpret_cast<void (*)()>(&remember_connection));
     esctl::Store s(esctl::StoreOptions{store}, esctl::Access::write);
+    if (cache_mb > 0 && g_child_db)
+      sqlite3_exec(g_child_db, fmt::format("PRAGMA cache_size = -{}", cache_mb * 1024).c_str(), nullptr, nullptr, nullptr);
     std::vector<char> buffer(1 << 20);  // 1 MiB reads, as esctl import's (set before open to take effect)
     std::ifstream in;
     in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
@@ -312,9 +318,10 @@ Config parse(int argc, char** argv) {
     else if (a == "--binary") c.binary = true;
     else if (a == "--no-sizes") c.sizes = false;
     else if (a == "--random-ids") c.random_ids = true;
+    else if (a == "--cache-mb") c.cache_mb = std::stoi(next());
     else {
       fmt::print(stderr, "usage: bench_scale [--chunks N] [--events E] [--streams S] [--batch B] [--dir DIR] [--start K] [--keep] "
-                         "[--binary] [--no-sizes] [--random-ids]\n");
+                         "[--binary] [--no-sizes] [--random-ids] [--cache-mb M]\n");
       std::exit(2);
     }
   }
@@ -336,8 +343,10 @@ int main(int argc, char** argv) {
     c.dir = tmpl;
   }
   const std::string store = c.dir + "/store.db", chunk = c.dir + "/chunk.ndjson";
-  fmt::print("bench_scale: {} chunks of {} events over {} streams, --batch {}, {}, store {}\n", c.chunks, c.events,
-             c.streams, c.batch, c.binary ? "esctl import" : "append path in process", store);
+  fmt::print("bench_scale: {} chunks of {} events over {} streams, --batch {}, {}{}{}, store {}\n", c.chunks,
+             c.events, c.streams, c.batch, c.random_ids ? "random ids, " : "",
+             c.binary ? "esctl import" : "append path in process",
+             c.cache_mb > 0 ? fmt::format(", page cache {} MiB", c.cache_mb) : "", store);
   // x1st: the rate against the first chunk's (load moves it); cpu x1st: the first chunk's CPU time
   // against this one's (so also < 1 when a chunk costs more), which load moves much less.
   fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
@@ -355,7 +364,7 @@ int main(int argc, char** argv) {
     const long free_mb = mem_free_mb();
     const long long scanned_before = reclaim_scanned();
     Run r = c.binary ? run({ESCTL_BIN, "--store", store, "import", chunk, "--batch", std::to_string(c.batch), "-q"})
-                     : run_in_process(store, chunk, c.batch, counters);
+                     : run_in_process(store, chunk, c.batch, c.cache_mb, counters);
     if (r.status != 0) {
       fmt::print(stderr, "bench_scale: import of chunk {} exited {}\n", k, r.status);
       return 1;
