@@ -1,19 +1,35 @@
 // Benchmark of import cost as the store grows (not a test; never run in CI): imports N chunks of
 // E events, one after another, into ONE store, and prints per chunk the import rate, user and
-// system CPU, and what the import read from the store file: read(2)/pread(2) calls and bytes
-// (each a page that fell out of SQLite's page cache: a cache miss) and bytes that came from the
-// disk rather than the kernel's page cache. A store whose cost grows with its size shows up as
-// later chunks slower than the first with more system time or more reads.
+// system CPU, read(2)-family calls and bytes (from the kernel: WAL frames a checkpoint copies,
+// pages that fell out of SQLite's page cache) and bytes that came from the disk, minor page
+// faults, and SQLite's own page-cache counters (hits, misses, pages written). Rates depend on
+// the machine's load; the counts do not, so a cost that grows with the store shows up in them
+// even on a busy machine. It also prints the machine's free memory before each chunk and the
+// pages the kernel scanned to reclaim memory during it (machine-wide): once the page cache has
+// used up free memory, every new page of the store costs the kernel a reclaim, in any program.
+// After each chunk it prints the size of each b-tree (dbstat).
+//
+// By default each chunk is imported by a forked child running esctl's own append path (the one
+// `esctl import` runs: parse each line, Store::append per --batch lines), so the counters of its
+// connection can be read; --binary runs the built `esctl import` instead (no SQLite counters).
 //
 // The data: E events per chunk over S streams interleaved round-robin (every stream advances in
 // every chunk), ~230 bytes each in export format (stream, version, id, type, data, meta,
-// recorded_at), time-ordered UUIDv7 ids, as `export` of a live store writes them.
+// recorded_at), time-ordered UUIDv7 ids, as `export` of a live store writes them; with
+// --random-ids, random UUIDv4 ids instead, as clients that choose their own ids often send.
 //
 // Usage: bench_scale [--chunks N=16] [--events E=1000000] [--streams S=10000] [--batch B=1000]
-//                    [--dir DIR] [--keep]
+//                    [--dir DIR] [--start K] [--keep] [--binary] [--no-sizes] [--random-ids]
+//                    [--cache-mb M]
+// --cache-mb M sets the page cache of the in-process import's connection to M MiB instead of
+// esctl's own setting, to see what a larger (or smaller) cache would change.
+// --start K begins with chunk K (0-based): with --dir and --keep, a later run continues a store.
+// --keep also keeps the last chunk's file (chunk.ndjson), e.g. to import it again under strace.
 // The store needs about 230 MB per million events; DIR defaults to a fresh directory in $TMPDIR.
 #include <fcntl.h>
 #include <spawn.h>
+#include <sqlite3.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,14 +41,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "core/error.hpp"
+#include "core/ndjson.hpp"
 #include "core/time.hpp"
 #include "core/uuid.hpp"
+#include "store/store.hpp"
 
 extern char** environ;
 
@@ -45,8 +67,19 @@ struct Config {
   std::int64_t events = 1000000;
   int streams = 10000;
   int batch = 1000;
+  int start = 0;  ///< index of the first chunk: > 0 continues a store kept by an earlier run
   std::string dir;
   bool keep = false;
+  bool binary = false;  ///< run `esctl import` instead of the append path in a forked child
+  bool sizes = true;    ///< print b-tree sizes after each chunk
+  bool random_ids = false;  ///< UUIDv4 ids (random, as many clients make them) instead of UUIDv7
+  int cache_mb = 0;         ///< in process: the connection's page cache in MiB (0: esctl's own)
+};
+
+/// SQLite's page-cache counters of the child's store connection (sqlite3_db_status), handed to
+/// the parent through shared memory.
+struct CacheCounters {
+  int hit = -1, miss = -1, write = -1, spill = -1;
 };
 
 /// What /proc/PID/io says of a process: every read(2)-family call and its bytes (page cache
@@ -81,14 +114,62 @@ long vm_hwm_kb(pid_t pid) {
   return kb;
 }
 
+/// Pages the kernel scanned to reclaim memory, machine-wide (/proc/vmstat pgscan_kswapd +
+/// pgscan_direct): non-zero while a chunk imports means new page-cache pages (the store's new
+/// pages, the chunk file) cost reclaim, whatever esctl does. And MemFree in MB (/proc/meminfo).
+long long reclaim_scanned() {
+  std::FILE* f = std::fopen("/proc/vmstat", "r");
+  if (!f) return -1;
+  char name[64];
+  long long v = 0, sum = 0;
+  while (std::fscanf(f, "%63s %lld", name, &v) == 2)
+    if (std::strcmp(name, "pgscan_kswapd") == 0 || std::strcmp(name, "pgscan_direct") == 0) sum += v;
+  std::fclose(f);
+  return sum;
+}
+
+long mem_free_mb() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return -1;
+  char line[128];
+  long kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemFree: %ld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb < 0 ? -1 : kb / 1024;
+}
+
 struct Run {
   int status = -1;
   double wall = 0, user = 0, sys = 0;
   long rss_kb = 0;
+  long minflt = 0, majflt = 0;
   Io io;  ///< as last sampled, a few ms before the process exited
 };
 
 double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
+
+/// Waits for `pid` (started at t0), sampling its peak RSS and I/O counters until it exits.
+Run watch(pid_t pid, Clock::time_point t0) {
+  Run r;
+  int status = 0;
+  rusage ru{};
+  for (;;) {
+    long hwm = vm_hwm_kb(pid);  // sampled before wait4: a reaped child has no /proc entry
+    Io io = read_io(pid);
+    if (wait4(pid, &status, WNOHANG, &ru) == pid) break;
+    r.rss_kb = std::max(r.rss_kb, hwm);
+    if (io.syscr > 0) r.io = io;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  r.wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.user = seconds(ru.ru_utime);
+  r.sys = seconds(ru.ru_stime);
+  r.minflt = ru.ru_minflt;
+  r.majflt = ru.ru_majflt;
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
 
 /// Runs argv (stdout to /dev/null), sampling its peak RSS and I/O counters until it exits.
 Run run(const std::vector<std::string>& args) {
@@ -105,22 +186,77 @@ Run run(const std::vector<std::string>& args) {
     std::exit(1);
   }
   posix_spawn_file_actions_destroy(&fa);
-  Run r;
-  int status = 0;
-  rusage ru{};
-  for (;;) {
-    long hwm = vm_hwm_kb(pid);  // sampled before wait4: a reaped child has no /proc entry
-    Io io = read_io(pid);
-    if (wait4(pid, &status, WNOHANG, &ru) == pid) break;
-    r.rss_kb = std::max(r.rss_kb, hwm);
-    if (io.syscr > 0) r.io = io;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return watch(pid, t0);
+}
+
+sqlite3* g_child_db = nullptr;  // the store connection of an in-process import (child only)
+
+/// Registered with sqlite3_auto_extension: remembers the connection the Store opens.
+int remember_connection(sqlite3* db, char** /*error*/, const void* /*api*/) {
+  g_child_db = db;
+  return SQLITE_OK;
+}
+
+/// Imports `chunk` into `store` in a forked child through Store::append, `batch` lines per call,
+/// as `esctl import` does; the child leaves its connection's cache counters in `out`.
+Run run_in_process(const std::string& store, const std::string& chunk, int batch, int cache_mb, CacheCounters* out) {
+  std::fflush(stdout);
+  const auto t0 = Clock::now();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    fmt::print(stderr, "bench_scale: cannot fork\n");
+    std::exit(1);
   }
-  r.wall = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.user = seconds(ru.ru_utime);
-  r.sys = seconds(ru.ru_stime);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
+  if (pid > 0) return watch(pid, t0);
+  int code = 0;
+  try {
+    sqlite3_auto_extension(reinterpret_cast<void (*)()>(&remember_connection));
+    esctl::Store s(esctl::StoreOptions{store}, esctl::Access::write);
+    if (cache_mb > 0 && g_child_db)
+      sqlite3_exec(g_child_db, fmt::format("PRAGMA cache_size = -{}", cache_mb * 1024).c_str(), nullptr, nullptr, nullptr);
+    std::vector<char> buffer(1 << 20);  // 1 MiB reads, as esctl import's (set before open to take effect)
+    std::ifstream in;
+    in.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    in.open(chunk, std::ios::binary);
+    std::vector<esctl::NewEvent> events;
+    std::string line;
+    std::int64_t line_no = 0;
+    while (std::getline(in, line)) {
+      events.push_back(esctl::parse_event_line(line, ++line_no));
+      if (static_cast<int>(events.size()) == batch) {
+        s.append(events, {}, true);
+        events.clear();
+      }
+    }
+    if (!events.empty()) s.append(events, {}, true);
+    if (g_child_db) {
+      int cur = 0, high = 0;
+      sqlite3_db_status(g_child_db, SQLITE_DBSTATUS_CACHE_HIT, &cur, &high, 0), out->hit = cur;
+      sqlite3_db_status(g_child_db, SQLITE_DBSTATUS_CACHE_MISS, &cur, &high, 0), out->miss = cur;
+      sqlite3_db_status(g_child_db, SQLITE_DBSTATUS_CACHE_WRITE, &cur, &high, 0), out->write = cur;
+      sqlite3_db_status(g_child_db, SQLITE_DBSTATUS_CACHE_SPILL, &cur, &high, 0), out->spill = cur;
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_scale: in-process import: {}\n", e.what());
+    code = 1;
+  }
+  std::fflush(stderr);
+  _exit(code);
+}
+
+/// MB of each b-tree of the store (dbstat), by name.
+std::map<std::string, double> btree_mb(const std::string& store) {
+  std::map<std::string, double> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(store.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize) FROM dbstat GROUP BY name", -1, &st, nullptr) == SQLITE_OK)
+      while (sqlite3_step(st) == SQLITE_ROW)
+        out[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] = static_cast<double>(sqlite3_column_int64(st, 1)) / 1e6;
+    sqlite3_finalize(st);
+  }
+  sqlite3_close_v2(db);
+  return out;
 }
 
 /// Writes chunk `k`: events k*E .. (k+1)*E-1, stream i % S at version i / S.
@@ -133,6 +269,19 @@ void write_chunk(const Config& c, int k, const std::string& path) {
   static const char* kTypes[] = {"OrderPlaced", "ItemAdded", "ItemRemoved", "PaymentTaken", "OrderShipped"};
   const std::int64_t t0 = esctl::now_us() - 86400LL * 1000000;
   std::string line;
+  std::mt19937_64 rng(std::random_device{}());
+  auto next_id = [&] {
+    esctl::Uuid u = esctl::new_uuid_v7();
+    if (c.random_ids) {
+      for (std::size_t b = 0; b < u.bytes.size(); b += 8) {
+        const std::uint64_t r = rng();
+        std::memcpy(u.bytes.data() + b, &r, 8);
+      }
+      u.bytes[6] = static_cast<std::uint8_t>((u.bytes[6] & 0x0f) | 0x40);  // version 4
+      u.bytes[8] = static_cast<std::uint8_t>((u.bytes[8] & 0x3f) | 0x80);  // RFC 9562 variant
+    }
+    return u;
+  };
   for (std::int64_t j = 0; j < c.events; ++j) {
     const std::int64_t i = static_cast<std::int64_t>(k) * c.events + j;
     const std::int64_t s = i % c.streams, v = i / c.streams;
@@ -141,7 +290,7 @@ void write_chunk(const Config& c, int k, const std::string& path) {
         R"("qty":{},"price":{}.50,"currency":"EUR","note":"event {} of stream {}"}},"meta":{{"by":"bench"}},)"
         R"("recorded_at":"{}"}})"
         "\n",
-        s, v, esctl::format_uuid(esctl::new_uuid_v7()), kTypes[i % 5], s * 7 % 9973, 100 + i % 900, 1 + i % 9,
+        s, v, esctl::format_uuid(next_id()), kTypes[i % 5], s * 7 % 9973, 100 + i % 900, 1 + i % 9,
         i % 97, v, s, esctl::format_rfc3339(t0 + i));
     std::fwrite(line.data(), 1, line.size(), f);
   }
@@ -164,9 +313,15 @@ Config parse(int argc, char** argv) {
     else if (a == "--streams") c.streams = std::stoi(next());
     else if (a == "--batch") c.batch = std::stoi(next());
     else if (a == "--dir") c.dir = next();
+    else if (a == "--start") c.start = std::stoi(next());
     else if (a == "--keep") c.keep = true;
+    else if (a == "--binary") c.binary = true;
+    else if (a == "--no-sizes") c.sizes = false;
+    else if (a == "--random-ids") c.random_ids = true;
+    else if (a == "--cache-mb") c.cache_mb = std::stoi(next());
     else {
-      fmt::print(stderr, "usage: bench_scale [--chunks N] [--events E] [--streams S] [--batch B] [--dir DIR] [--keep]\n");
+      fmt::print(stderr, "usage: bench_scale [--chunks N] [--events E] [--streams S] [--batch B] [--dir DIR] [--start K] [--keep] "
+                         "[--binary] [--no-sizes] [--random-ids] [--cache-mb M]\n");
       std::exit(2);
     }
   }
@@ -188,35 +343,60 @@ int main(int argc, char** argv) {
     c.dir = tmpl;
   }
   const std::string store = c.dir + "/store.db", chunk = c.dir + "/chunk.ndjson";
-  fmt::print("bench_scale: {} chunks of {} events over {} streams, --batch {}, store {}\n", c.chunks, c.events,
-             c.streams, c.batch, store);
-  fmt::print("{:>5} {:>8} {:>9} {:>6} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6}\n", "chunk", "store MB",
-             "events/s", "x 1st", "user s", "sys s", "reads", "read MB", "disk MB", "write MB", "B/ev", "RSS MB");
-  double first_rate = 0;
-  std::int64_t last_size = 0;
-  for (int k = 0; k < c.chunks; ++k) {
+  fmt::print("bench_scale: {} chunks of {} events over {} streams, --batch {}, {}{}{}, store {}\n", c.chunks,
+             c.events, c.streams, c.batch, c.random_ids ? "random ids, " : "",
+             c.binary ? "esctl import" : "append path in process",
+             c.cache_mb > 0 ? fmt::format(", page cache {} MiB", c.cache_mb) : "", store);
+  // x1st: the rate against the first chunk's (load moves it); cpu x1st: the first chunk's CPU time
+  // against this one's (so also < 1 when a chunk costs more), which load moves much less.
+  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
+             "chunk", "store MB", "events/s", "x1st", "user s", "sys s", "cpu x1st", "reads", "read MB", "diskMB", "writeMB",
+             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "scanned");
+  double first_rate = 0, first_cpu = 0;
+  std::error_code no_store;
+  std::int64_t last_size = static_cast<std::int64_t>(fs::file_size(store, no_store));
+  if (no_store) last_size = 0;
+  auto* counters = static_cast<CacheCounters*>(
+      mmap(nullptr, sizeof(CacheCounters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  for (int k = c.start; k < c.start + c.chunks; ++k) {
     write_chunk(c, k, chunk);
-    Run r = run({ESCTL_BIN, "--store", store, "import", chunk, "--batch", std::to_string(c.batch), "-q"});
+    *counters = CacheCounters{};
+    const long free_mb = mem_free_mb();
+    const long long scanned_before = reclaim_scanned();
+    Run r = c.binary ? run({ESCTL_BIN, "--store", store, "import", chunk, "--batch", std::to_string(c.batch), "-q"})
+                     : run_in_process(store, chunk, c.batch, c.cache_mb, counters);
     if (r.status != 0) {
       fmt::print(stderr, "bench_scale: import of chunk {} exited {}\n", k, r.status);
       return 1;
     }
+    const long long scanned = reclaim_scanned() - scanned_before;
     const double rate = static_cast<double>(c.events) / r.wall;
-    if (k == 0) first_rate = rate;
+    if (k == c.start) first_rate = rate, first_cpu = r.user + r.sys;
     std::error_code ec;
     const auto size = static_cast<std::int64_t>(fs::file_size(store, ec));
     const double per_event = static_cast<double>(size - last_size) / static_cast<double>(c.events);
     last_size = size;
     // rchar counts the chunk file too: subtract it to leave what came from the store.
     const auto chunk_bytes = static_cast<long long>(fs::file_size(chunk, ec));
-    fmt::print("{:>5} {:>8.0f} {:>9.0f} {:>6.2f} {:>6.2f} {:>6.2f} {:>9} {:>9.1f} {:>8.1f} {:>8.1f} {:>6.0f} {:>6.1f}\n",
-               k + 1, static_cast<double>(size) / 1e6, rate, rate / first_rate, r.user, r.sys, r.io.syscr,
+    // SQLite's counters are known only in process (-1: --binary).
+    auto count = [](int n) { return n < 0 ? std::string("-") : std::to_string(n); };
+    fmt::print("{:>5} {:>8.0f} {:>9.0f} {:>5.2f} {:>6.2f} {:>5.2f} {:>8.2f} {:>7} {:>7.1f} {:>6.1f} {:>7.1f} {:>4.0f} {:>5.1f} {:>7} "
+               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
+               k + 1, static_cast<double>(size) / 1e6, rate, rate / first_rate, r.user, r.sys,
+               first_cpu / (r.user + r.sys), r.io.syscr,
                static_cast<double>(std::max(0LL, r.io.rchar - chunk_bytes)) / 1e6,
                static_cast<double>(r.io.read_bytes) / 1e6, static_cast<double>(r.io.wchar) / 1e6, per_event,
-               static_cast<double>(r.rss_kb) / 1024.0);
+               static_cast<double>(r.rss_kb) / 1024.0, r.minflt, count(counters->hit), count(counters->miss),
+               count(counters->write), count(counters->spill), free_mb, scanned);
+    if (c.sizes) {
+      std::string line = "      b-trees MB:";
+      for (const auto& [name, mb] : btree_mb(store))
+        if (mb >= 0.1) line += fmt::format(" {} {:.1f}", name, mb);  // the empty queue tables are noise
+      fmt::print("{}\n", line);
+    }
     std::fflush(stdout);
   }
-  fs::remove(chunk);
+  if (!c.keep) fs::remove(chunk);
   if (made_dir && !c.keep) fs::remove_all(c.dir);
   else fmt::print("bench_scale: store kept at {}\n", store);
   return 0;
