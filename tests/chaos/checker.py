@@ -57,6 +57,12 @@ class Run:
     def locked(self, t0, t1):
         return any(a <= t1 and b >= t0 for a, b in self.locks)
 
+    def reported_stale(self, op):
+        """Whether drainer OP said the store refused an outcome of it as stale: one of its leases
+        lapsed with no fault of ours (its renewals starved on a loaded machine, or busy)."""
+        done = (self.ops.get(op) or {}).get("done") or {}
+        return done.get("stale", 0) > 0
+
     def pauses(self):
         return [(a, b) for fs in self.faults.values() for k, a, b in fs if k == "stop"]
 
@@ -342,6 +348,8 @@ def check_queue_fencing(run, queue):
                 t0 = x["ts"] - ack - 0.5
                 if run.disturbed(x["d"], t0, y["ts"]) or run.locked(t0, y["ts"]):
                     continue
+                if run.reported_stale(x["d"]):
+                    continue  # its lease lapsed unseen (renewals starved or busy): X held nothing
                 # A process paused after X's pull may hold the store's lock and so stop X's lease
                 # renewals (one paused before could not have let X's pull through).
                 if any(x["ts"] - 0.5 <= a <= y["ts"] for a, b in run.pauses()):

@@ -167,6 +167,13 @@ class Fencing(unittest.TestCase):
         h.deliver("d1", "h4", 4, 3, 7.4, 7.6)  # and the next batch starts while d2 still holds ord-1@0
         self.assertEqual(h.check().count("fencing"), 2)
 
+    def test_not_when_the_holders_drainer_reported_a_stale_outcome(self):
+        h = self.stale_ack()
+        h.recs[-1]["stale"] = 1  # d2's completion: the store refused one of its outcomes as stale
+        self.assertNotIn("fencing", h.check())
+        h.recs[-1]["stale"] = 0
+        self.assertIn("fencing", h.check())
+
     def test_not_when_the_holder_was_paused(self):
         h = self.stale_ack()
         h.fault("d2", "stop", 6.5, end=9.0)
