@@ -447,6 +447,6 @@ TEST_SUITE("store/store") {
     CHECK(sql::is_sqlite_header(sql::read_header(t.path).value()));
     CHECK(holds_lock());
     first.append({event("a-1", "T")});
-    CHECK(first.head_position() == 2);
+    CHECK(first.last_position() == 2);
   }
 }
