@@ -74,9 +74,10 @@ TEST_SUITE("cli/layers") {
     // behind a repository of their own.
     check_layer("src/store", {"core/", "store/"}, {"sqlite3.h"}, {"src/store/store.cpp", "src/store/queue.cpp"});
     for (const auto& i : includes_in("src/store"))
-      if (i.file == "src/store/store.cpp" || i.file == "src/store/queue.cpp")
-        CHECK_MESSAGE(!starts(i.target, "drain/") && !starts(i.target, "projection/") && i.target != "sqlite3.h",
-                      i.file, " includes ", i.target);
+      if (i.file == "src/store/store.cpp" || i.file == "src/store/queue.cpp") {
+        const bool ok = !starts(i.target, "drain/") && !starts(i.target, "projection/") && i.target != "sqlite3.h";
+        CHECK_MESSAGE(ok, i.file, " includes ", i.target);
+      }
   }
 
   TEST_CASE("the backend-neutral store's headers hold no SQL") {
