@@ -58,6 +58,7 @@
 
 #include "core/error.hpp"
 #include "core/json_text.hpp"
+#include "core/varint.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
 #include "store/sqlite/sqlite.hpp"
@@ -127,25 +128,8 @@ class RelaxedSync {
   sql::Db& db_;
 };
 
-// Packed run members: per member, varint(position - previous position) then varint(stream id).
-void put_varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-bool get_varint(std::string_view in, std::size_t& at, std::uint64_t& v) {
-  v = 0;
-  for (int shift = 0; at < in.size() && shift < 64; shift += 7) {
-    auto b = static_cast<unsigned char>(in[at++]);
-    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-    if (!(b & 0x80)) return true;
-  }
-  return false;
-}
-
+// Packed run members: per member, varint(position - previous position) then varint(stream id)
+// (core/varint.hpp).
 struct Row {
   std::int64_t position = 0, stream = 0, state = 0, attempts = 0, due_mono = 0, due_boot = 0, lease = 0;
 };
@@ -235,12 +219,6 @@ QueueInfo load_queue(sql::Db& db, std::string_view name) {
   q.filter.categories = json_strings(db, categories);
   q.filter.types = json_strings(db, types);
   return q;
-}
-
-std::int64_t head_of(sql::Db& db) {
-  sql::StmtScope s(db.prepare("SELECT coalesce(max(position), 0) FROM events"));
-  s->step();
-  return s->i64(0);
 }
 
 std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
@@ -833,7 +811,7 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
                                               "'esctl queue reset' moves it, 'esctl queue delete' removes it)",
                                               spec.name, spec.name));
   }
-  std::int64_t start = resolve(from, head_of(db), "--from");
+  std::int64_t start = resolve(from, sqlite::last_position(db), "--from");
   std::int64_t id = 0;
   {
     // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
@@ -875,12 +853,6 @@ std::vector<std::string> Queues::names(std::string_view prefix) {
   return out;
 }
 
-std::vector<QueueInfo> Queues::list() {
-  std::vector<QueueInfo> out;
-  for (const auto& n : names()) out.push_back(load_queue(sqlite::connection(store_), n));
-  return out;
-}
-
 QueueInfo Queues::get(std::string_view name) { return load_queue(sqlite::connection(store_), name); }
 
 QueueStatus Queues::status(std::string_view name, const Clock& clock) {
@@ -889,7 +861,7 @@ QueueStatus Queues::status(std::string_view name, const Clock& clock) {
   QueueStatus st;
   st.queue = load_queue(db, name);
   const QueueInfo& q = st.queue;
-  st.head = head_of(db);
+  st.head = sqlite::last_position(db);
   std::optional<std::int64_t> oldest;
   auto lower = [&](std::int64_t p) { oldest = oldest ? std::min(*oldest, p) : p; };
   {
@@ -1184,7 +1156,7 @@ QueueInfo Queues::reset(std::string_view name, StartPoint to) {
   auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   QueueInfo q = load_queue(db, name);
-  std::int64_t point = resolve(to, head_of(db), "--to");
+  std::int64_t point = resolve(to, sqlite::last_position(db), "--to");
   for (const char* sql : {"DELETE FROM queue_items WHERE queue_id = ?1", "DELETE FROM queue_runs WHERE queue_id = ?1"}) {
     sql::StmtScope s(db.prepare(sql));
     s->bind(1, q.id);
@@ -1269,7 +1241,7 @@ ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
   sql::Txn snapshot(db, sql::Txn::deferred);
   Session session(store, load_queue(db, name), Clock::now());
   const QueueInfo& q = session.queue();
-  const std::int64_t head = head_of(db);
+  const std::int64_t head = sqlite::last_position(db);
   ResetImpact r;
   r.point = resolve(to, head, "--to");
   auto flying = in_flight_positions(session, db);

@@ -179,8 +179,6 @@ class Queues {
   /// Creates a queue. Errc::conflict if the name is taken; Errc::usage for a bad spec or a
   /// start position beyond the head. Costs nothing per stored event.
   QueueInfo create(const QueueSpec& spec, StartPoint from);
-  /// All queues, by name.
-  std::vector<QueueInfo> list();
   QueueInfo get(std::string_view name);
   /// Names starting with `prefix`, sorted (completion).
   std::vector<std::string> names(std::string_view prefix = {});

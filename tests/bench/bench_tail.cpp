@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "store/sqlite/event_store.hpp"
 #include "store/store.hpp"
 
 using Clock = std::chrono::steady_clock;
@@ -205,7 +206,7 @@ int main(int argc, char** argv) {
   };
 
   fmt::print("esctl tail -f benchmark: {} events, commits by another process (SQLite {}, synchronous=FULL)\n",
-             events, esctl::sqlite_version());
+             events, esctl::sqlite::library_version());
   run_phase(events, 5, 30);
   auto busy_tail = tail.latency_ms, busy_raw = raw.latency_ms;
   tail.latency_ms.clear();

@@ -172,7 +172,7 @@ std::string plain_integrity(const std::string& path) {
 
 std::string verify_findings(const std::string& path) {
   VerifyOptions o;
-  o.path = path;
+  o.location = path;
   o.full = true;
   std::string out;
   verify_store(o, [&](const Violation& v) { out += v.kind + ": " + v.detail + "\n"; });
@@ -444,7 +444,7 @@ Scenario checkpoint_with_reader() {
             for (int i = 1; i <= 16; ++i) {
               if (i % 5 == 1) {
                 snapshot.emplace(sqlite::connection(r), sql::Txn::deferred);
-                r.head_position();  // the read snapshot starts here
+                r.last_position();  // the read snapshot starts here
               } else if (i % 5 == 3) {
                 snapshot.reset();
               }

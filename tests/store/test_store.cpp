@@ -370,7 +370,7 @@ TEST_SUITE("store/store") {
     Store s(t.options(), Access::write);
     s.append({event("a", "T"), event("b", "T"), event("a", "T")});
     auto st = s.stats();
-    CHECK(st.path == t.path);
+    CHECK(st.location == t.path);
     CHECK(st.schema_version == 3);
     CHECK(st.events == 3);
     CHECK(st.streams == 2);
@@ -447,6 +447,6 @@ TEST_SUITE("store/store") {
     CHECK(sql::is_sqlite_header(sql::read_header(t.path).value()));
     CHECK(holds_lock());
     first.append({event("a-1", "T")});
-    CHECK(first.head_position() == 2);
+    CHECK(first.last_position() == 2);
   }
 }

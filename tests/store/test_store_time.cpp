@@ -95,7 +95,7 @@ TEST_SUITE("store/store_time") {
     auto kinds = [&] {
       std::vector<std::string> out;
       VerifyOptions o;
-      o.path = t.path;
+      o.location = t.path;
       verify_store(o, [&](const Violation& v) { out.push_back(v.kind); });
       return out;
     };

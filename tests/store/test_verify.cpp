@@ -66,7 +66,7 @@ struct Run {
 };
 
 Run verify(const std::string& path, VerifyOptions o = {}) {
-  o.path = path;
+  o.location = path;
   Run r;
   r.counts = verify_store(o, [&](const Violation& v) { r.found.push_back(v); });
   return r;

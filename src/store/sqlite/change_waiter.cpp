@@ -40,9 +40,9 @@ constexpr int kHotEarlyMs = 100;      // ... for this long
 constexpr int kHotMaxStepMs = 8;      // then this, until the window ends
 constexpr int kHotWindowMs = 1000;    // how long after a WAL write to keep checking quickly
 
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;  // not queue.hpp's Clock: durations here only
 
-std::int64_t ms_between(Clock::time_point a, Clock::time_point b) {
+std::int64_t ms_between(Steady::time_point a, Steady::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
@@ -67,7 +67,7 @@ class WalWaiter final : public ChangeSource {
   int wd_ = -1;
   // After a WAL write: check quickly until then (kept across calls: the writes of the next
   // commit may have been read from inotify before the previous commit became visible).
-  Clock::time_point hot_until_{};
+  Steady::time_point hot_until_{};
   int hot_step_ = 0;
   std::vector<int> hangup_fds_;
 };
@@ -129,7 +129,7 @@ bool WalWaiter::version_changed() {
 }
 
 Wake WalWaiter::wait(int timeout_ms) {
-  const auto start = Clock::now();
+  const auto start = Steady::now();
   std::vector<pollfd> fds;
 
   sigset_t stop, old;
@@ -140,7 +140,7 @@ Wake WalWaiter::wait(int timeout_ms) {
   for (;;) {
     if (interrupted()) return Wake::interrupted;
     if (version_changed()) return Wake::changed;
-    auto now = Clock::now();
+    auto now = Steady::now();
     std::int64_t left = timeout_ms < 0 ? INT64_MAX : timeout_ms - ms_between(start, now);
     if (left <= 0) return Wake::timeout;
 
@@ -183,7 +183,7 @@ Wake WalWaiter::wait(int timeout_ms) {
       if (p.fd == inotify_fd_) {
         if (p.revents & POLLIN) {
           drain_notifications();
-          hot_until_ = Clock::now() + std::chrono::milliseconds(kHotWindowMs);
+          hot_until_ = Steady::now() + std::chrono::milliseconds(kHotWindowMs);
           hot_step_ = 0;
         }
       } else if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {

@@ -54,6 +54,9 @@ const std::string& insert_events_sql(int rows) {
 #define ESCTL_EVENT_COLUMNS "position, stream_id, version, id, type, data, meta, recorded_at"
 constexpr const char* kSelectAt = "SELECT " ESCTL_EVENT_COLUMNS " FROM events WHERE position = ?1";
 constexpr const char* kSelectById = "SELECT " ESCTL_EVENT_COLUMNS " FROM events WHERE id = ?1";
+// Scans: open-ended ones without the bound and the limit, which cost a few VDBE steps per row.
+constexpr const char* kScanUpAll = "SELECT " ESCTL_EVENT_COLUMNS " FROM events WHERE position >= ?1 ORDER BY position";
+constexpr const char* kScanDownAll = "SELECT " ESCTL_EVENT_COLUMNS " FROM events WHERE position >= ?1 ORDER BY position DESC";
 constexpr const char* kScanUp =
     "SELECT " ESCTL_EVENT_COLUMNS " FROM events WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3";
 constexpr const char* kScanDown =
@@ -158,37 +161,42 @@ sql::Db& connection(Store& store) {
   return s->db();
 }
 
-SqliteStore::SqliteStore(const StoreOptions& options, Access access) : options_(options) {
+bool check_store_file(const std::string& path, Access access, std::string_view missing_hint) {
   struct stat st {};
-  bool exists = ::stat(options_.location.c_str(), &st) == 0;
+  bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode))
-    throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", options_.location));
+    throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", path));
   if (!exists && access != Access::write)
-    throw Error(Errc::not_found,
-                fmt::format("no store at '{}' (create one with 'esctl init', or pass --store / set ESCTL_STORE)", options_.location));
+    throw Error(Errc::not_found, fmt::format("no store at '{}' ({})", path, missing_hint));
   if (!exists && access == Access::write) {
     // SQLite would only say "unable to open database file": name the missing folder instead.
-    const auto slash = options_.location.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : options_.location.substr(0, slash);
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
     struct stat dst {};
     const bool found = ::stat(dir.c_str(), &dst) == 0;
     if (found && !S_ISDIR(dst.st_mode))
       throw Error(Errc::not_found,
-                  fmt::format("cannot create store '{}': '{}' is not a folder (choose another --store)", options_.location, dir));
+                  fmt::format("cannot create store '{}': '{}' is not a folder (choose another --store)", path, dir));
     if (!found && (errno == ENOENT || errno == ENOTDIR))
       throw Error(Errc::not_found, fmt::format("cannot create store '{}': folder '{}' does not exist (create it with "
                                                "'mkdir -p {}', or choose another --store)",
-                                               options_.location, dir, dir));
+                                               path, dir, dir));
   }
   if (exists && st.st_size > 0) {
     // Look at the header ourselves first: SQLite must never be let loose on a foreign file.
-    auto header = sql::read_header(options_.location);
+    auto header = sql::read_header(path);
     if (!header && access == Access::read)
-      throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", options_.location));
+      throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", path));
     if (header && !sql::is_sqlite_header(*header))
-      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database); refusing to touch it",
-                                             options_.location));
+      throw Error(Errc::corrupt,
+                  fmt::format("'{}' is not an esctl store (not a SQLite database); refusing to touch it", path));
   }
+  return exists;
+}
+
+SqliteStore::SqliteStore(const StoreOptions& options, Access access) : options_(options) {
+  const bool exists =
+      check_store_file(options_.location, access, "create one with 'esctl init', or pass --store / set ESCTL_STORE");
   auto mode = !exists ? sql::OpenMode::create : sql::OpenMode::read_write;
   db_ = std::make_unique<sql::Db>(options_.location, mode, options_.busy_timeout_ms);
   prepare_schema(*db_, access);
@@ -549,7 +557,8 @@ void SqliteStore::scan(const ScanRange& range, RowFn fn) {
   if (range.limit <= 0 || range.from > range.to) return;
   // One statement = one read snapshot: constant memory, consistent view. The cached statement
   // serves the common case; a scan started from inside another one's fn gets a fresh one.
-  const char* sql = range.backwards ? kScanDown : kScanUp;
+  const bool bounded = range.to != INT64_MAX || range.limit != INT64_MAX;
+  const char* sql = bounded ? (range.backwards ? kScanDown : kScanUp) : (range.backwards ? kScanDownAll : kScanUpAll);
   std::optional<sql::Stmt> fresh;
   sql::Stmt* s;
   if (scanning_) s = &fresh.emplace(db_->prepare_new(sql));
@@ -562,7 +571,8 @@ void SqliteStore::scan(const ScanRange& range, RowFn fn) {
     bool was;
     ~Done() { s.reset(); scanning = was; }
   } done{*s, scanning_, was_scanning};
-  s->bind(1, range.from).bind(2, range.to).bind(3, range.limit);
+  s->bind(1, range.from);
+  if (bounded) s->bind(2, range.to).bind(3, range.limit);
   std::int64_t n = 0;
   while (s->step()) {
     if (!fn(row_of(*s))) break;
@@ -594,9 +604,13 @@ std::optional<std::int64_t> SqliteStore::stream_version(std::string_view stream)
   return std::nullopt;
 }
 
-std::int64_t SqliteStore::last_position() {
-  return db_->query_i64("SELECT coalesce(max(position), 0) FROM events");
+std::int64_t last_position(sql::Db& db) {
+  sql::StmtScope s(db.prepare("SELECT coalesce(max(position), 0) FROM events"));
+  s->step();
+  return s->i64(0);
 }
+
+std::int64_t SqliteStore::last_position() { return sqlite::last_position(*db_); }
 
 namespace {
 struct SqliteSnapshot final : ReadSnapshot {

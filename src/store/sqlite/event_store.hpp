@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,9 +20,20 @@ namespace esctl::sqlite {
 /// a missing file or folder, and a file that is not a SQLite database before SQLite touches it.
 std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access);
 
+/// The checks of a store file before SQLite opens it, shared by every opener: refuses a folder
+/// (Errc::usage), a missing file unless `access` is write (Errc::not_found, with `missing_hint`:
+/// what to do), a missing folder to create it in, an unreadable file when reading
+/// (Errc::read_only) and a file that is not a SQLite database (Errc::corrupt). Returns whether
+/// the file exists.
+bool check_store_file(const std::string& path, Access access, std::string_view missing_hint);
+
 /// The SQLite connection of a store this backend opened: for this backend's own modules and
 /// its tests. Errc::internal for a store of another backend.
 sql::Db& connection(Store& store);
+
+/// The highest committed position of the store on `db` (0 for an empty store): the one query
+/// for it, in the caller's transaction if one is open.
+std::int64_t last_position(sql::Db& db);
 
 /// The version of the linked SQLite library.
 std::string library_version();

@@ -79,10 +79,6 @@ Stmt& Stmt::bind(int i, std::int64_t v) {
   sqlite3_bind_int64(s_, i, v);
   return *this;
 }
-Stmt& Stmt::bind(int i, double v) {
-  sqlite3_bind_double(s_, i, v);
-  return *this;
-}
 Stmt& Stmt::bind(int i, std::string_view t) {
   sqlite3_bind_text64(s_, i, t.data() ? t.data() : "", t.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
   return *this;
@@ -103,7 +99,6 @@ Stmt& Stmt::bind_null(int i) {
   sqlite3_bind_null(s_, i);
   return *this;
 }
-int Stmt::param_index(const char* name) const { return sqlite3_bind_parameter_index(s_, name); }
 
 bool Stmt::step() {
   int rc = sqlite3_step(s_);
@@ -125,7 +120,6 @@ void Stmt::reset() {
 }
 
 std::int64_t Stmt::i64(int c) const { return sqlite3_column_int64(s_, c); }
-double Stmt::f64(int c) const { return sqlite3_column_double(s_, c); }
 std::string_view Stmt::text(int c) const {
   auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
   return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string_view();

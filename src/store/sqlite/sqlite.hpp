@@ -26,7 +26,6 @@ class Stmt {
 
   Stmt& bind(int i, std::int64_t v);
   Stmt& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
-  Stmt& bind(int i, double v);
   Stmt& bind(int i, std::string_view text);  ///< TEXT, copied
   Stmt& bind(int i, const char* text) { return bind(i, std::string_view(text)); }
   Stmt& bind_blob(int i, std::string_view bytes);
@@ -34,8 +33,6 @@ class Stmt {
   Stmt& bind_static(int i, std::string_view text);
   Stmt& bind_blob_static(int i, std::string_view bytes);
   Stmt& bind_null(int i);
-  /// Binds by name (":name"); silently ignores names the statement does not use.
-  int param_index(const char* name) const;
 
   /// Steps once: true if a row is available, false when done. Throws on error.
   bool step();
@@ -45,7 +42,6 @@ class Stmt {
   void reset();
 
   std::int64_t i64(int col) const;
-  double f64(int col) const;
   std::string_view text(int col) const;  ///< valid until the next step/reset
   std::string_view blob(int col) const;
   bool is_null(int col) const;

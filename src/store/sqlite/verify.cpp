@@ -29,12 +29,14 @@
 
 #include <fmt/format.h>
 
+#include "core/varint.hpp"
 #include "core/error.hpp"
 #include "core/filter.hpp"
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
+#include "store/sqlite/event_store.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/sqlite.hpp"
 
@@ -86,18 +88,10 @@ std::string uuid_text(std::string_view raw) {
 // them, leaves them behind; so when there is no -wal file (no writer, nothing to recover) we open
 // like any reader does, with writes refused by query_only, and SQLite removes them on close.
 std::unique_ptr<sql::Db> open_store_readonly(const VerifyOptions& o) {
+  sqlite::check_store_file(o.location, Access::read, "pass --store or set ESCTL_STORE to the store to verify");
   struct stat st {};
-  if (::stat(o.location.c_str(), &st) != 0)
-    throw Error(Errc::not_found,
-                fmt::format("no store at '{}' (pass --store or set ESCTL_STORE to the store to verify)", o.location));
-  if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", o.location));
-  if (st.st_size == 0) throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty)", o.location));
-  {
-    auto header = sql::read_header(o.location);
-    if (!header) throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", o.location));
-    if (!sql::is_sqlite_header(*header))
-      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", o.location));
-  }
+  if (::stat(o.location.c_str(), &st) == 0 && st.st_size == 0)
+    throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty)", o.location));
   std::unique_ptr<sql::Db> db;
   if (::access((o.location + "-wal").c_str(), F_OK) != 0) {
     db = std::make_unique<sql::Db>(o.location, sql::OpenMode::read_write, o.busy_timeout_ms);
@@ -301,7 +295,7 @@ class Verifier {
   // ---- the event scan ----
   void scan_events() {
     load_stream_ids();
-    head_position_ = db_.query_i64("SELECT coalesce(max(position), 0) FROM events");
+    head_position_ = sqlite::last_position(db_);
     std::optional<sql::Stmt> mark;
     if (!has("index", "events_marks")) {
       report("index", std::nullopt, std::nullopt, std::nullopt,
@@ -659,7 +653,7 @@ class Verifier {
   // members of queue_runs rows (first deliveries leased together, packed as varint pairs of
   // position delta and stream id). An event is in flight in one form only.
   void check_queues() {
-    const std::int64_t head = db_.query_i64("SELECT coalesce(max(position), 0) FROM events");
+    const std::int64_t head = sqlite::last_position(db_);
     const bool runs_table = has("table", "queue_runs");
     const bool head_flags = db_.query_i64("SELECT count(*) FROM pragma_table_info('queue_items') WHERE name = 'head'") > 0;
     auto queues = db_.prepare_new(
@@ -742,7 +736,7 @@ class Verifier {
         bool ok = true;
         while (ok && at < members.size()) {
           std::uint64_t delta = 0, sid = 0;
-          ok = varint(members, at, delta) && varint(members, at, sid) && delta > 0 && delta < (1ull << 62);
+          ok = get_varint(members, at, delta) && get_varint(members, at, sid) && delta > 0 && delta < (1ull << 62);
           pos += static_cast<std::int64_t>(delta);
           if (ok) decoded.emplace_back(pos, static_cast<std::int64_t>(sid));
         }
@@ -770,16 +764,6 @@ class Verifier {
         }
       }
     }
-  }
-
-  static bool varint(std::string_view in, std::size_t& at, std::uint64_t& v) {
-    v = 0;
-    for (int shift = 0; at < in.size() && shift < 64; shift += 7) {
-      auto b = static_cast<unsigned char>(in[at++]);
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return true;
-    }
-    return false;
   }
 
   std::optional<EventFilter> queue_filter(const std::string& queue, std::string_view streams, std::string_view categories,
