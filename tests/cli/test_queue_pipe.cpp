@@ -306,6 +306,23 @@ TEST_SUITE("cli/queue_pipe") {
     }
   }
 
+  TEST_CASE("--follow keeps one handler running across idle periods") {
+    Store s;
+    s.ok({"create", "q"});
+    int pid = spawn({"--store", s.path, "queue", "drain", "q", "--follow", "--pipe", s.acker()}, s.dir / "out",
+                    s.dir / "err");
+    for (int i = 1; i <= 3; ++i) {
+      REQUIRE(run({"--store", s.path, "append", "s-1", "T"}).status == 0);
+      REQUIRE(eventually([&] { return lines(read_file(s.log)).size() == static_cast<std::size_t>(i); }));
+    }
+    ::kill(pid, SIGINT);
+    CHECK(wait_for(pid) == 130);
+    CHECK(s.starts() == 1);
+    CHECK(contains(read_file(s.dir / "out"), "3 delivered, 3 acked"));
+    CHECK(s.status("q")["lag"] == 0);
+    s.verify();
+  }
+
   TEST_CASE("a drainer killed with -9 mid-batch: the handler exits at the end of its stdin, the next drain redelivers") {
     Store s;
     s.fill(10, 1);
