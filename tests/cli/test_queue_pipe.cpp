@@ -315,6 +315,8 @@ TEST_SUITE("cli/queue_pipe") {
       REQUIRE(run({"--store", s.path, "append", "s-1", "T"}).status == 0);
       REQUIRE(eventually([&] { return lines(read_file(s.log)).size() == static_cast<std::size_t>(i); }));
     }
+    // Its answer settled (else SIGINT would return the last event, rightly, unsettled).
+    REQUIRE(eventually([&] { return s.status("q")["lag"] == 0; }));
     ::kill(pid, SIGINT);
     CHECK(wait_for(pid) == 130);
     CHECK(s.starts() == 1);
