@@ -384,7 +384,14 @@ class PipeHandler {
     const int ifd = interrupt_fd();
     if (!take_answers(b)) return;  // rbuf_ is empty here unless check_idle was skipped
     while (!b.done()) {
-      if (interrupted()) return;
+      if (interrupted()) {
+        // The answers already written count: take them, without waiting for more.
+        pollfd p{out_.fd, POLLIN, 0};
+        while (out_.fd >= 0 && ::poll(&p, 1, 0) > 0 && read_stdout()) {
+        }
+        take_answers(b);
+        return;
+      }
       pollfd fds[5];
       nfds_t n = 0;
       const bool writing = in_.fd >= 0 && off < buf_.size();

@@ -207,6 +207,21 @@ TEST_SUITE("drain/pipe_handler") {
     CHECK(of(again, 1) == "ack");
   }
 
+  TEST_CASE("the back-off before a restart doubles while the handler fails without answering, and resets after an answer") {
+    Dir dir;
+    Pipe p("if [ -e '" + dir / "ok" + "' ]; then read -r l; echo ack; read -r l; fi; exit 1");
+    for (int i = 0; i < 3; ++i) CHECK(of(p.handle({event(1, "s", 0)}), 1) == "nack: handler exited with status 1");
+    CHECK(p.said.find("starting it again in 1ms") != std::string::npos);
+    CHECK(p.said.find("starting it again in 2ms") != std::string::npos);
+    CHECK(p.said.find("starting it again in 4ms") != std::string::npos);
+    std::ofstream(dir / "ok").put('\n');
+    p.said.clear();
+    auto out = p.handle({event(1, "s", 0), event(2, "t", 0)});
+    CHECK(of(out, 1) == "ack");
+    CHECK(of(out, 2) == "nack: handler exited with status 1");
+    CHECK(p.said.find("starting it again in 1ms") != std::string::npos);
+  }
+
   TEST_CASE("a handler that cannot be run throws, and acks nothing") {
     Pipe p("/nonexistent/handler");
     CHECK_THROWS_AS(p.handle({event(1, "s", 0)}), Error);
