@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "core/names.hpp"
+#include "core/signals.hpp"
 #include "core/uuid.hpp"
 
 namespace esctl::pg {
@@ -241,20 +242,186 @@ bool PgStore::emit(Result& r, const EventCallback& fn) {
   return true;
 }
 
-void PgStore::read_all(std::int64_t from, std::optional<std::int64_t> count, const EventCallback& fn) {
-  std::int64_t next = std::max<std::int64_t>(from, 1);
+void PgStore::read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                       const EventCallback& fn) {
   std::int64_t left = count.value_or(INT64_MAX);
-  const std::string sql = fmt::format(
-      "SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
-      "WHERE e.position >= $1 ORDER BY e.position LIMIT $2",
-      kEventColumns);
-  while (left > 0) {
-    auto r = conn_.exec(sql.c_str(), {next, std::min(left, kReadChunk)});
-    if (r.rows() == 0) return;
-    if (!emit(r, fn)) return;
-    next = r.i64(r.rows() - 1, 0) + 1;
-    left -= r.rows();
+  if (left <= 0) return;
+  const std::int64_t head = head_position();
+  std::int64_t next = std::max<std::int64_t>(from, 1);
+  const bool by_stream = !filter.stream_globs.empty() || !filter.categories.empty();
+  if (by_stream && (filter.stream_globs != stream_ok_filter_.stream_globs ||
+                    filter.categories != stream_ok_filter_.categories)) {
+    stream_ok_.clear();
+    stream_ok_filter_ = filter;
   }
+  // Types are filtered by the server; stream globs here (fnmatch), once per stream id.
+  std::vector<std::string_view> types(filter.types.begin(), filter.types.end());
+  const std::string sql = fmt::format(
+      "SELECT {}, e.stream_id FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+      "WHERE e.position >= $1 AND e.position <= $2 {} ORDER BY e.position LIMIT $3",
+      kEventColumns, types.empty() ? "" : "AND e.type = ANY($4::text[])");
+  const std::string type_list = array_literal(types);
+  std::string raw_id;
+  while (next <= head) {
+    std::vector<Param> params{next, head, kReadChunk};
+    if (!types.empty()) params.emplace_back(type_list);
+    auto r = conn_.exec(sql.c_str(), params);
+    if (r.rows() == 0) return;
+    for (int i = 0; i < r.rows(); ++i) {
+      if (by_stream) {
+        auto sid = static_cast<std::size_t>(r.i64(i, 8));
+        if (sid >= stream_ok_.size()) stream_ok_.resize(std::max(sid + 1, stream_ok_.size() * 2), 0);
+        if (stream_ok_[sid] == 0) stream_ok_[sid] = filter.matches_stream(r.text(i, 1)) ? 1 : -1;
+        if (stream_ok_[sid] < 0) continue;
+      }
+      auto id = parse_uuid(r.text(i, 3));
+      if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", conn_.display(), r.text(i, 3)));
+      raw_id.assign(id->view());
+      EventRef e{r.i64(i, 0), r.text(i, 1), r.i64(i, 2), raw_id, r.text(i, 4), r.text(i, 5), r.text(i, 6), r.i64(i, 7)};
+      if (!fn(e) || --left <= 0) return;
+    }
+    next = r.i64(r.rows() - 1, 0) + 1;
+    check_interrupted();
+  }
+}
+
+void PgStore::read_last(std::int64_t count, const EventFilter& filter, const EventCallback& fn) {
+  if (count <= 0) return;
+  if (filter.empty()) {
+    const std::int64_t head = head_position();
+    read_all(std::max<std::int64_t>(1, head - count + 1), count, filter, fn);
+    return;
+  }
+  // Walk backwards in chunks to the count-th match, then replay forward from it.
+  std::int64_t before = head_position() + 1, start = 0, seen = 0;
+  std::vector<std::string_view> types(filter.types.begin(), filter.types.end());
+  const std::string type_list = array_literal(types);
+  const std::string sql = fmt::format(
+      "SELECT e.position, s.name, e.type FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+      "WHERE e.position < $1 {} ORDER BY e.position DESC LIMIT $2",
+      types.empty() ? "" : "AND e.type = ANY($3::text[])");
+  while (seen < count) {
+    std::vector<Param> params{before, kReadChunk};
+    if (!types.empty()) params.emplace_back(type_list);
+    auto r = conn_.exec(sql.c_str(), params);
+    if (r.rows() == 0) break;
+    for (int i = 0; i < r.rows() && seen < count; ++i) {
+      if (!filter.matches(r.text(i, 1), r.text(i, 2))) continue;
+      start = r.i64(i, 0);
+      ++seen;
+    }
+    before = r.i64(r.rows() - 1, 0);
+  }
+  if (seen == 0) return;
+  read_all(start, seen, filter, fn);
+}
+
+PgTimeSpan PgStore::time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us) {
+  PgTimeSpan span;
+  auto order = conn_.exec("SELECT ordered_through FROM esctl.time_order WHERE id = 1");
+  if (order.rows() == 0 || order.i64(0, 0) == 0) return span;
+  const std::int64_t n = order.i64(0, 0);
+  span.ordered_through = n;
+  // The first position p in 1..n+1 whose event has recorded_at beyond `t` (>= with `inclusive`,
+  // > without), or n+1: over the ordered prefix a binary search of ~log2(n) primary-key probes
+  // (positions are dense, so every probe finds its event).
+  auto first_beyond = [&](std::int64_t t, bool inclusive) {
+    std::int64_t lo = 1, hi = n + 1;
+    while (lo < hi) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      auto r = conn_.exec("SELECT recorded_at FROM esctl.events WHERE position = $1", {mid});
+      const bool beyond = r.rows() == 0 || (inclusive ? r.i64(0, 0) >= t : r.i64(0, 0) > t);
+      if (beyond) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  if (since_us) span.from = first_beyond(*since_us, true);
+  if (until_us) span.to = first_beyond(*until_us, false) - 1;
+  return span;
+}
+
+void PgStore::read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                               std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us,
+                               const EventCallback& fn) {
+  std::int64_t left = count.value_or(INT64_MAX);
+  if (left <= 0) return;
+  const PgTimeSpan span = time_span(since_us, until_us);
+  bool go = true;
+  auto in_time = [&](std::int64_t stop) {
+    return [&, stop](const EventRef& e) {
+      if (e.position > stop) return false;
+      if ((since_us && e.recorded_at_us < *since_us) || (until_us && e.recorded_at_us > *until_us)) return true;
+      go = fn(e) && --left > 0;
+      return go;
+    };
+  };
+  if (span.to < span.ordered_through) {
+    if (span.from <= span.to) read_all(std::max(from, span.from), std::nullopt, filter, in_time(span.to));
+    if (go) read_all(std::max(from, span.ordered_through + 1), std::nullopt, filter, in_time(INT64_MAX));
+  } else {
+    read_all(std::max(from, span.from), std::nullopt, filter, in_time(INT64_MAX));
+  }
+}
+
+bool PgStore::read_event_at(std::int64_t position, const EventCallback& fn) {
+  auto r = conn_.exec(fmt::format("SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+                                  "WHERE e.position = $1",
+                                  kEventColumns)
+                          .c_str(),
+                      {position});
+  if (r.rows() == 0) return false;
+  emit(r, fn);
+  return true;
+}
+
+bool PgStore::read_event_by_id(std::string_view id, const EventCallback& fn) {
+  auto u = uuid_from_bytes(id);
+  if (!u) return false;
+  auto r = conn_.exec(fmt::format("SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+                                  "WHERE e.id = $1::uuid",
+                                  kEventColumns)
+                          .c_str(),
+                      {format_uuid(*u)});
+  if (r.rows() == 0) return false;
+  emit(r, fn);
+  return true;
+}
+
+std::vector<StreamInfo> PgStore::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
+  std::vector<StreamInfo> out;
+  // Byte order (COLLATE "C"), as on SQLite; the prefix is matched on bytes, not as a pattern.
+  auto r = conn_.exec(
+      "SELECT s.name, h.head, h.head_position, e.recorded_at FROM esctl.streams s "
+      "JOIN esctl.stream_heads h ON h.stream_id = s.id JOIN esctl.events e ON e.position = h.head_position "
+      "WHERE ($1::text IS NULL OR s.category = $1) AND s.name COLLATE \"C\" >= $2 "
+      "AND left(s.name, length($2)) = $2 ORDER BY s.name COLLATE \"C\"",
+      {category ? Param(*category) : Param(std::nullopt), prefix.value_or("")});
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back(StreamInfo{std::string(r.text(i, 0)), r.i64(i, 1), r.i64(i, 1) + 1, r.i64(i, 2), r.i64(i, 3)});
+  return out;
+}
+
+PgStats PgStore::stats() {
+  PgStats st;
+  Txn snapshot(conn_);
+  auto r = conn_.exec(
+      "SELECT current_setting('server_version'), current_database(), pg_database_size(current_database()), "
+      "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+      " WHERE c.relnamespace = 'esctl'::regnamespace AND c.relkind IN ('r', 'm')), "
+      "(SELECT schema_version FROM esctl.store), (SELECT count(*) FROM esctl.events), "
+      "(SELECT count(*) FROM esctl.stream_heads), (SELECT value FROM esctl.counters WHERE name = 'position')");
+  snapshot.commit();
+  st.uri = conn_.display();
+  st.server_version = std::string(r.text(0, 0));
+  st.database = std::string(r.text(0, 1));
+  st.database_bytes = r.i64(0, 2);
+  st.store_bytes = r.i64(0, 3);
+  st.schema_version = static_cast<int>(r.i64(0, 4));
+  st.events = r.i64(0, 5);
+  st.streams = r.i64(0, 6);
+  st.head_position = r.i64(0, 7);
+  return st;
 }
 
 void PgStore::read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
