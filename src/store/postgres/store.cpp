@@ -218,7 +218,9 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
         "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) "
         "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position",
         {int_array(ids), int_array(heads), int_array(positions)});
-    conn_.exec("UPDATE esctl.counters SET value = $1 WHERE name = 'position'", {next_position - 1});
+    // The notification (the new head) is delivered to listeners when, and only if, this commits.
+    conn_.exec("UPDATE esctl.counters SET value = $1 WHERE name = 'position' RETURNING pg_notify('esctl_events', value::text)",
+               {next_position - 1});
     if (ordered_through != ordered_before)
       conn_.exec("UPDATE esctl.time_order SET ordered_through = $1, max_recorded_at = $2 WHERE id = 1",
                  {ordered_through, max_recorded_at});
