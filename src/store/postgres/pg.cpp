@@ -166,9 +166,10 @@ Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(redact_uri(ur
     conn_ = nullptr;
     throw Error(Errc::io, fmt::format("cannot connect to the PostgreSQL server of '{}': {}", display_, why));
   }
-  // Sessions never sit idle inside a transaction for long (a crashed or stopped esctl would
-  // otherwise hold locks and bloat queue tables); waits for locks end at the busy timeout.
-  exec("SELECT set_config('lock_timeout', $1, false), set_config('idle_in_transaction_session_timeout', '60s', false)",
+  // Sessions never sit idle inside a transaction for long (a stopped esctl would otherwise hold
+  // locks and bloat queue tables; a reader blocked on a slow pipe for 10 minutes is ended too);
+  // waits for locks end at the busy timeout.
+  exec("SELECT set_config('lock_timeout', $1, false), set_config('idle_in_transaction_session_timeout', '10min', false)",
        {fmt::format("{}ms", busy_timeout_ms > 0 ? busy_timeout_ms : 1)});
 }
 

@@ -406,14 +406,12 @@ std::vector<StreamInfo> PgStore::streams(std::optional<std::string> category, st
 
 PgStats PgStore::stats() {
   PgStats st;
-  Txn snapshot(conn_);
-  auto r = conn_.exec(
+  auto r = conn_.exec(  // one statement: one snapshot
       "SELECT current_setting('server_version'), current_database(), pg_database_size(current_database()), "
       "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
       " WHERE c.relnamespace = 'esctl'::regnamespace AND c.relkind IN ('r', 'm')), "
       "(SELECT schema_version FROM esctl.store), (SELECT count(*) FROM esctl.events), "
       "(SELECT count(*) FROM esctl.stream_heads), (SELECT value FROM esctl.counters WHERE name = 'position')");
-  snapshot.commit();
   st.uri = conn_.display();
   st.server_version = std::string(r.text(0, 0));
   st.database = std::string(r.text(0, 1));
