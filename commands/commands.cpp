@@ -71,6 +71,7 @@ constexpr std::pair<std::string_view, std::string_view> kValueNames[] = {
     {"--on-poison", "block|park"},
     {"--reason", "MESSAGE"},
     {"--exec", "CMD"},
+    {"--pipe", "CMD"},
     {"--into", "DB"},
     {"--since", "TIME"},
     {"--until", "TIME"},
@@ -162,10 +163,16 @@ void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& run
   }
 }
 
-std::string version_text() { return fmt::format("esctl {} (SQLite {})", ESCTL_VERSION, sqlite_version()); }
+std::string version_text() {
+  std::string libs;
+  for (const auto& lib : backend_libraries()) libs += fmt::format("{}{} {}", libs.empty() ? "" : ", ", lib.name, lib.version);
+  return fmt::format("esctl {} ({})", ESCTL_VERSION, libs);
+}
 
 std::string version_json() {
-  return fmt::format("{{\"version\":\"{}\",\"sqlite\":\"{}\"}}\n", ESCTL_VERSION, sqlite_version());
+  std::string out = fmt::format("{{\"version\":\"{}\"", ESCTL_VERSION);
+  for (const auto& lib : backend_libraries()) out += fmt::format(",\"{}\":\"{}\"", lib.key, lib.version);
+  return out + "}\n";
 }
 
 std::int64_t parse_count(const std::string& value, const char* option) {

@@ -13,8 +13,11 @@
 #include "render/progress.hpp"
 #include "render/template.hpp"
 #include "render/table.hpp"
-#include "store/drain.hpp"
-#include "store/projection.hpp"
+#include "drain/drain.hpp"
+#include "drain/exec_handler.hpp"
+#include "drain/pipe_handler.hpp"
+#include "drain/projection_handler.hpp"
+#include "projection/projection.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -33,7 +36,7 @@ struct QueueOptions {
   std::string delay = "0ms", reason = "nacked";
   bool all = false;
   // drain
-  std::string exec, projection, into, batch = "1000", parallel = "1", max_events;
+  std::string exec, pipe, projection, into, batch = "1000", parallel = "1", max_events;
   bool follow = false;
   // reset
   std::string to;
@@ -470,7 +473,7 @@ HandlerFactory projection_handlers(Context& ctx, const QueueOptions& o) {
     Store store = ctx.open_store(Access::read);
     Queues(store).get(o.name);
   }
-  ProjectorOptions po{ctx.store_options.busy_timeout_ms, ctx.store_options.path, o.name};
+  ProjectorOptions po{ctx.store_options.busy_timeout_ms, ctx.store_options.location, o.name};
   {
     // Creates DB (running @init) if needed, and checks the statements against it.
     Projector check(projection, o.into, po);
@@ -485,11 +488,12 @@ HandlerFactory projection_handlers(Context& ctx, const QueueOptions& o) {
 
 int run_drain(Context& ctx, const QueueOptions& o) {
   check_queue_name(o.name);
-  const bool exec = !o.exec.empty(), projection = !o.projection.empty();
-  if (exec == projection)
-    throw Error(Errc::usage, "queue drain needs exactly one of --exec CMD or --projection FILE --into DB");
+  const bool exec = !o.exec.empty(), pipe = !o.pipe.empty(), projection = !o.projection.empty();
+  if (int(exec) + int(pipe) + int(projection) != 1)
+    throw Error(Errc::usage, "queue drain needs exactly one of --exec CMD, --pipe CMD or --projection FILE --into DB");
   if (projection && o.into.empty()) throw Error(Errc::usage, "queue drain --projection needs --into DB");
-  if (exec && !o.into.empty()) throw Error(Errc::usage, "--into goes with --projection, not with --exec");
+  if (!projection && !o.into.empty())
+    throw Error(Errc::usage, fmt::format("--into goes with --projection, not with {}", exec ? "--exec" : "--pipe"));
   DrainOptions d;
   d.queue = o.name;
   d.batch = positive(o.batch, "--batch");
@@ -501,15 +505,28 @@ int run_drain(Context& ctx, const QueueOptions& o) {
 
   Progress* shown = nullptr;  // the progress display, once made (before any handler runs)
   HandlerFactory factory;
-  if (exec) {
+  // The line a handler gets for each event: the event's JSON with its lease and attempt.
+  auto format = [](std::string& out, const Delivery& dl) {
+    char extra[64];
+    auto r = fmt::format_to_n(extra, sizeof extra, "\"lease\":{},\"attempt\":{}", dl.lease, dl.attempt);
+    append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
+  };
+  if (pipe) {
+    PipeOptions po;
+    po.command = o.pipe;
+    po.format = format;
+    {
+      Store store = ctx.open_store(Access::read);
+      po.ack_timeout_ms = Queues(store).get(o.name).ack_timeout_ms;  // also: the queue exists
+    }
+    if (ctx.progress)
+      po.relay = [&shown](int, std::string_view bytes) { shown->write_through(2, bytes); };
+    factory = [po](int) { return make_pipe_handler(po); };
+  } else if (exec) {
     ExecOptions eo;
     eo.command = o.exec;
     eo.stdout_fd = ctx.json() ? 2 : 1;  // keep stdout for the JSON summary
-    eo.format = [](std::string& out, const Delivery& dl) {
-      char extra[64];
-      auto r = fmt::format_to_n(extra, sizeof extra, "\"lease\":{},\"attempt\":{}", dl.lease, dl.attempt);
-      append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
-    };
+    eo.format = format;
     if (ctx.progress) {
       // While a progress line is on the terminal, the handlers' output comes through it: the
       // line is erased before they write and drawn again after, never mixed into their lines.
@@ -634,11 +651,14 @@ Runner setup_queue(CLI::App& app) {
   auto* drain_app = sub(app, "drain", "Deliver batches to a command or a projection, acking what succeeds");
   drain_app->add_option("name", o->name, "Queue name")->required();
   drain_app->add_option("--exec", o->exec, "Run CMD with /bin/sh -c per batch, the batch as NDJSON on its stdin");
+  drain_app->add_option("--pipe", o->pipe,
+                        "Start CMD with /bin/sh -c once and keep it: events as NDJSON lines on its stdin, one "
+                        "'ack' or 'nack [REASON]' line per event on its stdout");
   drain_app->add_option("--projection", o->projection, "Apply events with this projection file (needs --into)");
   drain_app->add_option("--into", o->into, "The query db that --projection keeps up to date");
   drain_app->add_option("--batch", o->batch,
-                        "At most N events per batch (default 1000). Each batch costs a commit and, with --exec, "
-                        "a shell: raise it (5000+) for a quick handler over a big backlog; lower it for a handler "
+                        "At most N events per batch (default 1000; with --pipe, at most N events in flight). Each "
+                        "batch costs a commit and, with --exec, a shell: raise it (5000+) for a quick handler over a big backlog; lower it for a handler "
                         "that is slow per event, or often fails (a failed batch is retried one event at a time)");
   drain_app->add_option("--parallel", o->parallel, "Run up to K batches at once, partitioned by stream (default 1)");
   drain_app->add_flag("--follow", o->follow, "Wait for new events instead of stopping when nothing is deliverable");

@@ -1,5 +1,5 @@
 // esctl rebuild DB --projection FILE [--queue NAME] [--dry-run]: build a query db from scratch
-// with a projection and atomically replace DB (esctl-rebuild(1)). The work is in src/store/rebuild.cpp; this file
+// with a projection and atomically replace DB (esctl-rebuild(1)). The work is in src/projection/rebuild.cpp; this file
 // parses options, draws progress and prints the summary.
 #include <fmt/format.h>
 
@@ -7,8 +7,8 @@
 #include "core/error.hpp"
 #include "core/names.hpp"
 #include "render/progress.hpp"
-#include "store/projection.hpp"
-#include "store/rebuild.hpp"
+#include "projection/projection.hpp"
+#include "projection/rebuild.hpp"
 
 namespace esctl::cmd {
 namespace {

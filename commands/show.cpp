@@ -37,7 +37,7 @@ Runner setup_show(CLI::App& app) {
     bool found = position ? store.read_event_at(*position, print) : store.read_event_by_id(id->view(), print);
     if (!found)
       throw Error(Errc::not_found, position ? fmt::format("no event at position {} (the head is {})", *position,
-                                                          store.head_position())
+                                                          store.last_position())
                                             : fmt::format("no event with id {}", *what));
     return 0;
   };

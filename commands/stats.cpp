@@ -7,6 +7,7 @@
 #include "core/json_text.hpp"
 #include "render/table.hpp"
 #include "render/units.hpp"
+#include "store/postgres/pg.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -72,16 +73,22 @@ Runner setup_stats(CLI::App& app) {
     auto st = store.stats();
     if (ctx.quiet()) return 0;
     Summary sum;
-    sum.add_text("store", st.path, "store");
+    sum.add_text("store", st.location, "store");
     sum.add("schema version", st.schema_version, "schema_version");
-    sum.add("file size", fmt::format("{} (+{} WAL)", human_bytes(st.file_bytes), human_bytes(st.wal_bytes)),
-            "file_bytes", std::to_string(st.file_bytes));
-    sum.add("", "", "wal_bytes", std::to_string(st.wal_bytes));
+    // The backend's sizes: the first is the store's ("file size 1.2 MB"), the others its parts
+    // beside it ("(+64 kB WAL)").
+    if (!st.sizes.empty()) {
+      std::string human = human_bytes(st.sizes.front().bytes);
+      for (std::size_t i = 1; i < st.sizes.size(); ++i)
+        human += fmt::format(" (+{} {})", human_bytes(st.sizes[i].bytes), st.sizes[i].label);
+      sum.add(st.sizes.front().label, human, st.sizes.front().key, std::to_string(st.sizes.front().bytes));
+      for (std::size_t i = 1; i < st.sizes.size(); ++i) sum.add("", "", st.sizes[i].key, std::to_string(st.sizes[i].bytes));
+    }
     sum.add("events", st.events, "events");
     sum.add("streams", st.streams, "streams");
-    sum.add("head position", st.head_position, "head_position");
-    // Queues with their lag.
-    {
+    sum.add("head position", st.last_position, "head_position");
+    // Queues with their lag (PostgreSQL stores have no queues yet).
+    if (!pg::is_uri(store.location())) {
       auto queues = Queues(store).statuses(Clock::now());
       std::string js = "[";
       Table t({"QUEUE", "LAG", "CURSOR", "PARKED"});

@@ -100,7 +100,7 @@ Runner setup_tail(CLI::App& app) {
       if (stdout_can_hang_up()) waiter->wake_on_hangup(STDOUT_FILENO);
       ctx.out.set_line_buffered(true);
     }
-    std::int64_t last = o->follow ? store.head_position() : 0;
+    std::int64_t last = o->follow ? store.last_position() : 0;
 
     EventPrinter print(ctx, &tmpl);
     if (!o->stream.empty()) {

@@ -13,6 +13,7 @@
 #include "core/signals.hpp"
 #include "render/progress.hpp"
 #include "core/names.hpp"
+#include "store/postgres/pg.hpp"
 #include "store/queue.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
@@ -209,8 +210,11 @@ int verify_log(Context& ctx, const VerifyCli& o) {
 }
 
 int verify_store_cmd(Context& ctx, const VerifyCli& o) {
+  if (pg::is_uri(ctx.store_options.location))
+    throw Error(Errc::io, fmt::format("verify does not check PostgreSQL stores yet ('{}')",
+                                      pg::redact_uri(ctx.store_options.location)));
   VerifyOptions vo;
-  vo.path = ctx.store_options.path;
+  vo.location = ctx.store_options.location;
   vo.busy_timeout_ms = ctx.store_options.busy_timeout_ms;
   vo.full = o.full;
   if (o.stream_opt->count() > 0) vo.stream = o.stream;
@@ -224,8 +228,9 @@ int verify_store_cmd(Context& ctx, const VerifyCli& o) {
                                 });
   bar.finish();
   std::string extra = ",\"integrity\":";
-  json::append_quoted(extra, c.integrity);
-  std::string integrity = c.integrity == "skipped" ? "SQLite integrity not checked (use --full)" : "SQLite " + c.integrity;
+  json::append_quoted(extra, c.storage_check);
+  std::string integrity = c.storage_check == "skipped" ? c.storage + " integrity not checked (use --full)"
+                                                       : c.storage + " " + c.storage_check;
   return report.finish(
       fmt::format("\"events\":{},\"streams\":{},\"ids\":{},\"marks\":{},\"queues\":{},\"queue_items\":{},\"triggers\":{}",
                   c.events, c.streams, c.ids, c.marks, c.queues, c.queue_items, c.triggers),

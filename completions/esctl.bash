@@ -10,7 +10,7 @@ _esctl_queue_commands='create ls status pull ack nack drain parked retry reset d
 # Options that take a value in the next word (or after `=`), for every command.
 _esctl_value_opts=' --store --color --busy-timeout --meta --id --expect --batch --category
  --from --type --count -n --prefix --stream --max-attempts --ack-timeout --on-poison --max
- --lease --delay --reason --exec --projection --into --parallel --max-events --to --queue
+ --lease --delay --reason --exec --pipe --projection --into --parallel --max-events --to --queue
  --log --since --until --format --max-lag --max-age --max-parked --max-retrying '
 
 # _esctl_opts CMD [SUB]: the options of one command, without the global ones.
@@ -32,7 +32,7 @@ _esctl_opts()
         'queue pull') echo --max --lease --format ;;
         'queue nack') echo --delay --reason ;;
         'queue drain')
-            echo --exec --projection --into --batch --parallel --follow --max-events
+            echo --exec --pipe --projection --into --batch --parallel --follow --max-events
             ;;
         'queue retry') echo --all --dry-run ;;
         'queue reset') echo --to --dry-run --force ;;
@@ -184,7 +184,7 @@ _esctl()
             _esctl_add_categories
             return
             ;;
-        --exec)
+        --exec | --pipe)
             mapfile -t COMPREPLY < <(compgen -c -- "$cur")
             return
             ;;

@@ -6,7 +6,7 @@
 function __esctl_takes_value
     contains -- $argv[1] --store --color --busy-timeout --meta --id --expect --batch \
         --category --from --type --count -n --prefix --stream --max-attempts --ack-timeout \
-        --on-poison --max --lease --delay --reason --exec --projection --into --parallel \
+        --on-poison --max --lease --delay --reason --exec --pipe --projection --into --parallel \
         --max-events --to --queue --log --since --until --format --max-lag --max-age \
         --max-parked --max-retrying
 end
@@ -240,6 +240,7 @@ complete -c esctl -n '__esctl_is queue nack' -l reason -x -d 'Why the events fai
 
 # queue drain
 complete -c esctl -n '__esctl_is queue drain' -l exec -x -a '(__fish_complete_command)' -d 'Run CMD per batch, NDJSON on stdin'
+complete -c esctl -n '__esctl_is queue drain' -l pipe -x -a '(__fish_complete_command)' -d 'Keep CMD running, one ack/nack line per event'
 complete -c esctl -n '__esctl_is queue drain' -l projection -r -F -d 'Apply events with this projection file'
 complete -c esctl -n '__esctl_is queue drain' -l into -r -F -d 'The query db to keep up to date'
 complete -c esctl -n '__esctl_is queue drain' -l batch -x -d 'At most N events per batch'

@@ -12,6 +12,10 @@ void install_signal_handlers();
 void restore_default_signals();
 /// True once SIGINT (or SIGTERM) arrived.
 bool interrupted();
+/// A descriptor that becomes readable (and stays so) when SIGINT or SIGTERM arrives, for a
+/// poll() that must wake up at once whichever thread the signal went to; -1 before
+/// install_signal_handlers(). Never read it.
+int interrupt_fd();
 /// Throws Error(Errc::interrupted) if interrupted(); call at transaction boundaries.
 void check_interrupted();
 

@@ -1,205 +1,31 @@
-// How ChangeWaiter notices commits. SQLite in WAL mode publishes a commit in two steps: it
-// write()s the frames to <store>-wal (which raises inotify IN_MODIFY), syncs, and only then
-// updates the wal-index header in the mmap'ed -shm file (which raises nothing). So a
-// notification means "a commit is on its way"; PRAGMA data_version on our connection says
-// whether one is visible yet. After a notification we re-check data_version after 1 ms, then
-// every 2 ms for 100 ms, then every 8 ms up to a second, then every 250 ms as a fallback.
-// The WAL file keeps its inode while any connection has the store open (the last connection
-// to close is the one that deletes it, and ours is open), so one watch normally lasts;
-// should it go away (IN_IGNORED), the watch is re-added on the next slow tick.
+// Following a store, backend-neutral: ChangeWaiter over the backend's ChangeSource, and
+// read_after, which reads in chunks without holding a read transaction while the caller works.
 #include "store/follow.hpp"
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/inotify.h>
-#include <unistd.h>
-
-#include <sqlite3.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <string>
-
-#include <fmt/format.h>
-
-#include "core/error.hpp"
-#include "core/signals.hpp"
-#include "store/sqlite.hpp"
+#include <utility>
 
 namespace esctl {
-namespace {
 
-constexpr int kSlowPollMs = 250;      // fallback check while the WAL is quiet
-constexpr int kNoNotifyPollMs = 10;   // without inotify
-constexpr int kHotEarlyStepMs = 2;    // check interval just after a WAL write ...
-constexpr int kHotEarlyMs = 100;      // ... for this long
-constexpr int kHotMaxStepMs = 8;      // then this, until the window ends
-constexpr int kHotWindowMs = 1000;    // how long after a WAL write to keep checking quickly
-
-using Clock = std::chrono::steady_clock;
-
-std::int64_t ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
-}
-
-}  // namespace
-
-ChangeWaiter::ChangeWaiter(Store& store) : store_(store) {
-  // A store we may not write, opened while no writer had it open, is read as an immutable
-  // snapshot (sql::Db): it can never change, so waiting on it would wait forever.
-  sqlite3_filename db_file = sqlite3_db_filename(store_.db().raw(), "main");
-  if (db_file && sqlite3_uri_boolean(db_file, "immutable", 0))
-    throw Error(Errc::read_only,
-                fmt::format("cannot follow store '{}': it was opened as a read-only snapshot because neither it nor "
-                            "its folder is writable by you and no writer has it open; start following while a "
-                            "writer has it open, or get write access to its folder",
-                            store_.path()));
-  version_ = store_.db().query_i64("PRAGMA data_version");
-  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  try_watch();
-}
-
-ChangeWaiter::~ChangeWaiter() {
-  if (inotify_fd_ >= 0) ::close(inotify_fd_);
-}
-
-void ChangeWaiter::wake_on_hangup(int fd) { hangup_fds_.push_back(fd); }
-
-void ChangeWaiter::try_watch() {
-  if (inotify_fd_ < 0 || wd_ >= 0) return;
-  // SQLite's own name for the WAL (it resolves symlinks, so `path + "-wal"` could be wrong).
-  sqlite3_filename db_file = sqlite3_db_filename(store_.db().raw(), "main");
-  const char* wal = db_file ? sqlite3_filename_wal(db_file) : nullptr;
-  if (!wal || !*wal) return;
-  wd_ = ::inotify_add_watch(inotify_fd_, wal, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF);
-}
-
-void ChangeWaiter::drain_notifications() {
-  alignas(inotify_event) char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
-    if (n <= 0) return;  // EAGAIN: drained
-    for (char* p = buf; p < buf + n;) {
-      auto* ev = reinterpret_cast<inotify_event*>(p);
-      if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-        if (wd_ >= 0 && !(ev->mask & IN_IGNORED)) ::inotify_rm_watch(inotify_fd_, wd_);
-        wd_ = -1;
-      }
-      p += sizeof(inotify_event) + ev->len;
-    }
-  }
-}
-
-bool ChangeWaiter::version_changed() {
-  // A cached statement, reset at once by StmtScope: the read transaction it opens ends here.
-  std::int64_t v;
-  {
-    sql::StmtScope s(store_.db().prepare("PRAGMA data_version"));
-    v = s->step() ? s->i64(0) : version_;
-  }
-  if (v == version_) return false;
-  version_ = v;
-  return true;
-}
-
-Wake ChangeWaiter::wait(int timeout_ms) {
-  const auto start = Clock::now();
-  std::vector<pollfd> fds;
-
-  sigset_t stop, old;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-
-  for (;;) {
-    if (interrupted()) return Wake::interrupted;
-    if (version_changed()) return Wake::changed;
-    auto now = Clock::now();
-    std::int64_t left = timeout_ms < 0 ? INT64_MAX : timeout_ms - ms_between(start, now);
-    if (left <= 0) return Wake::timeout;
-
-    if (wd_ < 0) try_watch();
-    int step;
-    if (now < hot_until_) {
-      // Most commits become visible within a few ms of their WAL write (one fsync): check
-      // every 2 ms at first, then back off to every 8 ms.
-      bool early = ms_between(now, hot_until_) > kHotWindowMs - kHotEarlyMs;
-      step = hot_step_ == 0 ? 1 : early ? kHotEarlyStepMs : kHotMaxStepMs;
-      hot_step_ = step;
-    } else {
-      step = wd_ >= 0 ? kSlowPollMs : kNoNotifyPollMs;
-    }
-    step = static_cast<int>(std::min<std::int64_t>(step, left));
-
-    fds.clear();
-    if (wd_ >= 0) fds.push_back({inotify_fd_, POLLIN, 0});
-    for (int fd : hangup_fds_) fds.push_back({fd, 0, 0});
-    timespec ts{step / 1000, static_cast<long>(step % 1000) * 1000000L};
-
-    // Block the stop signals, re-check the flag, and let ppoll unblock them atomically: a
-    // SIGINT that arrives just before we sleep still ends the sleep.
-    pthread_sigmask(SIG_BLOCK, &stop, &old);
-    if (interrupted()) {
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      return Wake::interrupted;
-    }
-    sigset_t during = old;
-    sigdelset(&during, SIGINT);
-    sigdelset(&during, SIGTERM);
-    int rc = ::ppoll(fds.data(), fds.size(), &ts, &during);
-    int err = errno;
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (rc < 0) {
-      if (err == EINTR) continue;
-      throw Error(Errc::io, fmt::format("cannot wait for changes to store '{}': {}", store_.path(), std::strerror(err)));
-    }
-    for (const auto& p : fds) {
-      if (p.fd == inotify_fd_) {
-        if (p.revents & POLLIN) {
-          drain_notifications();
-          hot_until_ = Clock::now() + std::chrono::milliseconds(kHotWindowMs);
-          hot_step_ = 0;
-        }
-      } else if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
-        return Wake::hangup;
-      }
-    }
-  }
-}
+ChangeWaiter::ChangeWaiter(Store& store) : source_(store.backend().change_source()) {}
+ChangeWaiter::~ChangeWaiter() = default;
+void ChangeWaiter::wake_on_hangup(int fd) { source_->wake_on_hangup(fd); }
+Wake ChangeWaiter::wait(int timeout_ms) { return source_->wait(timeout_ms); }
 
 std::int64_t read_after(Store& store, std::int64_t after, const EventFilter& filter, const EventFn& fn, int chunk) {
-  auto& db = store.db();
-  auto& select = db.prepare(
-      "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events "
-      "WHERE position > ?1 ORDER BY position LIMIT ?2");
-  const bool by_stream = !filter.stream_globs.empty() || !filter.categories.empty();
-  std::vector<signed char> stream_ok;  // per stream id: 0 unknown, 1 match, -1 no match
+  StreamFilter pass(store, filter);
   std::vector<Event> batch;
   for (;;) {
     batch.clear();
-    int rows = 0;
+    std::int64_t rows = 0;
     std::int64_t examined = after;
-    {
-      sql::StmtScope s(select);
-      s->bind(1, after).bind(2, chunk);
-      while (s->step()) {
-        ++rows;
-        examined = s->i64(0);
-        std::int64_t sid = s->i64(1);
-        if (by_stream) {
-          auto i = static_cast<std::size_t>(sid);
-          if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
-          if (stream_ok[i] == 0) stream_ok[i] = filter.matches_stream(store.stream_name(sid)) ? 1 : -1;
-          if (stream_ok[i] < 0) continue;
-        }
-        if (!filter.matches_type(s->text(4))) continue;
-        batch.push_back(Event{s->i64(0), std::string(store.stream_name(sid)), s->i64(2), std::string(s->blob(3)),
-                              std::string(s->text(4)), std::string(s->text(5)), std::string(s->text(6)),
-                              s->i64(7)});
-      }
-    }  // statement reset: the read snapshot ends before anyone sees the events
+    store.read_chunk(after, INT64_MAX, chunk, [&](const EventRow& r) {
+      ++rows;
+      examined = r.position;
+      if (!pass.matches(r.stream_id, r.type)) return true;
+      batch.push_back(Event{r.position, std::string(store.stream_name(r.stream_id)), r.version, std::string(r.id),
+                            std::string(r.type), std::string(r.data), std::string(r.meta), r.recorded_at_us});
+      return true;
+    });  // the read snapshot ends before anyone sees the events
     for (const auto& e : batch) {
       if (!fn(e.ref())) return e.position;
     }

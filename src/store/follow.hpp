@@ -1,36 +1,27 @@
-// Following a store: ChangeWaiter sleeps until another process may have committed (cheaply:
-// inotify on the WAL plus PRAGMA data_version, no re-querying in a loop), and read_after reads
-// what came after a position without holding a read transaction while the caller works.
+// Following a store: ChangeWaiter sleeps until another process may have committed (cheaply: the
+// backend's notification, e.g. inotify on SQLite's WAL, no re-querying in a loop), and read_after
+// reads what came after a position without holding a read transaction while the caller works.
 // Not a subscription: callers keep their own cursor (tail keeps a position, queues a table row).
 #pragma once
-#include <chrono>
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 #include "core/filter.hpp"
 #include "store/store.hpp"
 
 namespace esctl {
 
-/// Why ChangeWaiter::wait returned.
-enum class Wake {
-  changed,      ///< another connection committed since the last `changed` (or construction)
-  timeout,      ///< `timeout_ms` passed without a change
-  interrupted,  ///< SIGINT/SIGTERM arrived (core/signals.hpp interrupted() is true)
-  hangup,       ///< a file descriptor given to wake_on_hangup() reported an error or hang-up
-};
-
 /// Waits for commits to a store by other connections (other processes, or other Store objects).
 ///
 /// Usage: construct it BEFORE the first read, then loop { read what is new; wait(); }. A commit
 /// that lands between a read and the next wait() makes that wait() return `changed` at once,
 /// so nothing is missed; a spurious `changed` (nothing new for the caller's filter) is possible.
-/// Commits made through `store`'s own connection do not count (SQLite's data_version rule), so a
-/// process that acks on the same connection is not woken by its own writes.
+/// Commits made through `store`'s own connection do not count, so a process that acks on the
+/// same connection is not woken by its own writes.
 ///
 /// Between calls and while sleeping it holds no read transaction: the WAL stays checkpointable.
-/// Cost: an idle waiter sleeps in ppoll(2) on an inotify descriptor for the store's -wal file and
-/// checks data_version every 250 ms as a fallback (a few µs each). After the WAL is written it
+/// Cost (SQLite): an idle waiter sleeps in ppoll(2) on an inotify descriptor for the store's -wal
+/// file and checks data_version every 250 ms as a fallback (a few µs each). After the WAL is written it
 /// checks data_version every 2 ms (for 100 ms, then every 8 ms up to a second) until the commit
 /// becomes visible (the WAL is written before the commit is published in the -shm index). Without inotify it checks
 /// every 10 ms. Not thread-safe; one waiter per Store.
@@ -50,24 +41,8 @@ class ChangeWaiter {
   /// lost (the signal mask is swapped atomically by ppoll).
   Wake wait(int timeout_ms);
 
-  /// True if the waiter uses file notifications (inotify); false if it fell back to polling.
-  bool notified() const { return wd_ >= 0; }
-
  private:
-  using Clock = std::chrono::steady_clock;
-  bool version_changed();
-  void try_watch();
-  void drain_notifications();
-
-  Store& store_;
-  std::int64_t version_ = 0;  // PRAGMA data_version at the last `changed` (or construction)
-  int inotify_fd_ = -1;
-  int wd_ = -1;
-  // After a WAL write: check quickly until then (kept across calls: the writes of the next
-  // commit may have been read from inotify before the previous commit became visible).
-  Clock::time_point hot_until_{};
-  int hot_step_ = 0;
-  std::vector<int> hangup_fds_;
+  std::unique_ptr<ChangeSource> source_;
 };
 
 /// Reads the events with position > `after` that pass `filter`, oldest first, calling `fn` for

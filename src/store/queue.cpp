@@ -60,7 +60,8 @@
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
+#include "store/sqlite/event_store.hpp"
 #include "store/store.hpp"
 
 namespace esctl {
@@ -260,7 +261,7 @@ std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
 // The queue work of one transaction on one queue.
 class Session {
  public:
-  Session(Store& store, QueueInfo q, const Clock& clock) : store_(store), db_(store.db()), q_(std::move(q)), clock_(clock) {}
+  Session(Store& store, QueueInfo q, const Clock& clock) : store_(store), db_(sqlite::connection(store)), q_(std::move(q)), clock_(clock) {}
 
   const QueueInfo& queue() const { return q_; }
 
@@ -318,7 +319,7 @@ class Session {
   // A new lease token, from the store-wide counter.
   std::int64_t new_token() {
     sql::StmtScope s(db_.prepare("UPDATE counters SET value = value + 1 WHERE name = 'lease' RETURNING value"));
-    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no lease counter; run 'esctl verify'", store_.path()));
+    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no lease counter; run 'esctl verify'", store_.location()));
     return s->i64(0);
   }
 
@@ -441,7 +442,7 @@ class Session {
         if (!get_varint(blob, at, d) || !get_varint(blob, at, sid))
           throw Error(Errc::corrupt, fmt::format("store '{}': queue '{}' has a damaged lease run at position {}; "
                                                  "'esctl queue reset {} --to POSITION' clears it",
-                                                 store_.path(), q_.name, r.first, q_.name));
+                                                 store_.location(), q_.name, r.first, q_.name));
         pos += static_cast<std::int64_t>(d);
         r.positions.push_back(pos);
         r.streams.push_back(static_cast<std::int64_t>(sid));
@@ -485,7 +486,7 @@ class Session {
     if (!s->step())
       throw Error(Errc::corrupt, fmt::format("store '{}': queue '{}' refers to position {}, which holds no event; "
                                              "run 'esctl verify'",
-                                             store_.path(), q_.name, position));
+                                             store_.location(), q_.name, position));
     return read_event(store_, *s);
   }
 
@@ -822,7 +823,7 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   for (const auto* list : {&spec.filter.stream_globs, &spec.filter.categories, &spec.filter.types})
     for (const auto& s : *list)
       if (s.empty()) throw Error(Errc::usage, "empty --stream, --category or --type value: give a glob, category or type");
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   {
     sql::StmtScope s(db.prepare("SELECT 1 FROM queues WHERE name = ?1"));
@@ -837,7 +838,7 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   {
     // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
     sql::StmtScope s(db.prepare("UPDATE counters SET value = value + 1 WHERE name = 'queue' RETURNING value"));
-    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", store_.path()));
+    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", store_.location()));
     id = s->i64(0);
   }
   {
@@ -864,7 +865,7 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
 
 std::vector<std::string> Queues::names(std::string_view prefix) {
   std::vector<std::string> out;
-  sql::StmtScope s(store_.db().prepare("SELECT name FROM queues WHERE name >= ?1 ORDER BY name"));
+  sql::StmtScope s(sqlite::connection(store_).prepare("SELECT name FROM queues WHERE name >= ?1 ORDER BY name"));
   s->bind(1, prefix);
   while (s->step()) {
     std::string_view n = s->text(0);
@@ -876,14 +877,14 @@ std::vector<std::string> Queues::names(std::string_view prefix) {
 
 std::vector<QueueInfo> Queues::list() {
   std::vector<QueueInfo> out;
-  for (const auto& n : names()) out.push_back(load_queue(store_.db(), n));
+  for (const auto& n : names()) out.push_back(load_queue(sqlite::connection(store_), n));
   return out;
 }
 
-QueueInfo Queues::get(std::string_view name) { return load_queue(store_.db(), name); }
+QueueInfo Queues::get(std::string_view name) { return load_queue(sqlite::connection(store_), name); }
 
 QueueStatus Queues::status(std::string_view name, const Clock& clock) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn snapshot(db, sql::Txn::deferred);
   QueueStatus st;
   st.queue = load_queue(db, name);
@@ -975,7 +976,7 @@ PullResult Queues::pull(std::string_view name, const PullOptions& options, const
                         const Settlement* settle_first, SettleCounts* counts) {
   if (options.max < 1) throw Error(Errc::usage, fmt::format("invalid --max {}: pull at least 1 event", options.max));
   if (options.lease_ms && *options.lease_ms < 1) throw Error(Errc::usage, "invalid --lease: it must be longer than 0ms");
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   RelaxedSync relaxed(db);
   for (;;) {
     sql::Txn txn(db);
@@ -997,7 +998,7 @@ PullResult Queues::pull(std::string_view name, const PullOptions& options, const
 }
 
 SettleCounts Queues::settle(std::string_view name, const Settlement& settlement, const Clock& clock) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   SettleCounts c;
@@ -1016,7 +1017,7 @@ SettleCounts Queues::settle(std::string_view name, const Settlement& settlement,
 }
 
 void Queues::renew(std::string_view name, const Lease& lease, std::int64_t lease_ms, const Clock& clock) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
@@ -1047,7 +1048,7 @@ std::vector<Target> bare(const std::vector<std::int64_t>& positions) {
 
 std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector<Target>& targets_in, const Clock& clock) {
   auto targets = checked_targets(targets_in);
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
@@ -1075,7 +1076,7 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
                                          std::int64_t delay_ms, const std::string& reason, const Clock& clock) {
   auto targets = checked_targets(targets_in);
   if (delay_ms < 0) throw Error(Errc::usage, "invalid --delay: it must not be negative");
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
@@ -1128,7 +1129,7 @@ void Queues::nack(std::string_view name, const std::vector<std::int64_t>& positi
 }
 
 std::vector<ParkedEvent> Queues::parked(std::string_view name, const Clock& clock) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn snapshot(db, sql::Txn::deferred);
   Session session(store_, load_queue(db, name), clock);
   std::vector<ParkedEvent> out;
@@ -1149,7 +1150,7 @@ std::vector<ParkedEvent> Queues::parked(std::string_view name, const Clock& cloc
 std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t>& positions_in, const Clock& clock) {
   check_positions(positions_in);
   auto positions = unique_sorted(positions_in);
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
   session.park_expired();
@@ -1165,7 +1166,7 @@ std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t
 }
 
 std::int64_t Queues::retry_all(std::string_view name, const Clock& clock) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
   session.park_expired();
@@ -1180,7 +1181,7 @@ std::int64_t Queues::retry_all(std::string_view name, const Clock& clock) {
 }
 
 QueueInfo Queues::reset(std::string_view name, StartPoint to) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   QueueInfo q = load_queue(db, name);
   std::int64_t point = resolve(to, head_of(db), "--to");
@@ -1202,7 +1203,7 @@ QueueInfo Queues::reset(std::string_view name, StartPoint to) {
 }
 
 void Queues::remove(std::string_view name) {
-  auto& db = store_.db();
+  auto& db = sqlite::connection(store_);
   sql::Txn txn(db);
   QueueInfo q = load_queue(db, name);
   for (const char* sql : {"DELETE FROM queue_items WHERE queue_id = ?1", "DELETE FROM queue_runs WHERE queue_id = ?1",
@@ -1239,7 +1240,7 @@ std::int64_t count_between(const std::vector<std::int64_t>& sorted, std::int64_t
 // Matching events with after < position <= upto.
 std::int64_t count_matching(Store& store, const QueueInfo& q, std::int64_t after, std::int64_t upto) {
   if (upto <= after) return 0;
-  auto& db = store.db();
+  auto& db = sqlite::connection(store);
   if (q.filter.empty()) {
     sql::StmtScope s(db.prepare("SELECT count(*) FROM events WHERE position > ?1 AND position <= ?2"));
     s->bind(1, after).bind(2, upto);
@@ -1259,12 +1260,12 @@ std::int64_t count_matching(Store& store, const QueueInfo& q, std::int64_t after
 namespace queue_admin {
 
 void atomically(Store& store, const std::function<bool()>& work) {
-  sql::Txn txn(store.db());
+  sql::Txn txn(sqlite::connection(store));
   if (work()) txn.commit();
 }
 
 ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
-  auto& db = store.db();
+  auto& db = sqlite::connection(store);
   sql::Txn snapshot(db, sql::Txn::deferred);
   Session session(store, load_queue(db, name), Clock::now());
   const QueueInfo& q = session.queue();
@@ -1282,7 +1283,7 @@ ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
 
 std::int64_t for_each_acked(Store& store, std::string_view name, const std::function<void(const AckedEvent&)>& fn,
                             const std::function<void()>& first) {
-  auto& db = store.db();
+  auto& db = sqlite::connection(store);
   sql::Txn snapshot(db, sql::Txn::deferred);
   Session session(store, load_queue(db, name), Clock::now());
   const QueueInfo& q = session.queue();

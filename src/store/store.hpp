@@ -1,5 +1,6 @@
-// The event store: open/create a store file, append events (atomically, idempotently by id,
-// with expected-version checks), and read them back by stream, by category or globally.
+// The event store, backend-neutral: open a store by its location, append events (atomically,
+// idempotently by id, with expected-version checks), read them back by stream, by category or
+// globally. Backends (backend.hpp) do the storing; filters and time search are written here once.
 // Knows nothing about the terminal; returns model values (core/event.hpp) or throws Error.
 #pragma once
 #include <cstdint>
@@ -12,29 +13,23 @@
 
 #include "core/event.hpp"
 #include "core/filter.hpp"
+#include "store/backend.hpp"
 
 namespace esctl {
-namespace sql { class Db; }
+
+class StoreBackend;
 
 struct StoreOptions {
-  std::string path = "events.db";
+  /// Where the store is: a file path for SQLite (the backend is chosen by its form).
+  std::string location = "events.db";
   int busy_timeout_ms = 5000;
 };
 
+/// How a store is opened.
 enum class Access {
   read,   ///< the store must exist (else Errc::not_found "no store at PATH")
   write,  ///< created with its schema if the file does not exist
   update, ///< may write, but the store must exist (else Errc::not_found): nothing is created
-};
-
-struct StoreStats {
-  std::string path;
-  int schema_version = 0;
-  std::int64_t file_bytes = 0;
-  std::int64_t wal_bytes = 0;
-  std::int64_t events = 0;
-  std::int64_t streams = 0;
-  std::int64_t head_position = 0;
 };
 
 /// Where the events recorded within a time range can be (see Store::time_span).
@@ -44,19 +39,19 @@ struct TimeSpan {
   std::int64_t ordered_through = 0;     ///< recorded_at is non-decreasing over positions 1..this
 };
 
-/// Called per event; return false to stop early.
-using EventFn = std::function<bool(const EventRef&)>;
-
+/// An open event store: the backend-neutral model over one backend connection (backend.hpp).
 class Store {
  public:
+  /// Opens the store at options.location with the backend its form names.
   Store(const StoreOptions& options, Access access);
   ~Store();
   Store(const Store&) = delete;
 
-  const std::string& path() const { return options_.path; }
+  const std::string& location() const { return options_.location; }
   const StoreOptions& options() const { return options_; }
-  /// The connection, for the other store modules (queues, verify, rebuild).
-  sql::Db& db() { return *db_; }
+  /// The backend connection, for the store's own modules (queues, follow, verify) and a
+  /// backend's tests. Commands use the operations below.
+  StoreBackend& backend() { return *backend_; }
 
   /// Appends `events` in one transaction: all or nothing. An event whose id is already stored
   /// with the same stream, type and data is not written again; its stored place is reported
@@ -74,16 +69,20 @@ class Store {
                    bool backwards, const EventFn& fn);
   /// Events with position >= `from` in position order that pass `filter`, at most `count`.
   void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter, const EventFn& fn);
-  /// The last `count` events passing `filter` with position >= `min_position`, oldest first.
+  /// The last `count` events passing `filter`, oldest first.
   void read_last(std::int64_t count, const EventFilter& filter, const EventFn& fn);
   /// Narrows a --since/--until range (inclusive, µs) to positions by binary search over the
-  /// prefix of the store whose recorded_at is known to be in order (kept by append in the
-  /// time_order table). Events after that prefix are not narrowed: readers check each one.
+  /// prefix of the store whose recorded_at is known to be in order (kept by append).
+  /// Events after that prefix are not narrowed: readers check each one.
   TimeSpan time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us);
   /// As read_all, but only events with since_us <= recorded_at <= until_us; `count` counts
   /// those. Searches where recorded_at is known to be in order, filters elsewhere.
   void read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
                         std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us, const EventFn& fn);
+  /// Calls `fn` for the events with after < position <= to, in position order, from a read
+  /// snapshot of its own that ends before this returns (hold none while working on a chunk).
+  /// fn may stop early by returning false; at most `limit` rows are visited.
+  void read_chunk(std::int64_t after, std::int64_t to, std::int64_t limit, RowFn fn);
   /// The event at `position`, or the event with id `id` (16 raw bytes): calls fn once and returns
   /// true, or returns false if there is none.
   bool read_event_at(std::int64_t position, const EventFn& fn);
@@ -93,62 +92,45 @@ class Store {
   /// Streams by name, optionally of one category and/or with a name prefix (exact bytes, no wildcards).
   std::vector<StreamInfo> streams(std::optional<std::string> category, std::optional<std::string> prefix);
   /// The highest committed position (0 for an empty store).
-  std::int64_t head_position();
+  std::int64_t last_position();
   StoreStats stats();
+  /// Best effort, between the chunks of a long read: lets the backend reclaim its log.
+  void reclaim_log();
 
   /// The stream name for a stream id (cached).
   std::string_view stream_name(std::int64_t stream_id);
 
  private:
-  struct StreamRow {
-    std::int64_t id = 0;  // 0: no such stream yet
-    std::int64_t head = -1;
-    std::int64_t head_position = 0;
-    bool dirty = false;  // changed by the append in progress
-  };
-  /// Stream rows by name, reused across append() calls. An open-addressing index into a vector
-  /// of entries: a hit costs about one cache miss, where std::unordered_map's bucket and node
-  /// chain cost three or four (the lookup was ~9% of an import over 10k streams).
-  class StreamCache {
-   public:
-    /// The index of `name`'s entry, and whether it was just added (with a default StreamRow).
-    std::pair<std::uint32_t, bool> find_or_add(std::string_view name);
-    StreamRow& row(std::uint32_t i) { return entries_[i].row; }
-    std::size_t size() const { return entries_.size(); }
-    void clear();
-
-   private:
-    struct Entry {
-      std::string name;
-      StreamRow row;
-    };
-    void grow();
-    std::vector<Entry> entries_;
-    std::vector<std::uint64_t> slots_;  // 0: empty; else (hash >> 32) << 32 | (entry index + 1)
-  };
-  /// The cache entry of `name`, read from the streams table when new (id 0 if no such stream).
-  std::uint32_t stream_row(std::string_view name);
-  void forget_cached_streams();
-  void emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go);
-  std::int64_t locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version);
-
-  struct TimeOrder {
-    std::int64_t ordered_through = 0;
-    std::int64_t max_recorded_at = INT64_MIN;
-  };
-  /// The time_order row (every schema v3 store has one; nullopt only if it was deleted by hand).
-  std::optional<TimeOrder> time_order();
-
   StoreOptions options_;
-  std::unique_ptr<sql::Db> db_;
-  std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
-  // Stream heads as of our own last commit, reused across append() calls (import batches) for
-  // as long as no other connection has committed (PRAGMA data_version unchanged).
-  StreamCache heads_;
-  std::int64_t heads_data_version_ = -1;
+  std::unique_ptr<StoreBackend> backend_;
 };
 
-/// The version of the linked SQLite library.
-std::string sqlite_version();
+/// Which stream ids pass a filter's stream part, decided once per stream id: the one cache
+/// every filtered scan uses.
+class StreamFilter {
+ public:
+  StreamFilter(Store& store, const EventFilter& filter)
+      : store_(store), filter_(filter), by_stream_(!filter.stream_globs.empty() || !filter.categories.empty()) {}
+  /// True if events of stream `stream_id` with type `type` pass the filter.
+  bool matches(std::int64_t stream_id, std::string_view type) {
+    if (by_stream_ && !stream_matches(stream_id)) return false;
+    return filter_.matches_type(type);
+  }
+  bool stream_matches(std::int64_t stream_id);
+
+ private:
+  Store& store_;
+  const EventFilter& filter_;
+  bool by_stream_;
+  std::vector<signed char> ok_;  // per stream id: 0 unknown, 1 match, -1 no match
+};
+
+/// A client library of a backend built in (--version).
+struct BackendLibrary {
+  std::string key;      ///< JSON key, e.g. "sqlite"
+  std::string name;     ///< e.g. "SQLite"
+  std::string version;  ///< e.g. "3.51.3"
+};
+std::vector<BackendLibrary> backend_libraries();
 
 }  // namespace esctl

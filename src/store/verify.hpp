@@ -1,4 +1,4 @@
-// `esctl verify` for a store: SQLite integrity, per-stream order (versions, positions, prev
+// `esctl verify` for a store: the backend's storage check (SQLite: its integrity pragma), per-stream order (versions, positions, prev
 // links, marks), ids, JSON payloads, stream heads, queues and the immutability triggers.
 // Reads only: never writes the store. Reports findings as values; knows nothing about output.
 #pragma once
@@ -13,15 +13,15 @@
 namespace esctl {
 
 struct VerifyOptions {
-  std::string path;                   ///< the store file
+  std::string location;               ///< the store (StoreOptions::location)
   int busy_timeout_ms = 5000;
-  bool full = false;                  ///< PRAGMA integrity_check instead of quick_check
+  bool full = false;                  ///< the backend's full storage check (SQLite: integrity_check, not quick_check)
   std::optional<std::string> stream;  ///< check only this stream (Errc::not_found if absent)
   std::vector<std::string> queues;    ///< check only these queues (Errc::not_found if absent)
   bool narrowed() const { return stream.has_value() || !queues.empty(); }
 };
 
-/// What was looked at. `integrity` is "quick_check", "integrity_check" or "skipped".
+/// What was looked at.
 struct VerifyCounts {
   std::int64_t events = 0;       ///< event rows read
   std::int64_t streams = 0;      ///< stream rows checked
@@ -30,7 +30,8 @@ struct VerifyCounts {
   std::int64_t queues = 0;
   std::int64_t queue_items = 0;  ///< events in flight checked (item rows and members of lease runs)
   std::int64_t triggers = 0;     ///< immutability triggers checked
-  std::string integrity = "skipped";
+  std::string storage = "SQLite";          ///< what the storage check checks
+  std::string storage_check = "skipped";  ///< the backend's check run, e.g. "quick_check", "integrity_check"
 };
 
 using ViolationFn = std::function<void(const Violation&)>;
@@ -38,8 +39,8 @@ using ViolationFn = std::function<void(const Violation&)>;
 using ProgressFn = std::function<void(std::int64_t done, std::int64_t total, std::int64_t events)>;
 
 /// Checks the store at `o.path` and calls `on_violation` once per finding, in the order found.
-/// Without narrowing: the SQLite integrity pragma, every event, stream, id and queue. With
-/// `o.stream` and/or `o.queues`: only those (and the triggers); the integrity pragma only with
+/// Without narrowing: the backend's storage check, every event, stream, id and queue. With
+/// `o.stream` and/or `o.queues`: only those (and the triggers); the storage check only with
 /// `o.full`. Everything is read in one snapshot, so concurrent appenders cause no findings.
 /// Memory is proportional to the number of streams, not events.
 ///

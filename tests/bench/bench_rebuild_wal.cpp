@@ -20,8 +20,8 @@
 
 #include <fmt/format.h>
 
-#include "store/projection.hpp"
-#include "store/rebuild.hpp"
+#include "projection/projection.hpp"
+#include "projection/rebuild.hpp"
 #include "store/store.hpp"
 
 using Clock = std::chrono::steady_clock;

@@ -20,7 +20,7 @@
 
 #include "fuzz_check.hpp"
 #include "core/error.hpp"
-#include "store/projection.hpp"
+#include "projection/projection.hpp"
 
 using namespace esctl;
 

@@ -28,10 +28,12 @@
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
-#include "store/projection.hpp"
+#include "projection/projection.hpp"
+#include "projection/projector.hpp"
 #include "store/queue.hpp"
-#include "store/schema.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/schema.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
 #include "support/fault_vfs.hpp"
@@ -292,7 +294,7 @@ void check_store(const std::string& path, const Model& m, bool strict) {
   const std::string findings = verify_findings(path);
   CHECK_MESSAGE(findings.empty(), "verify: ", findings);
   Store s(StoreOptions{path, 5000}, Access::read);
-  CHECK(s.db().query_i64("PRAGMA user_version") == kSchemaVersion);
+  CHECK(sqlite::connection(s).query_i64("PRAGMA user_version") == kSchemaVersion);
   check_events(s, m);
   if (m.queue) check_queue(s, m, strict);
   Queues q(s);
@@ -402,18 +404,18 @@ Scenario checkpoint_with_reader() {
           },
           [](const std::string& path, Model& m) {
             Store w(StoreOptions{path, 5000}, Access::write);
-            w.db().exec("PRAGMA wal_autocheckpoint = 6");
+            sqlite::connection(w).exec("PRAGMA wal_autocheckpoint = 6");
             Store r(StoreOptions{path, 5000}, Access::read);
             std::optional<sql::Txn> snapshot;
             for (int i = 1; i <= 16; ++i) {
               if (i % 5 == 1) {
-                snapshot.emplace(r.db(), sql::Txn::deferred);
+                snapshot.emplace(sqlite::connection(r), sql::Txn::deferred);
                 r.head_position();  // the read snapshot starts here
               } else if (i % 5 == 3) {
                 snapshot.reset();
               }
               append(w, m, {event("log", i, 6000)});
-              if (i % 4 == 0) w.db().exec(snapshot ? "PRAGMA wal_checkpoint(PASSIVE)" : "PRAGMA wal_checkpoint(TRUNCATE)");
+              if (i % 4 == 0) sqlite::connection(w).exec(snapshot ? "PRAGMA wal_checkpoint(PASSIVE)" : "PRAGMA wal_checkpoint(TRUNCATE)");
             }
           }};
 }

@@ -11,7 +11,8 @@
 #include <thread>
 
 #include "store/follow.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;
@@ -110,7 +111,7 @@ TEST_SUITE("store/follow") {
     for (int round = 0; round < 5; ++round) {
       for (int i = 0; i < 20; ++i) writer.append({event("a-1", "T")});
       // busy (column 0) is 0 only if no reader's snapshot kept the checkpoint from finishing.
-      sql::Stmt ck = writer.db().prepare_new("PRAGMA wal_checkpoint(TRUNCATE)");
+      sql::Stmt ck = sqlite::connection(writer).prepare_new("PRAGMA wal_checkpoint(TRUNCATE)");
       REQUIRE(ck.step());
       CHECK(ck.i64(0) == 0);
     }

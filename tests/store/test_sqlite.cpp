@@ -1,4 +1,4 @@
-// Unit tests of the SQLite wrapper's lock waiting (src/store/sqlite.cpp): a writer that has to
+// Unit tests of the SQLite wrapper's lock waiting (src/store/sqlite/sqlite.cpp): a writer that has to
 // wait for the write lock gets it while other writers commit back to back. With SQLite's default
 // busy handler (one try per 100 ms) the waiter here timed out on 14 of its 20 transactions.
 // Also: a Txn inside another is a savepoint of it.
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;

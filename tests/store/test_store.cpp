@@ -15,7 +15,8 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 
@@ -75,7 +76,7 @@ std::vector<Seen> all_events(Store& s, std::int64_t from = 1, std::optional<std:
 }
 
 std::int64_t count_rows(Store& s, const char* table) {
-  return s.db().query_i64((std::string("SELECT count(*) FROM ") + table).c_str());
+  return sqlite::connection(s).query_i64((std::string("SELECT count(*) FROM ") + table).c_str());
 }
 
 }  // namespace
@@ -102,7 +103,7 @@ TEST_SUITE("store/store") {
     CHECK(a[1].data == "[1]");
     CHECK(s.stream_version("a-1") == 2);
     CHECK_FALSE(s.stream_version("nope").has_value());
-    CHECK(s.head_position() == 4);
+    CHECK(s.last_position() == 4);
   }
 
   TEST_CASE("a read-only open of a missing file fails with not_found and creates nothing") {
@@ -208,7 +209,7 @@ TEST_SUITE("store/store") {
     Store s(t.options(), Access::write);
     s.append({event("x", "T")});
     // Positions continue above the highest ever used, even one no longer stored.
-    s.db().exec("UPDATE sqlite_sequence SET seq = 100 WHERE name = 'events'");
+    sqlite::connection(s).exec("UPDATE sqlite_sequence SET seq = 100 WHERE name = 'events'");
     std::vector<NewEvent> batch;
     char id[40];
     // Events 100..149 repeat 99, 98, ..., 50: the first few are still waiting to be inserted.
@@ -258,8 +259,8 @@ TEST_SUITE("store/store") {
     TempStore t;
     Store s(t.options(), Access::write);
     s.append({event("s", "T")});
-    CHECK_THROWS_AS(s.db().exec("UPDATE events SET data = '1'"), Error);
-    CHECK_THROWS_AS(s.db().exec("DELETE FROM events"), Error);
+    CHECK_THROWS_AS(sqlite::connection(s).exec("UPDATE events SET data = '1'"), Error);
+    CHECK_THROWS_AS(sqlite::connection(s).exec("DELETE FROM events"), Error);
     CHECK(count_rows(s, "events") == 1);
   }
 
@@ -373,8 +374,8 @@ TEST_SUITE("store/store") {
     CHECK(st.schema_version == 3);
     CHECK(st.events == 3);
     CHECK(st.streams == 2);
-    CHECK(st.head_position == 3);
-    CHECK(st.file_bytes > 0);
+    CHECK(st.last_position == 3);
+    CHECK(st.sizes.at(0).bytes > 0);
   }
 
   TEST_CASE("recorded_at is kept when given and set to now otherwise") {
@@ -441,7 +442,7 @@ TEST_SUITE("store/store") {
       return;
     }
     REQUIRE(holds_lock());  // SQLite in WAL mode holds a shared lock while the connection is open
-    { Store second(t.options(), Access::read); CHECK(second.head_position() == 1); }
+    { Store second(t.options(), Access::read); CHECK(second.last_position() == 1); }
     CHECK(holds_lock());
     CHECK(sql::is_sqlite_header(sql::read_header(t.path).value()));
     CHECK(holds_lock());

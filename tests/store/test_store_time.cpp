@@ -2,7 +2,8 @@
 // search narrows a read to, and reads by time that stay correct past the ordered prefix.
 #include <doctest/doctest.h>
 
-#include "store/sqlite.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/verify.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
@@ -99,9 +100,9 @@ TEST_SUITE("store/store_time") {
       return out;
     };
     CHECK(kinds().empty());
-    s.db().exec("UPDATE time_order SET ordered_through = 4, max_recorded_at = 40");
+    sqlite::connection(s).exec("UPDATE time_order SET ordered_through = 4, max_recorded_at = 40");
     CHECK(kinds() == std::vector<std::string>{"time_order"});
-    s.db().exec("UPDATE time_order SET ordered_through = 9, max_recorded_at = 40");
+    sqlite::connection(s).exec("UPDATE time_order SET ordered_through = 9, max_recorded_at = 40");
     CHECK(kinds() == std::vector<std::string>{"time_order"});
   }
 }

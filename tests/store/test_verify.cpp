@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 
@@ -114,7 +114,7 @@ TEST_SUITE("store/verify") {
       INFO(r.dump());
       CHECK(r.found.empty());
       CHECK(r.counts.events == 0);
-      CHECK(r.counts.integrity == "quick_check");
+      CHECK(r.counts.storage_check == "quick_check");
       CHECK(r.counts.triggers == 2);
     }
     SUBCASE("one stream") {
@@ -315,7 +315,7 @@ TEST_SUITE("store/verify") {
     full.full = true;
     auto f = verify(t.path, full);
     CHECK(f.kinds() == std::set<std::string>{"integrity", "mark_missing"});
-    CHECK(f.counts.integrity == "integrity_check");
+    CHECK(f.counts.storage_check == "integrity_check");
   }
 
   TEST_CASE("a missing marks index is reported once") {
@@ -536,7 +536,7 @@ TEST_SUITE("store/verify") {
       CHECK(r.found.empty());
       CHECK(r.counts.queues == 1);
       CHECK(r.counts.events == 0);  // no event scan when narrowed to queues
-      CHECK(r.counts.integrity == "skipped");
+      CHECK(r.counts.storage_check == "skipped");
       o.queues = {"fine", "bad"};
       CHECK(verify(t.path, o).kinds() == std::set<std::string>{"queue_cursor"});
       o.queues = {"nope"};
@@ -563,7 +563,7 @@ TEST_SUITE("store/verify") {
     CHECK(r.counts.streams == 1);
     CHECK(r.counts.ids == 70);
     CHECK(r.counts.marks == 2);
-    CHECK(r.counts.integrity == "skipped");
+    CHECK(r.counts.storage_check == "skipped");
     o.stream = "s1-x";
     CHECK(verify(t.path, o).found.empty());
     o.stream = "missing";

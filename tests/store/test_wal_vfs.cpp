@@ -1,4 +1,4 @@
-// Unit tests of the WAL write-gathering VFS (src/store/wal_vfs.cpp): every committed transaction
+// Unit tests of the WAL write-gathering VFS (src/store/sqlite/wal_vfs.cpp): every committed transaction
 // is in the WAL file when the commit returns, whatever `synchronous` says, so another connection
 // (here one that does not use the VFS, reading the file through its own descriptor) sees it
 // whole; transactions bigger than the buffer, spilled mid-transaction and rolled back, change
@@ -11,9 +11,10 @@
 #include <cstdint>
 #include <string>
 
-#include "store/sqlite.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
-#include "store/wal_vfs.hpp"
+#include "store/sqlite/wal_vfs.hpp"
 #include "support/fault_vfs.hpp"
 #include "support/temp_store.hpp"
 
@@ -126,7 +127,7 @@ TEST_SUITE("store/wal_vfs") {
       fault::Install vfs(gather);
       Store store(f.options(), Access::write);
       sqlite3_vfs* used = nullptr;
-      REQUIRE(sqlite3_file_control(store.db().raw(), "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK);
+      REQUIRE(sqlite3_file_control(sqlite::connection(store).raw(), "main", SQLITE_FCNTL_VFS_POINTER, &used) == SQLITE_OK);
       REQUIRE(used);
       CHECK(std::string(used->zName) == (gather ? "esctl-wal" : fault::vfs_name()));
       fault::reset();

@@ -33,7 +33,7 @@
 
 #include <fmt/format.h>
 
-#include "store/wal_vfs.hpp"
+#include "store/sqlite/wal_vfs.hpp"
 
 namespace esctl::test::fault {
 namespace {

@@ -14,7 +14,7 @@
 // Nothing is reordered: bytes reach the file in the order SQLite wrote them, only in fewer calls.
 // A failed write is reported by the call that flushes (SQLite then rolls back, as after any
 // failed write: frames of an uncommitted transaction are never published).
-#include "store/wal_vfs.hpp"
+#include "store/sqlite/wal_vfs.hpp"
 
 #include <sqlite3.h>
 

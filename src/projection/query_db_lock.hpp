@@ -1,6 +1,6 @@
 // The lock file beside a query db (`DB.lock`) through which `rebuild` and `queue drain
 // --projection` agree on when DB may be replaced. The protocol is described at the top of
-// query_db_lock.cpp. Used by rebuild.cpp and projection.cpp; not a public API of the commands.
+// query_db_lock.cpp. Used by rebuild.cpp and projector.cpp; not a public API of the commands.
 #pragma once
 #include <string>
 

@@ -1,4 +1,4 @@
-// store/projection: parsing and validating projection files (markers, line numbers, sections),
+// projection/projection: parsing and validating projection files (markers, line numbers, sections),
 // the sandbox (no ATTACH, no PRAGMAs that matter, no transaction control, esctl's tables
 // read-only), bound parameters, and Projector's effectively-once application with per-stream
 // checkpoints, savepoint rollback of a failing event and pending events retried out of order.
@@ -11,8 +11,9 @@
 
 #include "core/error.hpp"
 #include "core/uuid.hpp"
-#include "store/projection.hpp"
-#include "store/sqlite.hpp"
+#include "projection/projection.hpp"
+#include "projection/projector.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 
@@ -95,7 +96,7 @@ std::shared_ptr<const Projection> projection(const std::string& text) {
 
 }  // namespace
 
-TEST_SUITE("store/projection") {
+TEST_SUITE("projection/projection") {
   TEST_CASE("a projection file splits into sections with their types and statement lines") {
     auto p = Projection::from_text(kOrders, "orders.sql");
     REQUIRE(p.sections().size() == 3);

@@ -1,6 +1,6 @@
 // `esctl rebuild`: build a query db from scratch with a projection into a temporary file beside
 // it, then atomically replace it, and optionally hand its queue over (esctl-rebuild(1)). Not the
-// incremental path: that is Projector (projection.hpp) driven by `queue drain`.
+// incremental path: that is Projector (projector.hpp) driven by `queue drain`.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "store/projection.hpp"
+#include "projection/projection.hpp"
 #include "store/queue.hpp"
 #include "store/store.hpp"
 

@@ -25,7 +25,7 @@
 //   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
 //   Every lease carries a token, and every queue an id, drawn from `counters`: neither is ever
 //   reused, even after a queue is deleted, so a late outcome can be told from a current one.
-#include "store/schema.hpp"
+#include "store/sqlite/schema.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -33,7 +33,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {
@@ -240,7 +240,7 @@ void configure_connection(sql::Db& db) {
                 .c_str());
 }
 
-void prepare_schema(sql::Db& db, OpenIntent intent) {
+void prepare_schema(sql::Db& db, Access intent) {
   auto app_id = db.query_i64("PRAGMA application_id");
   auto version = db.query_i64("PRAGMA user_version");
   if (app_id == kApplicationId && version == kSchemaVersion) return;
@@ -249,7 +249,7 @@ void prepare_schema(sql::Db& db, OpenIntent intent) {
       throw Error(Errc::corrupt, fmt::format("'{}' is a SQLite database but not an esctl store; "
                                              "refusing to touch it (pass --store to choose another file)",
                                              db.path()));
-    if (intent != OpenIntent::write)
+    if (intent != Access::write)
       throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty; create one with 'esctl init')", db.path()));
     // 8 KiB pages: an import writes half as many WAL frames, two write(2)s each, as with 4 KiB
     // (about 7% faster), and a full scan reads half as many pages (`read --all` ~30% faster).
@@ -273,7 +273,7 @@ void prepare_schema(sql::Db& db, OpenIntent intent) {
                                            db.path(), version, kSchemaVersion));
   if (version < 1) throw Error(Errc::corrupt, fmt::format("store '{}' has unknown schema version {}", db.path(), version));
   // An older store is upgraded in place by the first command that writes; reading never writes.
-  if (intent == OpenIntent::read)
+  if (intent == Access::read)
     throw Error(Errc::corrupt, fmt::format("store '{}' has schema version {}, older than this esctl's ({}); upgrade it "
                                            "once with 'esctl init' (every event is kept), then retry",
                                            db.path(), version, kSchemaVersion));

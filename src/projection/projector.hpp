@@ -1,65 +1,17 @@
-// SQL projections (esctl-projection(5)): parsing and validating a projection file, and applying events to a
-// query db effectively-once (Projector, used by `queue drain --projection`). Rebuilding a query
-// db from scratch is in rebuild.hpp; the file format is documented in esctl-projection(5).
+// The Projector: applies events to a query db with a projection, effectively-once, in one
+// transaction per batch. Used by `queue drain --projection` (through the drain layer's adapter);
+// rebuilding a db from scratch is rebuild.hpp.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/event.hpp"
-#include "store/drain.hpp"
+#include "projection/projection.hpp"
 
 namespace esctl {
-
-/// One SQL statement of a projection file, with the line it starts on.
-struct ProjectionStatement {
-  std::string sql;
-  int line = 0;
-};
-
-/// One section: `-- @init` or `-- @on T1, T2` / `-- @on *`.
-struct ProjectionSection {
-  bool init = false;
-  bool all_types = false;         ///< `-- @on *`
-  std::vector<std::string> types;  ///< for `-- @on T1, T2`
-  int line = 0;                    ///< line of the marker
-  std::string label;               ///< "@init", "@on OrderPlaced, OrderShipped", "@on *"
-  std::vector<ProjectionStatement> statements;
-};
-
-/// A parsed and validated projection file. Immutable; cheap to share.
-class Projection {
- public:
-  /// Reads `path`, parses it and validates every statement (see from_text). Errc::not_found if
-  /// the file does not exist.
-  static Projection load(const std::string& path);
-  /// Parses `text` (`name` is used in messages, e.g. "orders.sql") and validates it: @init is
-  /// run on a scratch in-memory db and every @on statement must prepare against the result,
-  /// with only the documented parameters, inside the sandbox. Throws Errc::invalid_input naming
-  /// `name:line`, the section and the problem; nothing outside memory is touched.
-  static Projection from_text(std::string text, std::string name);
-  /// The first half of from_text: splits `text` into sections and statements without looking at
-  /// the SQL (no db is opened). Throws Errc::invalid_input for a bad marker, SQL before the first
-  /// marker, VACUUM or a NUL byte. For tests and fuzzing.
-  static std::vector<ProjectionSection> parse_sections(std::string_view text, const std::string& name);
-
-  const std::string& name() const { return name_; }
-  const std::string& text() const { return text_; }
-  const std::vector<ProjectionSection>& sections() const { return sections_; }
-  /// True if some `@on` section names `type` (or is `@on *`).
-  bool handles(std::string_view type) const;
-  /// A hex digest of the file's bytes (FNV-1a, 64 bit): a change detector, not a security check.
-  const std::string& hash() const { return hash_; }
-
- private:
-  std::string name_, text_, hash_;
-  std::vector<ProjectionSection> sections_;
-  std::vector<std::string> types_;  // sorted, every type some @on section names
-  bool all_types_ = false;
-};
 
 /// What happened to one event of a batch given to Projector::apply.
 struct ApplyResult {
@@ -118,13 +70,5 @@ class Projector {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-/// The handler of one `queue drain --projection FILE --into DB` worker: a Projector (its own
-/// connection) on `db_path`, applying each batch in one transaction. Events it applied (now or
-/// before) or does not handle are acked; an event whose statements fail is nacked with the
-/// SQLite error (file, line, section), and so are later events of its stream in the batch.
-/// Operational failures (I/O, busy) throw and stop the drain.
-BatchHandler make_projection_handler(std::shared_ptr<const Projection> projection, const std::string& db_path,
-                                     const ProjectorOptions& options);
 
 }  // namespace esctl

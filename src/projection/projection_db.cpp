@@ -4,7 +4,7 @@
 // with SQLITE_LIMIT_ATTACHED = 0 and extension loading compiled out (SQLITE_OMIT_LOAD_EXTENSION),
 // a projection can reach nothing but its own query db; the store is never opened on this
 // connection.
-#include "store/projection_db.hpp"
+#include "projection/projection_db.hpp"
 
 #include <sqlite3.h>
 
@@ -175,7 +175,7 @@ class UserScope {
 };
 }  // namespace
 
-ProjectionDb::ProjectionDb(const Projection& projection, const std::string& path, sql::OpenMode mode,
+ProjectionDb::ProjectionDb(const ProjectionFile& projection, const std::string& path, sql::OpenMode mode,
                            int busy_timeout_ms)
     : projection_(projection), auth_(std::make_unique<Auth>()) {
   db_ = std::make_unique<sql::Db>(path, mode, busy_timeout_ms, "query db");
@@ -201,7 +201,7 @@ bool ProjectionDb::is_empty() { return db_->query_i64("SELECT count(*) FROM sqli
 void ProjectionDb::initialize() {
   db_->exec(kQueryDbSchema);
   set_meta("format", std::int64_t{1});
-  for (const auto& section : projection_.sections()) {
+  for (const auto& section : projection_.sections) {
     if (!section.init) continue;
     for (const auto& st : section.statements) {
       UserStmt u = prepare_user(section, st, "", false);
@@ -219,7 +219,7 @@ void ProjectionDb::initialize() {
         std::string msg = (rc & 0xff) == SQLITE_AUTH && !auth_->denial.empty() ? auth_->denial : sqlite3_errmsg(db_->raw());
         sqlite3_finalize(u.stmt);
         throw Error(Errc::invalid_input,
-                    fmt::format("{}:{}: in section '{}': {}", projection_.name(), st.line, section.label, msg));
+                    fmt::format("{}:{}: in section '{}': {}", projection_.name, st.line, section.label, msg));
       }
       sqlite3_finalize(u.stmt);
     }
@@ -234,7 +234,7 @@ void ProjectionDb::statement_error(const ProjectionSection& section, const Proje
                                                     "projection? rebuild it with 'esctl rebuild')",
                                                     against);
   throw Error(Errc::invalid_input,
-              fmt::format("{}:{}: in section '{}': {}{}", projection_.name(), line_at(st, offset), section.label, msg, where));
+              fmt::format("{}:{}: in section '{}': {}{}", projection_.name, line_at(st, offset), section.label, msg, where));
 }
 
 UserStmt ProjectionDb::prepare_user(const ProjectionSection& section, const ProjectionStatement& st,
@@ -271,7 +271,7 @@ UserStmt ProjectionDb::prepare_user(const ProjectionSection& section, const Proj
     if (!problem.empty()) {
       sqlite3_finalize(u.stmt);
       throw Error(Errc::invalid_input,
-                  fmt::format("{}:{}: in section '{}': {}", projection_.name(), st.line, section.label, problem));
+                  fmt::format("{}:{}: in section '{}': {}", projection_.name, st.line, section.label, problem));
     }
     u.param[static_cast<std::size_t>(which)] = i;
   }
@@ -279,7 +279,7 @@ UserStmt ProjectionDb::prepare_user(const ProjectionSection& section, const Proj
 }
 
 void ProjectionDb::prepare_statements(const std::string& against) {
-  for (const auto& section : projection_.sections()) {
+  for (const auto& section : projection_.sections) {
     if (section.init) continue;
     for (const auto& st : section.statements) {
       auto u = std::make_unique<UserStmt>(prepare_user(section, st, against, true));
@@ -334,7 +334,7 @@ bool ProjectionDb::run(const Plan& plan, const EventRef& e, std::string& error) 
       std::string msg = (rc & 0xff) == SQLITE_AUTH && !auth_->denial.empty() ? auth_->denial : sqlite3_errmsg(db_->raw());
       sqlite3_reset(s);
       if (operational(rc)) db_->fail(rc, u->source->sql);
-      error = fmt::format("{}:{}: in section '{}': {}", projection_.name(), u->source->line, u->section->label, msg);
+      error = fmt::format("{}:{}: in section '{}': {}", projection_.name, u->source->line, u->section->label, msg);
       return false;
     }
     sqlite3_reset(s);

@@ -1,4 +1,4 @@
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 #include <sqlite3.h>
 
@@ -21,7 +21,7 @@
 
 #include "core/error.hpp"
 #include "core/signals.hpp"
-#include "store/wal_vfs.hpp"
+#include "store/sqlite/wal_vfs.hpp"
 
 namespace esctl::sql {
 namespace {

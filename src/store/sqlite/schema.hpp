@@ -3,20 +3,20 @@
 #pragma once
 #include <cstdint>
 
+#include "store/store.hpp"
+
 namespace esctl {
 namespace sql { class Db; }
 
 inline constexpr std::int64_t kApplicationId = 0x45534354;  // "ESCT"
 inline constexpr int kSchemaVersion = 3;
 
-/// read: never writes; update: may migrate, never creates; write: may create and migrate.
-enum class OpenIntent { read, write, update };
-
 /// Verifies that `db` is an esctl store this build understands; creates the schema in an
 /// empty database when `intent` is write; migrates an older schema when writing is allowed
 /// (write, update).
 /// Refuses (Errc::corrupt / not_found) without modifying anything otherwise.
-void prepare_schema(sql::Db& db, OpenIntent intent);
+/// Access::read never writes; update may migrate, never creates; write may create and migrate.
+void prepare_schema(sql::Db& db, Access intent);
 
 /// Applies the per-connection settings (synchronous, cache size, ...).
 void configure_connection(sql::Db& db);

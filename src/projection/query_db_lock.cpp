@@ -47,7 +47,7 @@
 //
 // Waiting polls F_OFD_SETLK with a short sleep, up to --busy-timeout (Linux does not queue a
 // blocked writer ahead of new readers anyway). A process that dies loses its locks.
-#include "store/query_db_lock.hpp"
+#include "projection/query_db_lock.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

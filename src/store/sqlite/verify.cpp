@@ -35,8 +35,8 @@
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
-#include "store/schema.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/schema.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {
@@ -87,31 +87,31 @@ std::string uuid_text(std::string_view raw) {
 // like any reader does, with writes refused by query_only, and SQLite removes them on close.
 std::unique_ptr<sql::Db> open_store_readonly(const VerifyOptions& o) {
   struct stat st {};
-  if (::stat(o.path.c_str(), &st) != 0)
+  if (::stat(o.location.c_str(), &st) != 0)
     throw Error(Errc::not_found,
-                fmt::format("no store at '{}' (pass --store or set ESCTL_STORE to the store to verify)", o.path));
-  if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", o.path));
-  if (st.st_size == 0) throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty)", o.path));
+                fmt::format("no store at '{}' (pass --store or set ESCTL_STORE to the store to verify)", o.location));
+  if (S_ISDIR(st.st_mode)) throw Error(Errc::usage, fmt::format("'{}' is a directory, not a store file", o.location));
+  if (st.st_size == 0) throw Error(Errc::not_found, fmt::format("no store at '{}' (the file is empty)", o.location));
   {
-    auto header = sql::read_header(o.path);
-    if (!header) throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", o.path));
+    auto header = sql::read_header(o.location);
+    if (!header) throw Error(Errc::read_only, fmt::format("cannot read store '{}': permission denied", o.location));
     if (!sql::is_sqlite_header(*header))
-      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", o.path));
+      throw Error(Errc::corrupt, fmt::format("'{}' is not an esctl store (not a SQLite database)", o.location));
   }
   std::unique_ptr<sql::Db> db;
-  if (::access((o.path + "-wal").c_str(), F_OK) != 0) {
-    db = std::make_unique<sql::Db>(o.path, sql::OpenMode::read_write, o.busy_timeout_ms);
+  if (::access((o.location + "-wal").c_str(), F_OK) != 0) {
+    db = std::make_unique<sql::Db>(o.location, sql::OpenMode::read_write, o.busy_timeout_ms);
     db->exec("PRAGMA query_only = ON");
   } else {
-    db = std::make_unique<sql::Db>(o.path, sql::OpenMode::read_only, o.busy_timeout_ms);
+    db = std::make_unique<sql::Db>(o.location, sql::OpenMode::read_only, o.busy_timeout_ms);
   }
   try {
     db->query_i64("PRAGMA application_id");
     db->query_i64("SELECT count(*) FROM sqlite_schema");
   } catch (const Error& e) {
-    unreadable(*db, o.path, e);
+    unreadable(*db, o.location, e);
   }
-  prepare_schema(*db, OpenIntent::read);
+  prepare_schema(*db, Access::read);
   // A small page cache: the scan reads each page once, and verify must stay small.
   db->exec("PRAGMA cache_size = -8192");
   return db;
@@ -248,7 +248,7 @@ class Verifier {
   // ---- SQLite integrity ----
   void check_integrity() {
     const char* pragma = o_.full ? "integrity_check" : "quick_check";
-    counts_.integrity = pragma;
+    counts_.storage_check = pragma;
     try {
       auto s = db_.prepare_new(fmt::format("PRAGMA {}({})", pragma, kIntegrityMessages));
       while (s.step()) {

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "store/projection.hpp"
-#include "store/rebuild.hpp"
-#include "store/sqlite.hpp"
+#include "projection/projection.hpp"
+#include "projection/rebuild.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;
@@ -35,7 +35,7 @@ std::vector<std::string> seen(const std::string& db) {
 
 }  // namespace
 
-TEST_SUITE("store/rebuild") {
+TEST_SUITE("projection/rebuild") {
   TEST_CASE("a rebuild reads chunks cut by positions and by bytes and applies every event once, in order") {
     test::TempStore t;
     std::vector<std::string> expected;

@@ -22,7 +22,7 @@
 // Speed: events are filtered by type before any other column is touched; the per-stream
 // checkpoint is kept in memory (a version per stream id) and written once at the end, because
 // the temporary file is all-or-nothing.
-#include "store/rebuild.hpp"
+#include "projection/rebuild.hpp"
 
 #include <dirent.h>
 #include <sqlite3.h>
@@ -42,16 +42,14 @@
 #include "core/error.hpp"
 #include "core/signals.hpp"
 #include "core/time.hpp"
-#include "store/projection_db.hpp"
-#include "store/query_db_lock.hpp"
+#include "projection/projection_db.hpp"
+#include "projection/query_db_lock.hpp"
 #include "store/queue.hpp"
-#include "store/sqlite.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 namespace esctl {
 namespace {
 
-// WAL frames (of 8 KiB pages: 4 MiB) after which a rebuild makes the WAL start over between chunks.
-constexpr int kRestartFrames = 512;
 // Bytes of event data a chunk holds in memory at most (one event larger than this still fits).
 constexpr std::size_t kChunkBytes = 8 << 20;
 
@@ -226,7 +224,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
   if (!options.queue.empty()) queue = Queues(store).get(options.queue);
 
   // H: the rebuild applies the matching events up to here, then hands the queue over at H.
-  const std::int64_t head = store.head_position();
+  const std::int64_t head = store.last_position();
   result.head = head;
   if (options.dry_run) {
     if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
@@ -238,11 +236,10 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
   remove_stale_rebuild_files(path);
   auto [dir, base] = split_path(path);
   TempFile temp(dir + "/" + temp_prefix(base) + std::to_string(::getpid()) + ".tmp");
-  auto& sdb = store.db();
   std::vector<std::int64_t> last_version;  // per stream id: last applied version, -1 if none
 
   {
-    detail::ProjectionDb qdb(*projection, temp.path(), sql::OpenMode::create, busy_ms);
+    detail::ProjectionDb qdb(projection->file(), temp.path(), sql::OpenMode::create, busy_ms);
     auto& db = qdb.db();
     qdb.set_interruptible();
     db.exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; "
@@ -257,12 +254,8 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     qdb.initialize();
     qdb.prepare_statements("");
 
-    auto& s = sdb.prepare(
-        "SELECT type, stream_id, position, version, id, data, meta, recorded_at FROM events "
-        "WHERE position > ?1 AND position <= ?2 ORDER BY position");
-    std::vector<signed char> stream_ok;  // per stream id: 0 unknown, 1 match, -1 no match
-    const EventFilter* filter = queue ? &queue->filter : nullptr;
-    const bool by_stream = filter && (!filter->stream_globs.empty() || !filter->categories.empty());
+    std::optional<StreamFilter> pass;
+    if (queue) pass.emplace(store, queue->filter);
     const std::int64_t chunk = std::max<std::int64_t>(1, options.chunk);
     std::int64_t in_txn = 0, seen = 0;
     std::string error;
@@ -282,37 +275,22 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
       std::int64_t to = head - from > chunk ? from + chunk : head;
       rows.clear();
       bytes.clear();
-      {
-        sql::Txn snapshot(sdb, sql::Txn::deferred);
-        sql::StmtScope scope(s);
-        s.bind(1, from).bind(2, to);
-        while (s.step()) {
-          if ((++seen & 0xff) == 0) check_interrupted();
-          std::string_view type = s.text(0);
-          const detail::Plan& plan = qdb.plan(type);
-          if (plan.empty()) continue;
-          if (filter && !filter->matches_type(type)) continue;
-          std::int64_t sid = s.i64(1);
-          if (by_stream) {
-            auto i = static_cast<std::size_t>(sid);
-            if (i >= stream_ok.size()) stream_ok.resize(std::max(i + 1, stream_ok.size() * 2), 0);
-            if (stream_ok[i] == 0) stream_ok[i] = filter->matches_stream(store.stream_name(sid)) ? 1 : -1;
-            if (stream_ok[i] < 0) continue;
-          }
-          std::string_view id = s.blob(4), data = s.text(5), meta = s.text(6);
-          rows.push_back(Row{&plan, s.i64(2), sid, s.i64(3), s.i64(7), bytes.size(),
-                             static_cast<std::uint32_t>(type.size()), static_cast<std::uint32_t>(data.size()),
-                             static_cast<std::uint32_t>(meta.size())});
-          bytes.append(id).append(16 - std::min<std::size_t>(16, id.size()), '\0');
-          bytes.append(type).append(data).append(meta);
-          if (bytes.size() >= kChunkBytes && rows.back().position < to) {
-            to = rows.back().position;  // the rest of this chunk comes with the next one
-            break;
-          }
+      store.read_chunk(from, to, INT64_MAX, [&](const EventRow& e) {
+        if ((++seen & 0xff) == 0) check_interrupted();
+        const detail::Plan& plan = qdb.plan(e.type);
+        if (plan.empty()) return true;
+        if (pass && !pass->matches(e.stream_id, e.type)) return true;
+        rows.push_back(Row{&plan, e.position, e.stream_id, e.version, e.recorded_at_us, bytes.size(),
+                           static_cast<std::uint32_t>(e.type.size()), static_cast<std::uint32_t>(e.data.size()),
+                           static_cast<std::uint32_t>(e.meta.size())});
+        bytes.append(e.id).append(16 - std::min<std::size_t>(16, e.id.size()), '\0');
+        bytes.append(e.type).append(e.data).append(e.meta);
+        if (bytes.size() >= kChunkBytes && e.position < to) {
+          to = e.position;  // the rest of this chunk comes with the next one
+          return false;
         }
-        scope->reset();
-        snapshot.commit();
-      }
+        return true;
+      });
       for (const Row& r : rows) {
         const char* b = bytes.data() + r.at;
         std::string_view id(b, 16), type(b + 16, r.type_len), data(b + 16 + r.type_len, r.data_len),
@@ -343,7 +321,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
       // meanwhile, and once the WAL holds 4 MiB, make the next append start it over (RESTART,
       // waiting at most 10 ms for the locks). Best effort: cheap when nothing was committed;
       // busy or read-only is ignored.
-      if (from < head) sdb.checkpoint(kRestartFrames, 10);
+      if (from < head) store.reclaim_log();
     }
     // The checkpoint: per stream, the last version applied; and what this db was built from.
     auto& put = db.prepare("INSERT INTO _esctl_applied (stream, version) VALUES (?1, ?2)");
@@ -357,7 +335,7 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     qdb.set_meta("projection_hash", projection->hash());
     qdb.set_meta("created_by", "rebuild");
     qdb.set_meta("created_at", format_rfc3339(now_us()));
-    qdb.set_meta("store", std::filesystem::absolute(store.path()).lexically_normal().string());
+    qdb.set_meta("store", std::filesystem::absolute(store.location()).lexically_normal().string());
     if (!recorded_queue.empty()) qdb.set_meta("queue", recorded_queue);
     qdb.set_meta("rebuilt_through", head);
     qdb.set_meta("last_position", head);

@@ -1,7 +1,7 @@
-// Internal to src/store: a SQLite connection to one query db (or a scratch in-memory db) with the
+// Internal to src/projection: a SQLite connection to one query db (or a scratch in-memory db) with the
 // projection sandbox installed, the projection's statements prepared, and the code that runs an
 // event's statements with bound parameters. Shared by Projection (validation), Projector (drain)
-// and rebuild. Not a public API: commands use projection.hpp and rebuild.hpp.
+// and rebuild. Not a public API: commands use projection.hpp, projector.hpp and rebuild.hpp.
 #pragma once
 #include <array>
 #include <memory>
@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/event.hpp"
-#include "store/projection.hpp"
-#include "store/sqlite.hpp"
+#include "projection/projection_file.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 struct sqlite3_stmt;
 
@@ -41,14 +41,13 @@ class ProjectionDb {
   /// Opens `path` (":memory:" for a scratch db) and installs the sandbox: an authorizer that
   /// refuses ATTACH/DETACH, PRAGMAs outside a read-only list, transaction statements, schemas
   /// other than main/temp and writes to esctl's own `_esctl_*` tables; no attached databases.
-  ProjectionDb(const Projection& projection, const std::string& path, sql::OpenMode mode, int busy_timeout_ms);
+  ProjectionDb(const ProjectionFile& projection, const std::string& path, sql::OpenMode mode, int busy_timeout_ms);
   ~ProjectionDb();
   ProjectionDb(const ProjectionDb&) = delete;
 
   sql::Db& db() { return *db_; }
   /// Makes SIGINT abort a running statement (Errc::interrupted), for long work like rebuild.
   void set_interruptible();
-  const Projection& projection() const { return projection_; }
 
   /// True if the db has esctl's tables (`_esctl_meta`).
   bool is_query_db();
@@ -79,7 +78,7 @@ class ProjectionDb {
   [[noreturn]] void statement_error(const ProjectionSection& section, const ProjectionStatement& st, int rc,
                                     int offset, const std::string& against);
 
-  const Projection& projection_;
+  const ProjectionFile& projection_;
   std::unique_ptr<sql::Db> db_;
   std::unique_ptr<Auth> auth_;
   std::vector<std::unique_ptr<UserStmt>> stmts_;

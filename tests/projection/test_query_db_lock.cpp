@@ -14,9 +14,10 @@
 #include <thread>
 
 #include "core/error.hpp"
-#include "store/projection.hpp"
-#include "store/query_db_lock.hpp"
-#include "store/sqlite.hpp"
+#include "projection/projection.hpp"
+#include "projection/projector.hpp"
+#include "projection/query_db_lock.hpp"
+#include "store/sqlite/sqlite.hpp"
 
 using namespace esctl;
 
@@ -63,7 +64,7 @@ Event event(std::int64_t position, const std::string& stream, std::int64_t versi
 
 }  // namespace
 
-TEST_SUITE("store/query_db_lock") {
+TEST_SUITE("projection/query_db_lock") {
   TEST_CASE("users share, a swap waits for them and keeps them out, a second rebuild is refused") {
     Dir d;
     std::string db = d / "q.db";
