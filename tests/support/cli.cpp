@@ -156,7 +156,7 @@ bool postgres_backend() {
   static const bool on = [] {
     const char* b = std::getenv("ESCTL_TEST_BACKEND");
     if (!b || !*b || std::string_view(b) == "sqlite") return false;
-    if (std::string_view(b) != "postgres")
+    if (std::string_view(b) != "postgres" && !pg::is_uri(b))
       throw std::runtime_error("ESCTL_TEST_BACKEND must be sqlite or postgres, not " + std::string(b));
     if (pg_server_uri().empty())
       throw std::runtime_error("ESCTL_TEST_BACKEND=postgres needs ESCTL_TEST_PG (the URI of the test server)");
@@ -193,7 +193,17 @@ Result run(const std::vector<std::string>& args, const RunOptions& opt) {
 Result sh(const std::string& script, const RunOptions& opt) {
   RunOptions o = opt;
   o.env["ESCTL"] = bin();
-  return run_argv({"/bin/sh", "-c", script}, o);
+  // PostgreSQL backend: the store paths the script names (those esctl was already given) are
+  // replaced by their databases' URIs.
+  std::string text = script;
+  if (postgres_backend())
+    for (const auto& [path, db] : store_databases())
+      for (std::size_t at = 0; (at = text.find(path, at)) != std::string::npos;) {
+        const std::string uri = store_location(path);
+        text.replace(at, path.size(), uri);
+        at += uri.size();
+      }
+  return run_argv({"/bin/sh", "-c", text}, o);
 }
 
 int spawn(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file,

@@ -35,7 +35,8 @@ int wait_for(int pid);
 std::string bin();
 
 /// True when the tests run against PostgreSQL stores: ESCTL_TEST_BACKEND=postgres, with the
-/// throwaway server of ESCTL_TEST_PG (tests/support/pg_cluster.sh). Then every store location
+/// throwaway server of ESCTL_TEST_PG (tests/support/pg_cluster.sh), or ESCTL_TEST_BACKEND set
+/// to that server's URI. Then every store location
 /// a test hands esctl (`--store PATH`, `--store=PATH`, $ESCTL_STORE) is replaced by the URI
 /// of a database of its own (one per PATH, created on first use, dropped with the TempDir that
 /// holds PATH), so the same tests run against both backends. Tests about files (WAL, modes,

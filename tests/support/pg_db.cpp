@@ -13,7 +13,11 @@ namespace esctl::test {
 
 std::string pg_server_uri() {
   const char* uri = std::getenv("ESCTL_TEST_PG");
-  return uri ? uri : "";
+  if (uri && *uri) return uri;
+  // ESCTL_TEST_BACKEND may name the server itself (one variable for CTest's second run).
+  const char* backend = std::getenv("ESCTL_TEST_BACKEND");
+  if (backend && pg::is_uri(backend)) return backend;
+  return "";
 }
 
 TempDatabase::TempDatabase() {

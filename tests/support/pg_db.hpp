@@ -5,7 +5,8 @@
 
 namespace esctl::test {
 
-/// The test server's URI (ESCTL_TEST_PG); empty if there is none.
+/// The test server's URI (ESCTL_TEST_PG, else ESCTL_TEST_BACKEND if that is a URI); empty if
+/// there is none.
 std::string pg_server_uri();
 
 class TempDatabase {
