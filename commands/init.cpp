@@ -15,11 +15,11 @@ Runner setup_init(CLI::App& app) {
     if (ctx.json()) {
       auto& b = ctx.out.buf();
       b.append("{\"store\":");
-      json::append_quoted(b, store.location());
+      json::append_quoted(b, st.location);  // without a password
       b.append(fmt::format(",\"schema_version\":{},\"events\":{}}}\n", st.schema_version, st.events));
       ctx.out.commit();
     } else if (!ctx.quiet()) {
-      ctx.out.write(fmt::format("store ready at {} ({})\n", store.location(), counted(st.events, "event")));
+      ctx.out.write(fmt::format("store ready at {} ({})\n", st.location, counted(st.events, "event")));
     }
     return 0;
   };

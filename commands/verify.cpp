@@ -13,6 +13,7 @@
 #include "core/signals.hpp"
 #include "render/progress.hpp"
 #include "core/names.hpp"
+#include "store/postgres/pg.hpp"
 #include "store/queue.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
@@ -209,6 +210,9 @@ int verify_log(Context& ctx, const VerifyCli& o) {
 }
 
 int verify_store_cmd(Context& ctx, const VerifyCli& o) {
+  if (pg::is_uri(ctx.store_options.location))
+    throw Error(Errc::io, fmt::format("verify does not check PostgreSQL stores yet ('{}')",
+                                      pg::redact_uri(ctx.store_options.location)));
   VerifyOptions vo;
   vo.location = ctx.store_options.location;
   vo.busy_timeout_ms = ctx.store_options.busy_timeout_ms;

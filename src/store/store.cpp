@@ -9,6 +9,8 @@
 
 #include "core/error.hpp"
 #include "core/signals.hpp"
+#include "store/postgres/backend.hpp"
+#include "store/postgres/pg.hpp"
 #include "store/sqlite/event_store.hpp"
 
 namespace esctl {
@@ -20,11 +22,13 @@ EventRef ref_of(Store& store, const EventRow& r) {
 
 }  // namespace
 
-std::vector<BackendLibrary> backend_libraries() { return {{"sqlite", "SQLite", sqlite::library_version()}}; }
+std::vector<BackendLibrary> backend_libraries() {
+  return {{"sqlite", "SQLite", sqlite::library_version()}, {"libpq", "libpq", pg::library_version()}};
+}
 
 // The one place that knows every backend: a location's form names its backend.
 Store::Store(const StoreOptions& options, Access access) : options_(options) {
-  backend_ = sqlite::open(options_, access);
+  backend_ = pg::is_uri(options_.location) ? pg::open(options_, access) : sqlite::open(options_, access);
 }
 
 Store::~Store() = default;

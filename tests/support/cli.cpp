@@ -15,6 +15,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "store/postgres/pg.hpp"
+#include "support/pg_db.hpp"
+
 extern char** environ;
 
 namespace esctl::test {
@@ -28,8 +31,24 @@ std::vector<std::string> environment(const RunOptions& opt) {
     if (opt.env.count(key) || key == "ESCTL_STORE" || key == "NO_COLOR") continue;
     env.push_back(kv);
   }
-  for (const auto& [k, v] : opt.env) env.push_back(k + "=" + v);
+  for (const auto& [k, v] : opt.env) env.push_back(k + "=" + (k == "ESCTL_STORE" ? store_location(v) : v));
   return env;
+}
+
+// The databases made for store paths (PostgreSQL backend), by path; dropped by ~TempDir.
+std::map<std::string, std::string>& store_databases() {
+  static std::map<std::string, std::string> dbs;
+  return dbs;
+}
+
+// `argv` with every store location replaced by store_location().
+std::vector<std::string> with_store_locations(std::vector<std::string> argv) {
+  if (!postgres_backend()) return argv;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--store" && i + 1 < argv.size()) argv[i + 1] = store_location(argv[i + 1]);
+    else if (argv[i].rfind("--store=", 0) == 0) argv[i] = "--store=" + store_location(argv[i].substr(8));
+  }
+  return argv;
 }
 
 /// Spawn attributes that start a program as a user's shell does: every signal at its default
@@ -133,22 +152,65 @@ std::string bin() {
   return other && *other ? other : ESCTL_BIN;
 }
 
+bool postgres_backend() {
+  static const bool on = [] {
+    const char* b = std::getenv("ESCTL_TEST_BACKEND");
+    if (!b || !*b || std::string_view(b) == "sqlite") return false;
+    if (std::string_view(b) != "postgres" && !pg::is_uri(b))
+      throw std::runtime_error("ESCTL_TEST_BACKEND must be sqlite or postgres, not " + std::string(b));
+    if (pg_server_uri().empty())
+      throw std::runtime_error("ESCTL_TEST_BACKEND=postgres needs ESCTL_TEST_PG (the URI of the test server)");
+    return true;
+  }();
+  return on;
+}
+
+std::string store_location(const std::string& path) {
+  if (!postgres_backend() || path.empty() || pg::is_uri(path)) return path;
+  const std::string key = std::filesystem::absolute(path).lexically_normal().string();
+  auto& dbs = store_databases();
+  auto it = dbs.find(key);
+  if (it == dbs.end()) {
+    std::uint64_t h = 14695981039346656037ull;  // FNV-1a of the path: one database per path
+    for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+    char name[40];
+    std::snprintf(name, sizeof name, "esctl_c_%d_%016llx", static_cast<int>(getpid()), static_cast<unsigned long long>(h));
+    pg::Conn admin(pg_server_uri(), 10000);
+    admin.exec_script((std::string("CREATE DATABASE ") + name).c_str());
+    it = dbs.emplace(key, name).first;
+  }
+  const std::string server = pg_server_uri();
+  const auto at = server.find("/postgres");
+  return server.substr(0, at) + "/" + it->second + server.substr(at + 9);
+}
+
 Result run(const std::vector<std::string>& args, const RunOptions& opt) {
   std::vector<std::string> argv{bin()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_argv(argv, opt);
+  return run_argv(with_store_locations(std::move(argv)), opt);
 }
 
 Result sh(const std::string& script, const RunOptions& opt) {
   RunOptions o = opt;
   o.env["ESCTL"] = bin();
-  return run_argv({"/bin/sh", "-c", script}, o);
+  // PostgreSQL backend: the store paths the script names (those esctl was already given) are
+  // replaced by their databases' URIs.
+  std::string text = script;
+  if (postgres_backend())
+    for (const auto& [path, db] : store_databases())
+      for (std::size_t at = 0; (at = text.find(path, at)) != std::string::npos;) {
+        const std::string uri = store_location(path);
+        text.replace(at, path.size(), uri);
+        at += uri.size();
+      }
+  return run_argv({"/bin/sh", "-c", text}, o);
 }
 
 int spawn(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file,
           const RunOptions& opt) {
   std::vector<std::string> argv{bin()};
   argv.insert(argv.end(), args.begin(), args.end());
+  argv = with_store_locations(std::move(argv));
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -179,6 +241,16 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  auto& dbs = store_databases();
+  const std::string inside = std::filesystem::path(path_).lexically_normal().string() + "/";
+  for (auto it = dbs.lower_bound(inside); it != dbs.end() && it->first.rfind(inside, 0) == 0;) {
+    try {
+      pg::Conn admin(pg_server_uri(), 10000);
+      admin.exec_script(("DROP DATABASE IF EXISTS " + it->second + " WITH (FORCE)").c_str());
+    } catch (...) {
+    }
+    it = dbs.erase(it);
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
@@ -217,6 +289,7 @@ std::vector<nlohmann::json> parse_lines(const std::string& text) {
 void check_sound(const std::string& store) {
   auto v = run({"--store", store, "verify"});
   CHECK_MESSAGE(v.status == 0, store, ": ", v.out, v.err);
+  if (postgres_backend()) return;
   // The store path goes through the environment, so no quoting can go wrong.
   auto ic = sh("sqlite3 \"$STORE\" 'PRAGMA integrity_check'", RunOptions{"", {{"STORE", store}}, ""});
   CHECK_MESSAGE(ic.out == "ok\n", store, ": ", ic.out, ic.err);

@@ -34,6 +34,17 @@ int wait_for(int pid);
 /// The path of the esctl binary under test.
 std::string bin();
 
+/// True when the tests run against PostgreSQL stores: ESCTL_TEST_BACKEND=postgres, with the
+/// throwaway server of ESCTL_TEST_PG (tests/support/pg_cluster.sh), or ESCTL_TEST_BACKEND set
+/// to that server's URI. Then every store location
+/// a test hands esctl (`--store PATH`, `--store=PATH`, $ESCTL_STORE) is replaced by the URI
+/// of a database of its own (one per PATH, created on first use, dropped with the TempDir that
+/// holds PATH), so the same tests run against both backends. Tests about files (WAL, modes,
+/// foreign files) check this and run on SQLite only.
+bool postgres_backend();
+/// The location esctl is given for the store `path`: `path`, or its database's URI.
+std::string store_location(const std::string& path);
+
 /// A fresh temporary directory, removed (recursively) when the object goes away.
 class TempDir {
  public:
@@ -56,7 +67,8 @@ void write_file(const std::string& path, const std::string& content);
 /// Each line of `text` parsed as JSON (NDJSON output).
 std::vector<nlohmann::json> parse_lines(const std::string& text);
 inline bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
-/// After an attack: `esctl verify` passes and SQLite's integrity_check says ok (doctest CHECKs).
+/// After an attack: `esctl verify` passes and SQLite's integrity_check says ok (doctest CHECKs;
+/// on PostgreSQL stores only the first).
 void check_sound(const std::string& store);
 
 }  // namespace esctl::test

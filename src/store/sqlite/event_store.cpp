@@ -20,6 +20,7 @@
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/time.hpp"
+#include "store/postgres/pg.hpp"
 #include "store/sqlite/change_waiter.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/sqlite.hpp"
@@ -157,7 +158,9 @@ std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access) {
 
 sql::Db& connection(Store& store) {
   auto* s = dynamic_cast<SqliteStore*>(&store.backend());
-  if (!s) throw Error(Errc::internal, fmt::format("store '{}' is not a SQLite store", store.location()));
+  if (!s)
+    throw Error(Errc::io, fmt::format("queues are not supported on PostgreSQL stores yet ('{}')",
+                                      pg::redact_uri(store.location())));
   return s->db();
 }
 

@@ -1,0 +1,195 @@
+// PgBackend (see backend.hpp). Reads run in a REPEATABLE READ, READ ONLY transaction (the
+// caller's snapshot if one is open, else one per call), fetched in chunks by position so that
+// memory stays bounded however long the scan.
+#include "store/postgres/backend.hpp"
+
+#include <libpq-fe.h>
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "core/uuid.hpp"
+#include "store/postgres/listen.hpp"
+
+namespace esctl::pg {
+namespace {
+
+constexpr std::int64_t kChunk = 1000;
+constexpr const char* kRowColumns = "position, stream_id, version, id, type, data, meta, recorded_at";
+
+}  // namespace
+
+/// A read snapshot: one REPEATABLE READ transaction until destroyed.
+class PgSnapshot final : public ReadSnapshot {
+ public:
+  explicit PgSnapshot(PgBackend& b) : b_(b) {
+    b_.store_.conn().exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    b_.snapshot_open_ = true;
+  }
+  ~PgSnapshot() override {
+    b_.snapshot_open_ = false;
+    try {
+      if (!b_.store_.conn().lost()) b_.store_.conn().exec("COMMIT");
+    } catch (...) {
+    }
+  }
+
+ private:
+  PgBackend& b_;
+};
+
+/// The snapshot a single read runs in: the open one, or its own.
+class ReadScope {
+ public:
+  explicit ReadScope(PgBackend& b) {
+    if (!b.snapshot_open_) own_ = std::make_unique<PgSnapshot>(b);
+  }
+
+ private:
+  std::unique_ptr<PgSnapshot> own_;
+};
+
+namespace {
+
+class PgChangeSource final : public ChangeSource {
+ public:
+  PgChangeSource(const std::string& uri, int busy_timeout_ms)
+      : listener_(uri, busy_timeout_ms, [](const std::string& m) { std::fprintf(stderr, "esctl: %s\n", m.c_str()); }) {}
+  void wake_on_hangup(int fd) override { listener_.wake_on_hangup(fd); }
+  Wake wait(int timeout_ms) override {
+    switch (listener_.wait(timeout_ms)) {
+      case Woke::changed: return Wake::changed;
+      case Woke::timeout: return Wake::timeout;
+      case Woke::interrupted: return Wake::interrupted;
+      case Woke::hangup: return Wake::hangup;
+    }
+    return Wake::changed;
+  }
+
+ private:
+  Listener listener_;
+};
+
+}  // namespace
+
+std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access) {
+  const Intent intent = access == Access::read ? Intent::read : access == Access::write ? Intent::write : Intent::update;
+  return std::make_unique<PgBackend>(options.location, options.busy_timeout_ms, intent);
+}
+
+std::string library_version() {
+  const int v = PQlibVersion();
+  return fmt::format("{}.{}", v / 10000, v % 10000);
+}
+
+PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent)
+    : uri_(uri), busy_timeout_ms_(busy_timeout_ms), store_(uri, busy_timeout_ms, intent) {}
+
+PgBackend::~PgBackend() = default;
+
+std::vector<Appended> PgBackend::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
+                                        std::size_t* failed_at) {
+  return store_.append(events, expect, check_versions, failed_at);
+}
+
+void PgBackend::read_stream(std::string_view stream, std::optional<std::int64_t> from,
+                            std::optional<std::int64_t> count, bool backwards, const EventFn& fn) {
+  ReadScope scope(*this);
+  store_.read_stream(stream, from, count, backwards, fn);
+}
+
+bool PgBackend::emit_rows(Result& r, RowFn fn) {
+  std::string raw_id;
+  for (int i = 0; i < r.rows(); ++i) {
+    auto id = parse_uuid(r.text(i, 3));
+    if (!id)
+      throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", store_.conn().display(), r.text(i, 3)));
+    raw_id.assign(id->view());
+    EventRow row{r.i64(i, 0), r.i64(i, 1), r.i64(i, 2), raw_id, r.text(i, 4), r.text(i, 5), r.text(i, 6), r.i64(i, 7)};
+    if (!fn(row)) return false;
+  }
+  return true;
+}
+
+void PgBackend::scan(const ScanRange& range, RowFn fn) {
+  if (range.limit <= 0 || range.from > range.to) return;
+  ReadScope scope(*this);
+  const std::string sql = fmt::format("SELECT {} FROM esctl.events WHERE position >= $1 AND position <= $2 "
+                                      "ORDER BY position {} LIMIT $3",
+                                      kRowColumns, range.backwards ? "DESC" : "");
+  std::int64_t lo = range.from, hi = range.to, left = range.limit;
+  while (left > 0 && lo <= hi) {
+    auto r = store_.conn().exec(sql.c_str(), {lo, hi, std::min(left, kChunk)});
+    if (r.rows() == 0) return;
+    if (!emit_rows(r, fn)) return;
+    const std::int64_t last = r.i64(r.rows() - 1, 0);
+    if (range.backwards) hi = last - 1;
+    else lo = last + 1;
+    left -= r.rows();
+  }
+}
+
+bool PgBackend::read_at(std::int64_t position, RowFn fn) {
+  auto r = store_.conn().exec(fmt::format("SELECT {} FROM esctl.events WHERE position = $1", kRowColumns).c_str(),
+                              {position});
+  if (r.rows() == 0) return false;
+  emit_rows(r, fn);
+  return true;
+}
+
+bool PgBackend::read_by_id(std::string_view id, RowFn fn) {
+  auto u = uuid_from_bytes(id);
+  if (!u) return false;
+  auto r = store_.conn().exec(fmt::format("SELECT {} FROM esctl.events WHERE id = $1::uuid", kRowColumns).c_str(),
+                              {format_uuid(*u)});
+  if (r.rows() == 0) return false;
+  emit_rows(r, fn);
+  return true;
+}
+
+std::optional<std::int64_t> PgBackend::stream_version(std::string_view stream) { return store_.stream_version(stream); }
+
+std::vector<StreamInfo> PgBackend::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
+  return store_.streams(std::move(category), std::move(prefix));
+}
+
+std::int64_t PgBackend::last_position() { return store_.head_position(); }
+
+std::string_view PgBackend::stream_name(std::int64_t stream_id) {
+  const auto i = static_cast<std::size_t>(stream_id);
+  if (stream_id > 0 && i < names_.size() && !names_[i].empty()) return names_[i];
+  auto r = store_.conn().exec("SELECT name FROM esctl.streams WHERE id = $1", {stream_id});
+  if (r.rows() == 0 || stream_id <= 0)
+    throw Error(Errc::corrupt, fmt::format("store '{}' has no stream with id {}", store_.conn().display(), stream_id));
+  if (i >= names_.size()) names_.resize(std::max(i + 1, names_.size() * 2));
+  names_[i] = std::string(r.text(0, 0));
+  return names_[i];
+}
+
+std::optional<TimeOrder> PgBackend::time_order() {
+  auto r = store_.conn().exec("SELECT ordered_through, max_recorded_at FROM esctl.time_order WHERE id = 1");
+  if (r.rows() == 0) return std::nullopt;
+  return TimeOrder{r.i64(0, 0), r.i64(0, 1)};
+}
+
+StoreStats PgBackend::stats() {
+  const PgStats s = store_.stats();
+  StoreStats out;
+  out.location = s.uri;
+  out.schema_version = s.schema_version;
+  out.sizes = {StoreSize{"store_bytes", "store size", s.store_bytes},
+               StoreSize{"database_bytes", "database size", s.database_bytes}};
+  out.events = s.events;
+  out.streams = s.streams;
+  out.last_position = s.head_position;
+  return out;
+}
+
+std::unique_ptr<ReadSnapshot> PgBackend::snapshot() { return std::make_unique<PgSnapshot>(*this); }
+
+std::unique_ptr<ChangeSource> PgBackend::change_source() {
+  return std::make_unique<PgChangeSource>(uri_, busy_timeout_ms_);
+}
+
+}  // namespace esctl::pg

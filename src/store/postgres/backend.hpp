@@ -1,0 +1,56 @@
+// The PostgreSQL backend of the event store: StoreBackend (store/backend.hpp) over one libpq
+// connection to the database of a `postgresql://` or `postgres://` URI.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store/backend.hpp"
+#include "store/store.hpp"
+#include "store/postgres/schema.hpp"
+#include "store/postgres/store.hpp"
+
+namespace esctl::pg {
+
+/// Opens the store at the URI options.location (Access as for SQLite stores).
+std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access);
+/// The version of the linked libpq, e.g. "15.18".
+std::string library_version();
+
+class PgBackend final : public StoreBackend {
+ public:
+  /// Connects to `uri` and checks (Intent::write: creates) its esctl schema.
+  PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent);
+  ~PgBackend() override;
+
+  std::vector<Appended> append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
+                               std::size_t* failed_at) override;
+  void read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
+                   bool backwards, const EventFn& fn) override;
+  void scan(const ScanRange& range, RowFn fn) override;
+  bool read_at(std::int64_t position, RowFn fn) override;
+  bool read_by_id(std::string_view id, RowFn fn) override;
+  std::optional<std::int64_t> stream_version(std::string_view stream) override;
+  std::vector<StreamInfo> streams(std::optional<std::string> category, std::optional<std::string> prefix) override;
+  std::int64_t last_position() override;
+  std::string_view stream_name(std::int64_t stream_id) override;
+  std::optional<TimeOrder> time_order() override;
+  StoreStats stats() override;
+  std::unique_ptr<ReadSnapshot> snapshot() override;
+  std::unique_ptr<ChangeSource> change_source() override;
+  void reclaim_log() override {}
+
+ private:
+  friend class PgSnapshot;
+  friend class ReadScope;
+  /// Calls fn per row of `r` (position, stream_id, version, id, type, data, meta, recorded_at).
+  bool emit_rows(Result& r, RowFn fn);
+
+  std::string uri_;
+  int busy_timeout_ms_;
+  PgStore store_;
+  bool snapshot_open_ = false;
+  std::vector<std::string> names_;  // stream id -> name ("" = not fetched)
+};
+
+}  // namespace esctl::pg

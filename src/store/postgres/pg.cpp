@@ -1,0 +1,254 @@
+// libpq wrapper (see pg.hpp). Errors are classified by SQLSTATE; a connection that breaks is
+// never silently re-established here: the caller decides what a lost connection means.
+#include "store/postgres/pg.hpp"
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace esctl::pg {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::size_t scheme_length(std::string_view uri) {
+  for (std::string_view scheme : {"postgresql://", "postgres://"})
+    if (uri.substr(0, scheme.size()) == scheme) return scheme.size();
+  return 0;
+}
+
+// The passwords a URI carries (user-info and `password=` parameters), decoded.
+std::vector<std::string> passwords_of(std::string_view uri) {
+  std::vector<std::string> out;
+  const std::size_t start = scheme_length(uri);
+  if (start == 0) return out;
+  // As libpq: the user part ends at the first '@' met before any '/'.
+  std::size_t p = start;
+  while (p < uri.size() && uri[p] != '@' && uri[p] != '/') ++p;
+  if (p < uri.size() && uri[p] == '@') {
+    std::string_view info = uri.substr(start, p - start);
+    if (auto colon = info.find(':'); colon != std::string_view::npos) out.push_back(percent_decode(info.substr(colon + 1)));
+  }
+  if (auto q = uri.find('?'); q != std::string_view::npos) {
+    std::string_view query = uri.substr(q + 1);
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      std::string_view kv = query.substr(0, amp);
+      if (kv.substr(0, 9) == "password=") out.push_back(percent_decode(kv.substr(9)));
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+  return out;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '.')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+bool is_uri(std::string_view location) { return scheme_length(location) > 0; }
+
+std::string redact_uri(std::string_view uri) {
+  const std::size_t start = scheme_length(uri);
+  if (start == 0) return std::string(uri);
+  std::string out(uri.substr(0, start));
+  std::size_t p = start;
+  while (p < uri.size() && uri[p] != '@' && uri[p] != '/') ++p;
+  std::size_t rest = start;
+  if (p < uri.size() && uri[p] == '@') {
+    std::string_view info = uri.substr(start, p - start);
+    out += info.substr(0, info.find(':'));
+    out += '@';
+    rest = p + 1;
+  }
+  std::string_view tail = uri.substr(rest);
+  auto q = tail.find('?');
+  out += tail.substr(0, q);
+  if (q == std::string_view::npos) return out;
+  std::string_view query = tail.substr(q + 1);
+  std::string kept;
+  while (true) {
+    auto amp = query.find('&');
+    std::string_view kv = query.substr(0, amp);
+    if (!kv.empty() && kv.substr(0, 9) != "password=") kept.append(kept.empty() ? "" : "&").append(kv);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  if (!kept.empty()) out.append("?").append(kept);
+  return out;
+}
+
+// ---- Result ----
+
+Result::~Result() {
+  if (r_) PQclear(r_);
+}
+
+Result& Result::operator=(Result&& o) noexcept {
+  if (this != &o) {
+    if (r_) PQclear(r_);
+    r_ = o.r_;
+    o.r_ = nullptr;
+  }
+  return *this;
+}
+
+int Result::rows() const { return r_ ? PQntuples(r_) : 0; }
+
+std::int64_t Result::affected() const {
+  const char* n = r_ ? PQcmdTuples(r_) : "";
+  std::int64_t v = 0;
+  std::from_chars(n, n + std::strlen(n), v);
+  return v;
+}
+
+bool Result::is_null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+
+std::string_view Result::text(int row, int col) const {
+  return {PQgetvalue(r_, row, col), static_cast<std::size_t>(PQgetlength(r_, row, col))};
+}
+
+std::int64_t Result::i64(int row, int col) const {
+  auto v = opt_i64(row, col);
+  if (!v) throw Error(Errc::internal, fmt::format("PostgreSQL returned NULL where a number was expected (column {})", col));
+  return *v;
+}
+
+std::optional<std::int64_t> Result::opt_i64(int row, int col) const {
+  if (is_null(row, col)) return std::nullopt;
+  std::string_view t = text(row, col);
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc() || ptr != t.data() + t.size())
+    throw Error(Errc::internal, fmt::format("PostgreSQL returned '{}' where an integer was expected", t));
+  return v;
+}
+
+// ---- Conn ----
+
+Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(redact_uri(uri)), busy_timeout_ms_(busy_timeout_ms) {
+  auto pw = passwords_of(uri);
+  if (!pw.empty()) password_ = pw.back();
+  // Keywords before dbname are defaults the URI may override; those after it always apply.
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", "client_encoding", nullptr};
+  const char* values[] = {"10", "esctl", uri.c_str(), "UTF8", nullptr};
+  conn_ = PQconnectdbParams(keys, values, 1);
+  if (!conn_) throw Error(Errc::io, fmt::format("cannot connect to PostgreSQL at '{}': out of memory", display_));
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    std::string why = trim(PQerrorMessage(conn_));
+    for (const auto& p : pw)
+      for (std::size_t at; !p.empty() && (at = why.find(p)) != std::string::npos;) why.replace(at, p.size(), "***");
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw Error(Errc::io, fmt::format("cannot connect to the PostgreSQL server of '{}': {}", display_, why));
+  }
+  // Sessions never sit idle inside a transaction for long (a stopped esctl would otherwise hold
+  // locks and bloat queue tables; a reader blocked on a slow pipe for 10 minutes is ended too);
+  // waits for locks end at the busy timeout.
+  exec("SELECT set_config('lock_timeout', $1, false), set_config('idle_in_transaction_session_timeout', '10min', false)",
+       {fmt::format("{}ms", busy_timeout_ms > 0 ? busy_timeout_ms : 1)});
+}
+
+Conn::~Conn() {
+  if (conn_) PQfinish(conn_);
+}
+
+bool Conn::lost() const { return !conn_ || PQstatus(conn_) != CONNECTION_OK; }
+
+int Conn::server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
+
+void Conn::fail(pg_result* r, const char* what) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  last_sqlstate_ = state ? state : "";
+  std::string msg;
+  if (r && PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)) msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  else msg = trim(PQerrorMessage(conn_));
+  if (r) PQclear(r);
+  if (!password_.empty())
+    for (std::size_t at; (at = msg.find(password_)) != std::string::npos;) msg.replace(at, password_.size(), "***");
+  if (lost() || last_sqlstate_.rfind("08", 0) == 0 || last_sqlstate_ == "57P01" || last_sqlstate_ == "57P02" ||
+      last_sqlstate_ == "57P03")
+    throw Error(Errc::io, fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
+  if (last_sqlstate_ == "55P03")  // lock_not_available: lock_timeout expired
+    throw Error(Errc::busy, fmt::format("store '{}' is busy: another session holds a lock it needs; gave up after {}ms "
+                                        "(raise --busy-timeout to wait longer)",
+                                        display_, busy_timeout_ms_));
+  if (last_sqlstate_ == "22021" || last_sqlstate_ == "22P05")  // bad encoding, untranslatable character
+    throw Error(Errc::invalid_input, fmt::format("PostgreSQL refused the text: {}", trim(msg)));
+  throw Error(Errc::io, fmt::format("PostgreSQL error on '{}' ({}): {}", display_, what, trim(msg)));
+}
+
+Result Conn::exec(const char* sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.null() ? nullptr : p.c_str());
+  last_sqlstate_.clear();
+  pg_result* r = PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+  auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail(r, "statement");
+  return Result(r);
+}
+
+void Conn::exec_script(const char* sql) {
+  last_sqlstate_.clear();
+  pg_result* r = PQexec(conn_, sql);
+  auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail(r, "script");
+  PQclear(r);
+}
+
+// ---- Txn ----
+
+Txn::Txn(Conn& conn) : conn_(conn) { conn_.exec("BEGIN"); }
+
+Txn::~Txn() {
+  if (done_ || conn_.lost()) return;
+  pg_result* r = PQexec(conn_.raw(), "ROLLBACK");
+  if (r) PQclear(r);
+}
+
+void Txn::commit() {
+  done_ = true;
+  pg_result* r = PQexec(conn_.raw(), "COMMIT");
+  auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK) {
+    const bool rolled_back = std::strcmp(PQcmdStatus(r), "ROLLBACK") == 0;
+    PQclear(r);
+    if (rolled_back) throw Error(Errc::internal, "PostgreSQL rolled the transaction back at COMMIT (an earlier statement failed)");
+    return;
+  }
+  if (conn_.lost()) {
+    if (r) PQclear(r);
+    throw Error(Errc::io, fmt::format("lost the connection to the PostgreSQL server of '{}' before it confirmed the "
+                                      "commit: the outcome is unknown (the write may or may not be stored; re-running "
+                                      "it is safe only for events with ids)",
+                                      conn_.display()));
+  }
+  conn_.fail(r, "commit");  // refused by the server (e.g. a deferred check): nothing was written
+}
+
+}  // namespace esctl::pg

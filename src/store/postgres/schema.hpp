@@ -1,0 +1,24 @@
+// The PostgreSQL schema of an esctl store (schema `esctl` of one database): creating it,
+// recognising it, and refusing what is not one.
+#pragma once
+#include "store/postgres/pg.hpp"
+
+namespace esctl::pg {
+
+/// The version of the `esctl` schema this esctl creates and understands.
+inline constexpr int kSchemaVersion = 1;
+
+/// What opening a store may do when the database has no `esctl` schema yet.
+enum class Intent {
+  read,    ///< the store must exist (else Errc::not_found)
+  write,   ///< created with its schema if it does not exist
+  update,  ///< may write, but must exist (else Errc::not_found): nothing is created
+};
+
+/// Checks that `conn`'s database holds an esctl store of this schema version, creating it
+/// (Intent::write) if the database has no `esctl` schema or an empty one. An `esctl` schema
+/// that is not an esctl store, or of a newer version, is refused (Errc::corrupt) and never
+/// modified. Concurrent creators are serialised: one creates, the others find it done.
+void prepare_schema(Conn& conn, Intent intent);
+
+}  // namespace esctl::pg

@@ -1,0 +1,461 @@
+// PostgreSQL event store (see store.hpp). The life of an append:
+//   BEGIN
+//   lock the 'position' counter row (FOR UPDATE) and read the server clock and time order
+//   look up the batch's streams and given ids in one statement each
+//   check repeats, expected versions and given versions in memory; create new streams
+//   insert the events, chunked multi-row INSERTs with every value bound
+//   move the stream heads, the counter and the time order
+//   COMMIT (the counter's row lock is released only after the commit is visible)
+// The row lock makes every append wait for the one before it to commit, so position order is
+// commit order and positions are dense (a rolled-back append gives its positions back).
+#include "store/postgres/store.hpp"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "core/names.hpp"
+#include "core/signals.hpp"
+#include "core/uuid.hpp"
+
+namespace esctl::pg {
+namespace {
+
+constexpr int kInsertRows = 500;  // events per INSERT statement (8 parameters each)
+constexpr std::int64_t kReadChunk = 1000;
+
+constexpr const char* kEventColumns =
+    "e.position, s.name, e.version, e.id, e.type, e.data, e.meta, e.recorded_at";
+
+std::string int_array(const std::vector<std::int64_t>& v) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) out.append(i ? "," : "").append(std::to_string(v[i]));
+  return out + "}";
+}
+
+struct StreamRow {
+  std::int64_t id = 0;  // 0: no such stream yet
+  std::int64_t head = -1;
+  std::int64_t head_position = 0;
+  bool dirty = false;
+};
+
+struct Stored {  // an event already stored (or earlier in this batch) under a given id
+  std::int64_t stream_id = 0;
+  std::string stream, type, data;
+  std::int64_t position = 0, version = 0;
+};
+
+}  // namespace
+
+std::string array_literal(const std::vector<std::string_view>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    out.append(i ? ",\"" : "\"");
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+PgStore::PgStore(const std::string& uri, int busy_timeout_ms, Intent intent) : conn_(uri, busy_timeout_ms) {
+  prepare_schema(conn_, intent);
+}
+
+std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
+                                      std::size_t* failed_at) {
+  std::vector<Appended> out;
+  out.reserve(events.size());
+  bool expect_checked = expect.kind == Expect::any;
+  std::size_t at = 0;
+  try {
+    Txn txn(conn_);
+    // First statement: the counter's row lock orders this append after every earlier one.
+    auto head = conn_.exec(
+        "SELECT c.value, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, t.ordered_through, t.max_recorded_at "
+        "FROM esctl.counters c, esctl.time_order t WHERE c.name = 'position' AND t.id = 1 FOR UPDATE OF c");
+    if (head.rows() != 1) throw Error(Errc::corrupt, fmt::format("store '{}' has no position counter", conn_.display()));
+    const std::int64_t first_position = head.i64(0, 0) + 1;
+    std::int64_t next_position = first_position;
+    const std::int64_t now = head.i64(0, 1);
+    std::int64_t ordered_through = head.i64(0, 2), max_recorded_at = head.i64(0, 3);
+    const std::int64_t ordered_before = ordered_through;
+    bool in_order = ordered_through == first_position - 1;
+
+    // The batch's streams and given ids, one statement each.
+    std::unordered_map<std::string, StreamRow> streams;
+    std::vector<std::string_view> names, ids_text;
+    std::vector<std::string> id_storage;
+    for (const auto& ev : events) {
+      if (streams.emplace(ev.stream, StreamRow{}).second) names.push_back(ev.stream);
+      if (ev.id) id_storage.push_back(format_uuid(*ev.id));
+    }
+    for (const auto& s : id_storage) ids_text.push_back(s);
+    {
+      auto r = conn_.exec(
+          "SELECT s.name, s.id, coalesce(h.head, -1), coalesce(h.head_position, 0) "
+          "FROM esctl.streams s LEFT JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = ANY($1::text[])",
+          {array_literal(names)});
+      for (int i = 0; i < r.rows(); ++i)
+        streams[std::string(r.text(i, 0))] = StreamRow{r.i64(i, 1), r.i64(i, 2), r.i64(i, 3), false};
+    }
+    std::map<std::string, Stored, std::less<>> stored;  // by id text
+    if (!ids_text.empty()) {
+      auto r = conn_.exec(
+          "SELECT e.id, e.stream_id, s.name, e.type, e.data, e.position, e.version "
+          "FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id WHERE e.id = ANY($1::uuid[])",
+          {array_literal(ids_text)});
+      for (int i = 0; i < r.rows(); ++i)
+        stored.emplace(std::string(r.text(i, 0)), Stored{r.i64(i, 1), std::string(r.text(i, 2)), std::string(r.text(i, 3)),
+                                                         std::string(r.text(i, 4)), r.i64(i, 5), r.i64(i, 6)});
+    }
+
+    std::vector<Param> rows;  // pending INSERT values, 8 per event
+    int pending = 0;
+    auto flush = [&] {
+      if (pending == 0) return;
+      std::string sql = "INSERT INTO esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) VALUES ";
+      for (int r = 0; r < pending; ++r) {
+        const int b = r * 8;
+        sql += fmt::format("{}(${},${},${},${},${},${},${},${})", r ? "," : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
+                           b + 7, b + 8);
+      }
+      conn_.exec(sql.c_str(), rows);
+      rows.clear();
+      pending = 0;
+    };
+    std::vector<std::string> dirty;
+    for (; at < events.size(); ++at) {
+      const NewEvent& ev = events[at];
+      StreamRow& row = streams[ev.stream];
+      std::string id_text;
+      if (ev.id) {
+        id_text = format_uuid(*ev.id);
+        if (auto it = stored.find(id_text); it != stored.end()) {
+          const Stored& s = it->second;
+          bool same = s.stream == ev.stream && s.type == ev.type && s.data == ev.data;
+          if (!same)
+            throw Error(Errc::conflict,
+                        fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
+                                    "version {}); use a new id for new content",
+                                    id_text, s.position, s.stream, s.version));
+          out.push_back(Appended{ev.stream, s.version, s.position, *ev.id, true});
+          continue;
+        }
+      }
+      if (!expect_checked) {
+        expect_checked = true;
+        bool ok = expect.kind == Expect::none     ? row.head < 0
+                  : expect.kind == Expect::exists ? row.head >= 0
+                                                  : row.head == expect.value;
+        if (!ok) {
+          std::string want = expect.kind == Expect::none     ? "to not exist"
+                             : expect.kind == Expect::exists ? "to exist"
+                                                             : fmt::format("to be at version {}", expect.value);
+          std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+          throw Error(Errc::conflict,
+                      fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
+        }
+      }
+      if (check_versions && ev.version && *ev.version != row.head + 1) {
+        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
+        throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
+                                                "(expected-version conflict; --ignore-versions appends at the end)",
+                                                ev.stream, actual, *ev.version));
+      }
+      if (row.id == 0) {
+        auto r = conn_.exec("INSERT INTO esctl.streams (name, category) VALUES ($1, $2) RETURNING id",
+                            {ev.stream, category_of(ev.stream)});
+        row.id = r.i64(0, 0);
+      }
+      Uuid id = ev.id ? *ev.id : new_uuid_v7();
+      if (!ev.id) id_text = format_uuid(id);
+      const std::int64_t recorded = ev.recorded_at.value_or(now);
+      const std::int64_t position = next_position++;
+      if (in_order && recorded >= max_recorded_at) {
+        ordered_through = position;
+        max_recorded_at = recorded;
+      } else {
+        in_order = false;
+      }
+      row.head += 1;
+      row.head_position = position;
+      if (!row.dirty) {
+        row.dirty = true;
+        dirty.push_back(ev.stream);
+      }
+      rows.emplace_back(position);
+      rows.emplace_back(row.id);
+      rows.emplace_back(row.head);
+      rows.emplace_back(id_text);
+      rows.emplace_back(ev.type);
+      rows.emplace_back(ev.data);
+      rows.emplace_back(ev.meta);
+      rows.emplace_back(recorded);
+      if (++pending == kInsertRows) flush();
+      stored.emplace(id_text, Stored{row.id, ev.stream, ev.type, ev.data, position, row.head});
+      out.push_back(Appended{ev.stream, row.head, position, id, false});
+    }
+    flush();
+    if (next_position == first_position) {  // nothing new: every event was a repeat
+      txn.commit();
+      return out;
+    }
+    std::vector<std::int64_t> ids, heads, positions;
+    for (const auto& name : dirty) {
+      const StreamRow& row = streams[name];
+      ids.push_back(row.id);
+      heads.push_back(row.head);
+      positions.push_back(row.head_position);
+    }
+    conn_.exec(
+        "INSERT INTO esctl.stream_heads (stream_id, head, head_position) "
+        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) "
+        "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position",
+        {int_array(ids), int_array(heads), int_array(positions)});
+    // The notification (the new head) is delivered to listeners when, and only if, this commits.
+    conn_.exec("UPDATE esctl.counters SET value = $1 WHERE name = 'position' RETURNING pg_notify('esctl_events', value::text)",
+               {next_position - 1});
+    if (ordered_through != ordered_before)
+      conn_.exec("UPDATE esctl.time_order SET ordered_through = $1, max_recorded_at = $2 WHERE id = 1",
+                 {ordered_through, max_recorded_at});
+    txn.commit();
+  } catch (...) {
+    if (failed_at) *failed_at = at;
+    throw;
+  }
+  return out;
+}
+
+bool PgStore::emit(Result& r, const EventCallback& fn) {
+  std::string raw_id;
+  for (int i = 0; i < r.rows(); ++i) {
+    auto id = parse_uuid(r.text(i, 3));
+    if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", conn_.display(), r.text(i, 3)));
+    raw_id.assign(id->view());
+    EventRef e{r.i64(i, 0), r.text(i, 1), r.i64(i, 2), raw_id, r.text(i, 4), r.text(i, 5), r.text(i, 6), r.i64(i, 7)};
+    if (!fn(e)) return false;
+  }
+  return true;
+}
+
+void PgStore::read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                       const EventCallback& fn) {
+  std::int64_t left = count.value_or(INT64_MAX);
+  if (left <= 0) return;
+  const std::int64_t head = head_position();
+  std::int64_t next = std::max<std::int64_t>(from, 1);
+  const bool by_stream = !filter.stream_globs.empty() || !filter.categories.empty();
+  if (by_stream && (filter.stream_globs != stream_ok_filter_.stream_globs ||
+                    filter.categories != stream_ok_filter_.categories)) {
+    stream_ok_.clear();
+    stream_ok_filter_ = filter;
+  }
+  // Types are filtered by the server; stream globs here (fnmatch), once per stream id.
+  std::vector<std::string_view> types(filter.types.begin(), filter.types.end());
+  const std::string sql = fmt::format(
+      "SELECT {}, e.stream_id FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+      "WHERE e.position >= $1 AND e.position <= $2 {} ORDER BY e.position LIMIT $3",
+      kEventColumns, types.empty() ? "" : "AND e.type = ANY($4::text[])");
+  const std::string type_list = array_literal(types);
+  std::string raw_id;
+  while (next <= head) {
+    std::vector<Param> params{next, head, kReadChunk};
+    if (!types.empty()) params.emplace_back(type_list);
+    auto r = conn_.exec(sql.c_str(), params);
+    if (r.rows() == 0) return;
+    for (int i = 0; i < r.rows(); ++i) {
+      if (by_stream) {
+        auto sid = static_cast<std::size_t>(r.i64(i, 8));
+        if (sid >= stream_ok_.size()) stream_ok_.resize(std::max(sid + 1, stream_ok_.size() * 2), 0);
+        if (stream_ok_[sid] == 0) stream_ok_[sid] = filter.matches_stream(r.text(i, 1)) ? 1 : -1;
+        if (stream_ok_[sid] < 0) continue;
+      }
+      auto id = parse_uuid(r.text(i, 3));
+      if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", conn_.display(), r.text(i, 3)));
+      raw_id.assign(id->view());
+      EventRef e{r.i64(i, 0), r.text(i, 1), r.i64(i, 2), raw_id, r.text(i, 4), r.text(i, 5), r.text(i, 6), r.i64(i, 7)};
+      if (!fn(e) || --left <= 0) return;
+    }
+    next = r.i64(r.rows() - 1, 0) + 1;
+    check_interrupted();
+  }
+}
+
+void PgStore::read_last(std::int64_t count, const EventFilter& filter, const EventCallback& fn) {
+  if (count <= 0) return;
+  if (filter.empty()) {
+    const std::int64_t head = head_position();
+    read_all(std::max<std::int64_t>(1, head - count + 1), count, filter, fn);
+    return;
+  }
+  // Walk backwards in chunks to the count-th match, then replay forward from it.
+  std::int64_t before = head_position() + 1, start = 0, seen = 0;
+  std::vector<std::string_view> types(filter.types.begin(), filter.types.end());
+  const std::string type_list = array_literal(types);
+  const std::string sql = fmt::format(
+      "SELECT e.position, s.name, e.type FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+      "WHERE e.position < $1 {} ORDER BY e.position DESC LIMIT $2",
+      types.empty() ? "" : "AND e.type = ANY($3::text[])");
+  while (seen < count) {
+    std::vector<Param> params{before, kReadChunk};
+    if (!types.empty()) params.emplace_back(type_list);
+    auto r = conn_.exec(sql.c_str(), params);
+    if (r.rows() == 0) break;
+    for (int i = 0; i < r.rows() && seen < count; ++i) {
+      if (!filter.matches(r.text(i, 1), r.text(i, 2))) continue;
+      start = r.i64(i, 0);
+      ++seen;
+    }
+    before = r.i64(r.rows() - 1, 0);
+  }
+  if (seen == 0) return;
+  read_all(start, seen, filter, fn);
+}
+
+PgTimeSpan PgStore::time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us) {
+  PgTimeSpan span;
+  auto order = conn_.exec("SELECT ordered_through FROM esctl.time_order WHERE id = 1");
+  if (order.rows() == 0 || order.i64(0, 0) == 0) return span;
+  const std::int64_t n = order.i64(0, 0);
+  span.ordered_through = n;
+  // The first position p in 1..n+1 whose event has recorded_at beyond `t` (>= with `inclusive`,
+  // > without), or n+1: over the ordered prefix a binary search of ~log2(n) primary-key probes
+  // (positions are dense, so every probe finds its event).
+  auto first_beyond = [&](std::int64_t t, bool inclusive) {
+    std::int64_t lo = 1, hi = n + 1;
+    while (lo < hi) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      auto r = conn_.exec("SELECT recorded_at FROM esctl.events WHERE position = $1", {mid});
+      const bool beyond = r.rows() == 0 || (inclusive ? r.i64(0, 0) >= t : r.i64(0, 0) > t);
+      if (beyond) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  if (since_us) span.from = first_beyond(*since_us, true);
+  if (until_us) span.to = first_beyond(*until_us, false) - 1;
+  return span;
+}
+
+void PgStore::read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
+                               std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us,
+                               const EventCallback& fn) {
+  std::int64_t left = count.value_or(INT64_MAX);
+  if (left <= 0) return;
+  const PgTimeSpan span = time_span(since_us, until_us);
+  bool go = true;
+  auto in_time = [&](std::int64_t stop) {
+    return [&, stop](const EventRef& e) {
+      if (e.position > stop) return false;
+      if ((since_us && e.recorded_at_us < *since_us) || (until_us && e.recorded_at_us > *until_us)) return true;
+      go = fn(e) && --left > 0;
+      return go;
+    };
+  };
+  if (span.to < span.ordered_through) {
+    if (span.from <= span.to) read_all(std::max(from, span.from), std::nullopt, filter, in_time(span.to));
+    if (go) read_all(std::max(from, span.ordered_through + 1), std::nullopt, filter, in_time(INT64_MAX));
+  } else {
+    read_all(std::max(from, span.from), std::nullopt, filter, in_time(INT64_MAX));
+  }
+}
+
+bool PgStore::read_event_at(std::int64_t position, const EventCallback& fn) {
+  auto r = conn_.exec(fmt::format("SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+                                  "WHERE e.position = $1",
+                                  kEventColumns)
+                          .c_str(),
+                      {position});
+  if (r.rows() == 0) return false;
+  emit(r, fn);
+  return true;
+}
+
+bool PgStore::read_event_by_id(std::string_view id, const EventCallback& fn) {
+  auto u = uuid_from_bytes(id);
+  if (!u) return false;
+  auto r = conn_.exec(fmt::format("SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+                                  "WHERE e.id = $1::uuid",
+                                  kEventColumns)
+                          .c_str(),
+                      {format_uuid(*u)});
+  if (r.rows() == 0) return false;
+  emit(r, fn);
+  return true;
+}
+
+std::vector<StreamInfo> PgStore::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
+  std::vector<StreamInfo> out;
+  // Byte order (COLLATE "C"), as on SQLite; the prefix is matched on bytes, not as a pattern.
+  auto r = conn_.exec(
+      "SELECT s.name, h.head, h.head_position, e.recorded_at FROM esctl.streams s "
+      "JOIN esctl.stream_heads h ON h.stream_id = s.id JOIN esctl.events e ON e.position = h.head_position "
+      "WHERE ($1::text IS NULL OR s.category = $1) AND s.name COLLATE \"C\" >= $2 "
+      "AND left(s.name, length($2)) = $2 ORDER BY s.name COLLATE \"C\"",
+      {category ? Param(*category) : Param(std::nullopt), prefix.value_or("")});
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back(StreamInfo{std::string(r.text(i, 0)), r.i64(i, 1), r.i64(i, 1) + 1, r.i64(i, 2), r.i64(i, 3)});
+  return out;
+}
+
+PgStats PgStore::stats() {
+  PgStats st;
+  auto r = conn_.exec(  // one statement: one snapshot
+      "SELECT current_setting('server_version'), current_database(), pg_database_size(current_database()), "
+      "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+      " WHERE c.relnamespace = 'esctl'::regnamespace AND c.relkind IN ('r', 'm')), "
+      "(SELECT schema_version FROM esctl.store), (SELECT count(*) FROM esctl.events), "
+      "(SELECT count(*) FROM esctl.stream_heads), (SELECT value FROM esctl.counters WHERE name = 'position')");
+  st.uri = conn_.display();
+  st.server_version = std::string(r.text(0, 0));
+  st.database = std::string(r.text(0, 1));
+  st.database_bytes = r.i64(0, 2);
+  st.store_bytes = r.i64(0, 3);
+  st.schema_version = static_cast<int>(r.i64(0, 4));
+  st.events = r.i64(0, 5);
+  st.streams = r.i64(0, 6);
+  st.head_position = r.i64(0, 7);
+  return st;
+}
+
+void PgStore::read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
+                          bool backwards, const EventCallback& fn) {
+  auto s = conn_.exec(
+      "SELECT s.id, h.head FROM esctl.streams s JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = $1",
+      {stream});
+  if (s.rows() == 0) throw Error(Errc::not_found, fmt::format("no stream '{}' in store '{}'", stream, conn_.display()));
+  const std::int64_t sid = s.i64(0, 0);
+  std::int64_t next = backwards ? from.value_or(s.i64(0, 1)) : from.value_or(0);
+  std::int64_t left = count.value_or(INT64_MAX);
+  const std::string sql = fmt::format(
+      "SELECT {} FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id "
+      "WHERE e.stream_id = $1 AND e.version {} $2 ORDER BY e.version {} LIMIT $3",
+      kEventColumns, backwards ? "<=" : ">=", backwards ? "DESC" : "");
+  while (left > 0 && next >= 0) {
+    auto r = conn_.exec(sql.c_str(), {sid, next, std::min(left, kReadChunk)});
+    if (r.rows() == 0) return;
+    if (!emit(r, fn)) return;
+    const std::int64_t last = r.i64(r.rows() - 1, 2);
+    next = backwards ? last - 1 : last + 1;
+    left -= r.rows();
+  }
+}
+
+std::optional<std::int64_t> PgStore::stream_version(std::string_view stream) {
+  auto r = conn_.exec(
+      "SELECT h.head FROM esctl.streams s JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = $1", {stream});
+  if (r.rows() == 0) return std::nullopt;
+  return r.i64(0, 0);
+}
+
+std::int64_t PgStore::head_position() {
+  return conn_.exec("SELECT value FROM esctl.counters WHERE name = 'position'").i64(0, 0);
+}
+
+}  // namespace esctl::pg
