@@ -155,4 +155,35 @@ StoreStats Store::stats() { return backend_->stats(); }
 
 void Store::reclaim_log() { backend_->reclaim_log(); }
 
+namespace {
+std::string head_text(std::int64_t head) {
+  return head < 0 ? "does not exist" : fmt::format("is at version {}", head);
+}
+}  // namespace
+
+void check_expected(std::string_view stream, std::int64_t head, const Expect& expect) {
+  bool ok = expect.kind == Expect::none     ? head < 0
+            : expect.kind == Expect::exists ? head >= 0
+                                            : head == expect.value;
+  if (ok) return;
+  std::string want = expect.kind == Expect::none     ? "to not exist"
+                     : expect.kind == Expect::exists ? "to exist"
+                                                     : fmt::format("to be at version {}", expect.value);
+  throw Error(Errc::conflict,
+              fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", stream, head_text(head), want));
+}
+
+void check_version_fits(std::string_view stream, std::int64_t head, std::int64_t version) {
+  if (version == head + 1) return;
+  throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
+                                          "(expected-version conflict; --ignore-versions appends at the end)",
+                                          stream, head_text(head), version));
+}
+
+void throw_id_conflict(std::string_view id, std::int64_t position, std::string_view stream, std::int64_t version) {
+  throw Error(Errc::conflict, fmt::format("event id {} is already used by a different event (at position {}, stream "
+                                          "'{}' version {}); use a new id for new content",
+                                          id, position, stream, version));
+}
+
 }  // namespace esctl

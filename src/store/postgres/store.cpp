@@ -19,6 +19,7 @@
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
+#include "store/backend.hpp"
 
 namespace esctl::pg {
 namespace {
@@ -139,35 +140,16 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
         if (auto it = stored.find(id_text); it != stored.end()) {
           const Stored& s = it->second;
           bool same = s.stream == ev.stream && s.type == ev.type && s.data == ev.data;
-          if (!same)
-            throw Error(Errc::conflict,
-                        fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
-                                    "version {}); use a new id for new content",
-                                    id_text, s.position, s.stream, s.version));
+          if (!same) throw_id_conflict(id_text, s.position, s.stream, s.version);
           out.push_back(Appended{ev.stream, s.version, s.position, *ev.id, true});
           continue;
         }
       }
       if (!expect_checked) {
         expect_checked = true;
-        bool ok = expect.kind == Expect::none     ? row.head < 0
-                  : expect.kind == Expect::exists ? row.head >= 0
-                                                  : row.head == expect.value;
-        if (!ok) {
-          std::string want = expect.kind == Expect::none     ? "to not exist"
-                             : expect.kind == Expect::exists ? "to exist"
-                                                             : fmt::format("to be at version {}", expect.value);
-          std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-          throw Error(Errc::conflict,
-                      fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
-        }
+        check_expected(ev.stream, row.head, expect);
       }
-      if (check_versions && ev.version && *ev.version != row.head + 1) {
-        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-        throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
-                                                "(expected-version conflict; --ignore-versions appends at the end)",
-                                                ev.stream, actual, *ev.version));
-      }
+      if (check_versions && ev.version) check_version_fits(ev.stream, row.head, *ev.version);
       if (row.id == 0) {
         auto r = conn_.exec("INSERT INTO esctl.streams (name, category) VALUES ($1, $2) RETURNING id",
                             {ev.stream, category_of(ev.stream)});

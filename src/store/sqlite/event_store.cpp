@@ -367,35 +367,16 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
         s->bind_blob(1, ev.id->view());
         if (s->step()) {
           bool same = row.id == s->i64(0) && s->text(1) == ev.type && s->text(2) == ev.data;
-          if (!same)
-            throw Error(Errc::conflict,
-                        fmt::format("event id {} is already used by a different event (at position {}, stream '{}' "
-                                    "version {}); use a new id for new content",
-                                    format_uuid(*ev.id), s->i64(3), stream_name(s->i64(0)), s->i64(4)));
+          if (!same) throw_id_conflict(format_uuid(*ev.id), s->i64(3), stream_name(s->i64(0)), s->i64(4));
           out.push_back(Appended{ev.stream, s->i64(4), s->i64(3), *ev.id, true});
           continue;
         }
       }
       if (!expect_checked) {
         expect_checked = true;
-        bool ok = expect.kind == Expect::none     ? row.head < 0
-                  : expect.kind == Expect::exists ? row.head >= 0
-                                                  : row.head == expect.value;
-        if (!ok) {
-          std::string want = expect.kind == Expect::none     ? "to not exist"
-                             : expect.kind == Expect::exists ? "to exist"
-                                                             : fmt::format("to be at version {}", expect.value);
-          std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-          throw Error(Errc::conflict,
-                      fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", ev.stream, actual, want));
-        }
+        check_expected(ev.stream, row.head, expect);
       }
-      if (check_versions && ev.version && *ev.version != row.head + 1) {
-        std::string actual = row.head < 0 ? "does not exist" : fmt::format("is at version {}", row.head);
-        throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
-                                                "(expected-version conflict; --ignore-versions appends at the end)",
-                                                ev.stream, actual, *ev.version));
-      }
+      if (check_versions && ev.version) check_version_fits(ev.stream, row.head, *ev.version);
       if (row.id == 0) {
         sql::StmtScope s(insert_stream());
         s->bind(1, ev.stream).bind(2, category_of(ev.stream));
