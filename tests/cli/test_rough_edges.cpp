@@ -129,7 +129,9 @@ TEST_SUITE("cli/rough edges") {
                    RunOptions{R"({"stream":"a-1","type":"T","data":{}})" "\n", {}, {}});
     CHECK_MESSAGE(contains(imp.out, "imported 1 event "), imp.out);
     CHECK_MESSAGE(contains(imp.out, "in 1 batch,"), imp.out);
-    CHECK_MESSAGE(!contains(imp.out, "1 events"), imp.out);
+    // " 1 events" with its leading space: the rate ("171 events/s") may end in 1.
+    CHECK_MESSAGE(!contains(imp.out, " 1 events"), imp.out);
+    CHECK_MESSAGE(!contains(imp.out, "(1 events"), imp.out);
     auto empty = run({"--store", dir / "e.db", "init"});
     CHECK_MESSAGE(contains(empty.out, "(0 events)"), empty.out);
   }
