@@ -10,6 +10,7 @@
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/ndjson.hpp"
+#include "render/json_object.hpp"
 
 namespace esctl::cmd {
 namespace {
@@ -51,9 +52,12 @@ void print_result(Context& ctx, const Appended& a) {
   if (ctx.quiet()) return;
   auto& b = ctx.out.buf();
   if (ctx.json()) {
-    b.append("{\"stream\":");
-    json::append_quoted(b, a.stream);
-    b.append(fmt::format(",\"version\":{},\"position\":{},\"id\":\"{}\"}}\n", a.version, a.position, format_uuid(a.id)));
+    b.append(JsonObject()
+                 .string("stream", a.stream)
+                 .number("version", a.version)
+                 .number("position", a.position)
+                 .string("id", format_uuid(a.id))
+                 .line());
   } else {
     b.append(fmt::format("{}@{} #{}\n", a.stream, a.version, a.position));
   }

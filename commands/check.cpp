@@ -8,6 +8,7 @@
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
+#include "render/json_object.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -86,21 +87,17 @@ Runner setup_check(CLI::App& app) {
     if (!ctx.quiet()) {
       auto& b = ctx.out.buf();
       if (ctx.json()) {
-        b.append(fmt::format("{{\"ok\":{},\"queues\":[", ok));
-        for (std::size_t i = 0; i < verdicts.size(); ++i) {
-          const auto& v = verdicts[i];
-          b.append(i ? ",{\"name\":" : "{\"name\":");
-          json::append_quoted(b, v.status->queue.name);
-          b.append(fmt::format(",\"lag\":{},\"oldest_age_ms\":{},\"parked\":{},\"retrying\":{},\"breaches\":[",
-                               v.status->lag, v.age_ms ? std::to_string(*v.age_ms) : "null", v.status->parked,
-                               v.status->retrying));
-          for (std::size_t k = 0; k < v.breaches.size(); ++k) {
-            if (k) b.push_back(',');
-            json::append_quoted(b, v.breaches[k]);
-          }
-          b.append("]}");
-        }
-        b.append("]}\n");
+        std::vector<std::string> items;
+        for (const auto& v : verdicts)
+          items.push_back(JsonObject()
+                               .string("name", v.status->queue.name)
+                               .number("lag", v.status->lag)
+                               .number("oldest_age_ms", v.age_ms)
+                               .number("parked", v.status->parked)
+                               .number("retrying", v.status->retrying)
+                               .raw("breaches", json::string_array(v.breaches))
+                               .str());
+        b.append(JsonObject().boolean("ok", ok).raw("queues", json_array_of(items)).line());
       } else {
         for (const auto& v : verdicts) {
           const QueueStatus& st = *v.status;

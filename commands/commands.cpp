@@ -10,6 +10,7 @@
 #include "commands/print.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
+#include "render/json_object.hpp"
 
 namespace esctl::cmd {
 
@@ -170,9 +171,10 @@ std::string version_text() {
 }
 
 std::string version_json() {
-  std::string out = fmt::format("{{\"version\":\"{}\"", ESCTL_VERSION);
-  for (const auto& lib : backend_libraries()) out += fmt::format(",\"{}\":\"{}\"", lib.key, lib.version);
-  return out + "}\n";
+  JsonObject j;
+  j.string("version", ESCTL_VERSION);
+  for (const auto& lib : backend_libraries()) j.string(lib.key, lib.version);
+  return j.line();
 }
 
 std::int64_t parse_count(const std::string& value, const char* option) {

@@ -3,6 +3,7 @@
 
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
+#include "render/json_object.hpp"
 #include "render/units.hpp"
 
 namespace esctl::cmd {
@@ -14,9 +15,11 @@ Runner setup_init(CLI::App& app) {
     auto st = store.stats();
     if (ctx.json()) {
       auto& b = ctx.out.buf();
-      b.append("{\"store\":");
-      json::append_quoted(b, st.location);  // without a password
-      b.append(fmt::format(",\"schema_version\":{},\"events\":{}}}\n", st.schema_version, st.events));
+      b.append(JsonObject()
+                   .string("store", st.location)  // without a password
+                   .number("schema_version", st.schema_version)
+                   .number("events", st.events)
+                   .line());
       ctx.out.commit();
     } else if (!ctx.quiet()) {
       ctx.out.write(fmt::format("store ready at {} ({})\n", st.location, counted(st.events, "event")));

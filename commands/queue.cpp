@@ -10,6 +10,7 @@
 #include "core/names.hpp"
 #include "core/time.hpp"
 #include "render/event_format.hpp"
+#include "render/json_object.hpp"
 #include "render/progress.hpp"
 #include "render/template.hpp"
 #include "render/table.hpp"
@@ -141,47 +142,30 @@ std::string filter_text(const EventFilter& f) {
   return list(parts);
 }
 
-void append_strings(std::string& out, const std::vector<std::string>& v) {
-  out.push_back('[');
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) out.push_back(',');
-    json::append_quoted(out, v[i]);
-  }
-  out.push_back(']');
-}
-
-void append_status_json(std::string& b, const QueueStatus& st) {
+std::string status_json(const QueueStatus& st) {
   const QueueInfo& q = st.queue;
-  b.append("{\"name\":");
-  json::append_quoted(b, q.name);
-  b.append(fmt::format(",\"cursor\":{},\"head\":{},\"lag\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}",
-                       q.cursor, st.head, st.lag, st.pending, st.leased, st.retrying, st.parked));
-  b.append(",\"oldest_unacked_position\":");
-  b.append(st.oldest_position ? std::to_string(*st.oldest_position) : "null");
-  b.append(",\"oldest_unacked_at\":");
-  if (st.oldest_recorded_at_us) {
-    b.push_back('"');
-    append_rfc3339(b, *st.oldest_recorded_at_us);
-    b.push_back('"');
-  } else {
-    b.append("null");
-  }
-  b.append(",\"oldest_unacked_since\":");
-  if (st.oldest_since_us) {
-    b.push_back('"');
-    append_rfc3339(b, *st.oldest_since_us);
-    b.push_back('"');
-  } else {
-    b.append("null");
-  }
-  b.append(fmt::format(",\"start\":{},\"filter\":{{\"streams\":", q.start_position));
-  append_strings(b, q.filter.stream_globs);
-  b.append(",\"categories\":");
-  append_strings(b, q.filter.categories);
-  b.append(",\"types\":");
-  append_strings(b, q.filter.types);
-  b.append(fmt::format("}},\"max_attempts\":{},\"ack_timeout_ms\":{},\"on_poison\":\"{}\"}}", q.max_attempts,
-                       q.ack_timeout_ms, poison_name(q.on_poison)));
+  JsonObject filter;
+  filter.raw("streams", json::string_array(q.filter.stream_globs))
+      .raw("categories", json::string_array(q.filter.categories))
+      .raw("types", json::string_array(q.filter.types));
+  JsonObject o;
+  o.string("name", q.name)
+      .number("cursor", q.cursor)
+      .number("head", st.head)
+      .number("lag", st.lag)
+      .number("pending", st.pending)
+      .number("leased", st.leased)
+      .number("retrying", st.retrying)
+      .number("parked", st.parked)
+      .number("oldest_unacked_position", st.oldest_position)
+      .time("oldest_unacked_at", st.oldest_recorded_at_us)
+      .time("oldest_unacked_since", st.oldest_since_us)
+      .number("start", q.start_position)
+      .raw("filter", filter.str())
+      .number("max_attempts", q.max_attempts)
+      .number("ack_timeout_ms", q.ack_timeout_ms)
+      .string("on_poison", poison_name(q.on_poison));
+  return o.str();
 }
 
 std::string oldest_text(const QueueStatus& st, std::int64_t now, bool long_form) {
@@ -198,8 +182,7 @@ std::string oldest_text(const QueueStatus& st, std::int64_t now, bool long_form)
 void print_status(Context& ctx, const QueueStatus& st) {
   auto& b = ctx.out.buf();
   if (ctx.json()) {
-    append_status_json(b, st);
-    b.push_back('\n');
+    b.append(status_json(st)).push_back('\n');
   } else {
     const QueueInfo& q = st.queue;
     b.append(fmt::format("queue:          {}\n"
@@ -239,9 +222,7 @@ int run_create(Context& ctx, const QueueOptions& o) {
   if (ctx.quiet()) return 0;
   auto& b = ctx.out.buf();
   if (ctx.json()) {
-    b.append("{\"name\":");
-    json::append_quoted(b, q.name);
-    b.append(fmt::format(",\"start\":{},\"cursor\":{}}}\n", q.start_position, q.cursor));
+    b.append(JsonObject().string("name", q.name).number("start", q.start_position).number("cursor", q.cursor).line());
   } else {
     b.append(fmt::format("created queue '{}': {} after position {}\n", q.name, filter_text(q.filter), q.start_position));
   }
@@ -256,8 +237,7 @@ int run_ls(Context& ctx) {
   auto& b = ctx.out.buf();
   if (ctx.json()) {
     for (const auto& st : all) {
-      append_status_json(b, st);
-      b.push_back('\n');
+      b.append(status_json(st)).push_back('\n');
       ctx.out.commit();
     }
     return 0;
@@ -389,7 +369,7 @@ int run_retry(Context& ctx, const QueueOptions& o) {
   });
   if (ctx.quiet()) return 0;
   if (ctx.json())
-    ctx.out.write(fmt::format("{{\"retried\":{},\"dry_run\":{}}}\n", n, o.dry_run));
+    ctx.out.write(JsonObject().number("retried", n).boolean("dry_run", o.dry_run).line());
   else if (o.dry_run)
     ctx.out.write(fmt::format("would retry {} parked {} of queue '{}' (dry run: nothing changed)\n", n, events_word(n),
                               o.name));
@@ -418,12 +398,15 @@ int run_reset(Context& ctx, const QueueOptions& o) {
   });
   if (ctx.quiet()) return 0;
   if (ctx.json()) {
-    std::string b = "{\"name\":";
-    json::append_quoted(b, o.name);
-    b.append(fmt::format(",\"start\":{},\"cursor\":{},\"dry_run\":{},\"skipped\":{},\"redelivered\":{},"
-                         "\"deliverable\":{}}}\n",
-                         impact.point, impact.point, o.dry_run, impact.skipped, impact.redelivered, impact.deliverable));
-    ctx.out.write(b);
+    ctx.out.write(JsonObject()
+                      .string("name", o.name)
+                      .number("start", impact.point)
+                      .number("cursor", impact.point)
+                      .boolean("dry_run", o.dry_run)
+                      .number("skipped", impact.skipped)
+                      .number("redelivered", impact.redelivered)
+                      .number("deliverable", impact.deliverable)
+                      .line());
   } else {
     ctx.out.write(fmt::format("{} queue '{}': it delivers the matching events after position {}: {} {} deliverable "
                               "({} delivered again), {} unacked {} skipped{}\n",
@@ -452,11 +435,15 @@ int run_delete(Context& ctx, const QueueOptions& o) {
   });
   if (ctx.quiet()) return 0;
   if (ctx.json()) {
-    std::string b = o.dry_run ? "{\"name\":" : "{\"deleted\":";
-    json::append_quoted(b, o.name);
-    b.append(fmt::format(",\"dry_run\":{},\"dropped\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}}}\n",
-                         o.dry_run, st.lag, st.pending, st.leased, st.retrying, st.parked));
-    ctx.out.write(b);
+    ctx.out.write(JsonObject()
+                      .string(o.dry_run ? "name" : "deleted", o.name)
+                      .boolean("dry_run", o.dry_run)
+                      .number("dropped", st.lag)
+                      .number("pending", st.pending)
+                      .number("leased", st.leased)
+                      .number("retrying", st.retrying)
+                      .number("parked", st.parked)
+                      .line());
   } else {
     ctx.out.write(fmt::format("{} queue '{}': {} unacked {} dropped ({} pending, {} leased, {} retrying, {} parked){}\n",
                               o.dry_run ? "would delete" : "deleted", o.name, st.lag, events_word(st.lag), st.pending,
@@ -573,12 +560,17 @@ int run_drain(Context& ctx, const QueueOptions& o) {
   double rate = s.elapsed_s > 0 ? static_cast<double>(t.delivered) / s.elapsed_s : 0;
   if (!ctx.quiet()) {
     if (ctx.json()) {
-      std::string b = "{\"queue\":";
-      json::append_quoted(b, o.name);
-      b.append(fmt::format(",\"delivered\":{},\"acked\":{},\"retried\":{},\"returned\":{},\"parked\":{},"
-                           "\"stale\":{},\"elapsed\":{:.3f},\"events_per_s\":{:.0f}}}\n",
-                           t.delivered, t.acked, t.retried, t.returned, t.parked, t.stale, s.elapsed_s, rate));
-      ctx.out.write(b);
+      ctx.out.write(JsonObject()
+                        .string("queue", o.name)
+                        .number("delivered", t.delivered)
+                        .number("acked", t.acked)
+                        .number("retried", t.retried)
+                        .number("returned", t.returned)
+                        .number("parked", t.parked)
+                        .number("stale", t.stale)
+                        .fixed("elapsed", s.elapsed_s, 3)
+                        .fixed("events_per_s", rate, 0)
+                        .line());
     } else {
       std::string extra;
       if (t.returned) extra += fmt::format(", {} returned", t.returned);

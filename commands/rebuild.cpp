@@ -6,6 +6,7 @@
 #include "commands/command.hpp"
 #include "core/error.hpp"
 #include "core/names.hpp"
+#include "render/json_object.hpp"
 #include "render/progress.hpp"
 #include "projection/projection.hpp"
 #include "projection/rebuild.hpp"
@@ -22,20 +23,15 @@ struct RebuildArgs {
 
 std::string plural(std::int64_t n, const char* word) { return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s"); }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      out += fmt::format("\\u{:04x}", u);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+// The first members of a rebuild's summary: whether it was a dry run, its query db, projection
+// and queue.
+JsonObject summary_head(const RebuildArgs& o) {
+  JsonObject j;
+  if (o.dry_run) j.boolean("dry_run", true);
+  j.string("db", o.db).string("projection", o.projection);
+  if (o.queue.empty()) j.null("queue");
+  else j.string("queue", o.queue);
+  return j;
 }
 
 }  // namespace
@@ -73,15 +69,15 @@ Runner setup_rebuild(CLI::App& app) {
     const auto& q = r.queue_before;
     if (o->dry_run) {
       if (ctx.json()) {
-        std::string b = fmt::format("{{\"dry_run\":true,\"db\":{},\"projection\":{},\"queue\":{},\"head\":{},"
-                                    "\"replaced\":{}",
-                                    json_string(o->db), json_string(o->projection),
-                                    o->queue.empty() ? "null" : json_string(o->queue), r.head,
-                                    r.replaced ? "true" : "false");
+        JsonObject j = summary_head(*o);
+        j.number("head", r.head).boolean("replaced", r.replaced);
         if (q)
-          b += fmt::format(",\"settled\":{},\"pending\":{},\"leased\":{},\"retrying\":{},\"parked\":{}",
-                           r.settled, q->pending, q->leased, q->retrying, q->parked);
-        ctx.out.write(b + "}\n");
+          j.number("settled", r.settled)
+              .number("pending", q->pending)
+              .number("leased", q->leased)
+              .number("retrying", q->retrying)
+              .number("parked", q->parked);
+        ctx.out.write(j.line());
       } else {
         ctx.out.write(fmt::format("would {} '{}' with '{}' through position {}\n", r.replaced ? "rebuild" : "build",
                                   o->db, o->projection, r.head));
@@ -96,11 +92,15 @@ Runner setup_rebuild(CLI::App& app) {
     }
     double rate = r.seconds > 0 ? static_cast<double>(r.applied) / r.seconds : 0;
     if (ctx.json()) {
-      ctx.out.write(fmt::format(
-          "{{\"db\":{},\"projection\":{},\"queue\":{},\"head\":{},\"applied\":{},\"streams\":{},\"replaced\":{},"
-          "\"settled\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f}}}\n",
-          json_string(o->db), json_string(o->projection), o->queue.empty() ? "null" : json_string(o->queue), r.head,
-          r.applied, r.streams, r.replaced ? "true" : "false", r.settled, r.seconds, rate));
+      ctx.out.write(summary_head(*o)
+                        .number("head", r.head)
+                        .number("applied", r.applied)
+                        .number("streams", r.streams)
+                        .boolean("replaced", r.replaced)
+                        .number("settled", r.settled)
+                        .fixed("seconds", r.seconds, 3)
+                        .fixed("events_per_s", rate, 0)
+                        .line());
     } else {
       ctx.out.write(fmt::format("rebuilt '{}' with '{}': {} event{} of {} stream{} applied, through position {}, "
                                 "{:.2f}s, {:.0f} events/s\n",

@@ -5,6 +5,7 @@
 
 #include "commands/command.hpp"
 #include "core/json_text.hpp"
+#include "render/json_object.hpp"
 #include "render/table.hpp"
 #include "render/units.hpp"
 #include "store/postgres/pg.hpp"
@@ -90,23 +91,24 @@ Runner setup_stats(CLI::App& app) {
     // Queues with their lag (PostgreSQL stores have no queues yet).
     if (!pg::is_uri(store.location())) {
       auto queues = Queues(store).statuses(Clock::now());
-      std::string js = "[";
+      std::vector<std::string> js;
       Table t({"QUEUE", "LAG", "CURSOR", "PARKED"});
       t.right(1).right(2).right(3);
       for (const auto& q : queues) {
-        if (js.size() > 1) js.push_back(',');
-        js.append("{\"name\":");
-        json::append_quoted(js, q.queue.name);
-        js.append(fmt::format(",\"lag\":{},\"cursor\":{},\"parked\":{}}}", q.lag, q.queue.cursor, q.parked));
+        js.push_back(JsonObject()
+                         .string("name", q.queue.name)
+                         .number("lag", q.lag)
+                         .number("cursor", q.queue.cursor)
+                         .number("parked", q.parked)
+                         .str());
         t.add({q.queue.name, std::to_string(q.lag), std::to_string(q.queue.cursor), std::to_string(q.parked)});
       }
-      js.push_back(']');
       std::string human;
       if (queues.empty()) human = "no queues\n";
       else t.render(human);
       // Humans see the count in the table (or "no queues"); --json has it as a number.
       sum.add("", "", "queue_count", std::to_string(queues.size()));
-      sum.add_block(std::move(human), "queues", std::move(js));
+      sum.add_block(std::move(human), "queues", json_array_of(js));
     }
     sum.render(ctx.out.buf(), ctx.json());
     ctx.out.commit();

@@ -8,6 +8,7 @@
 #include "core/json_text.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
+#include "render/json_object.hpp"
 #include "render/table.hpp"
 
 namespace esctl::cmd {
@@ -31,10 +32,13 @@ Runner setup_streams(CLI::App& app) {
     if (ctx.json()) {
       for (const auto& r : rows) {
         auto& b = ctx.out.buf();
-        b.append("{\"stream\":");
-        json::append_quoted(b, r.name);
-        b.append(fmt::format(",\"version\":{},\"count\":{},\"last_position\":{},\"last_recorded_at\":\"{}\"}}\n",
-                             r.version, r.count, r.last_position, format_rfc3339(r.last_recorded_at)));
+        b.append(JsonObject()
+                     .string("stream", r.name)
+                     .number("version", r.version)
+                     .number("count", r.count)
+                     .number("last_position", r.last_position)
+                     .time("last_recorded_at", r.last_recorded_at)
+                     .line());
         ctx.out.commit();
       }
       return 0;

@@ -11,6 +11,7 @@
 #include "core/json_text.hpp"
 #include "core/order_log.hpp"
 #include "core/signals.hpp"
+#include "render/json_object.hpp"
 #include "render/progress.hpp"
 #include "core/names.hpp"
 #include "store/postgres/pg.hpp"
@@ -29,25 +30,14 @@ struct VerifyCli {
   CLI::Option* log_opt = nullptr;
 };
 
-void append_optional(std::string& b, const std::optional<std::int64_t>& v) {
-  if (v) b.append(std::to_string(*v));
-  else b.append("null");
-}
-
 void append_json(std::string& b, const Violation& v) {
-  b.append("{\"kind\":");
-  json::append_quoted(b, v.kind);
-  b.append(",\"stream\":");
-  if (v.stream) json::append_quoted(b, *v.stream);
-  else b.append("null");
-  b.append(",\"version\":");
-  append_optional(b, v.version);
-  b.append(",\"position\":");
-  append_optional(b, v.position);
-  if (v.line) b.append(",\"line\":").append(std::to_string(*v.line));
-  b.append(",\"detail\":");
-  json::append_quoted(b, v.detail);
-  b.push_back('}');
+  JsonObject j;
+  j.string("kind", v.kind)
+      .string_or_null("stream", v.stream)
+      .number("version", v.version)
+      .number("position", v.position);
+  if (v.line) j.number("line", *v.line);
+  b.append(j.string("detail", v.detail).str());
 }
 
 // "KIND: STREAM@VERSION #POSITION (line N): DETAIL", leaving out what a violation lacks.

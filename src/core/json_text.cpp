@@ -576,4 +576,14 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+std::string string_array(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out.push_back(',');
+    append_quoted(out, values[i]);
+  }
+  out.push_back(']');
+  return out;
+}
+
 }  // namespace esctl::json

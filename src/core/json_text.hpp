@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/function_ref.hpp"
 
@@ -49,6 +50,9 @@ std::optional<Error> for_each_member(
 /// the other bytes below 0x20. Other bytes, including those from 0x80 up, are copied unchanged;
 /// the result is valid JSON only if `s` is valid UTF-8.
 void append_quoted(std::string& out, std::string_view s);
+
+/// `values` as a JSON array of strings, each quoted as append_quoted() does.
+std::string string_array(const std::vector<std::string>& values);
 
 /// Decodes a JSON string literal, quotes included, into UTF-8; nullopt unless `literal` is
 /// exactly one valid string literal.
