@@ -9,7 +9,7 @@
 using namespace esctl;
 
 TEST_SUITE("render/json_object") {
-  TEST_CASE("members keep their order and types; strings are escaped; absent values are null") {
+  TEST_CASE("members keep their order and types, strings are escaped, absent values are null") {
     JsonObject inner;
     inner.string("a", "x");
     std::optional<std::int64_t> none;
