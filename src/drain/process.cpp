@@ -147,6 +147,7 @@ void StderrReader::pass(std::string_view bytes) {
 }
 
 void StderrReader::run() {
+  constexpr std::size_t kStopReadMax = 4 << 20;
   char chunk[1 << 14];
   for (;;) {
     pollfd fds[2] = {{fd_.fd, POLLIN, 0}, {wake_r_.fd, POLLIN, 0}};
@@ -154,22 +155,24 @@ void StderrReader::run() {
       if (errno == EINTR) continue;
       return;
     }
+    if (fds[1].revents) {
+      // Stopping (checked first, so that a handler that keeps writing cannot hold it off): what
+      // is in the pipe now, then no more (at most 4 MiB, should something it started keep writing).
+      ::fcntl(fd_.fd, F_SETFL, O_NONBLOCK);
+      for (std::size_t taken = 0; taken < kStopReadMax;) {
+        ssize_t n = ::read(fd_.fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        taken += static_cast<std::size_t>(n);
+        pass(std::string_view(chunk, static_cast<std::size_t>(n)));
+      }
+      return;
+    }
     if (fds[0].revents) {
       ssize_t n = ::read(fd_.fd, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return;  // end of file: everything that could hold it open has closed it
       pass(std::string_view(chunk, static_cast<std::size_t>(n)));
-      continue;
-    }
-    if (fds[1].revents) {
-      // Stopping: what is in the pipe now, then no more.
-      ::fcntl(fd_.fd, F_SETFL, O_NONBLOCK);
-      for (;;) {
-        ssize_t n = ::read(fd_.fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        pass(std::string_view(chunk, static_cast<std::size_t>(n)));
-      }
     }
   }
 }
