@@ -15,6 +15,7 @@
 // Usage: bench_pipe [EVENTS=1000000] [REPEATS=3]   (bench_pipe --ack-handler is handler (a))
 // With BENCH_PIPE_BEFORE=PATH (another esctl binary, e.g. one built before a change) every row
 // is also run with PATH, in the same rounds, each ratio against the export of its own binary.
+// BENCH_PIPE_ONLY=TEXT keeps export and the drains whose name contains TEXT (e.g. "(a)").
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
@@ -146,6 +147,10 @@ int main(int argc, char** argv) {
       {"drain --pipe (a) compiled ack", {"queue", "drain", "bench", "--batch", "1000", "--pipe", "'" + self + "' --ack-handler"}, true},
       {"drain --pipe (b) python3 -u", {"queue", "drain", "bench", "--batch", "1000", "--pipe", py}, true},
   };
+  if (const char* only = std::getenv("BENCH_PIPE_ONLY"); only && *only)
+    rows.erase(std::remove_if(rows.begin(), rows.end(),
+                              [&](const Row& r) { return r.drain && r.name.find(only) == std::string::npos; }),
+               rows.end());
   if (const char* before = std::getenv("BENCH_PIPE_BEFORE"); before && *before) {
     const std::size_t now = rows.size();
     for (std::size_t i = 0; i < now; ++i) {
