@@ -2,6 +2,8 @@
 // calls src/store/queue.hpp and drain.hpp, prints. The delivery algorithm is in store/queue.cpp.
 #include <fmt/format.h>
 
+#include <charconv>
+#include <cstring>
 #include <memory>
 
 #include "commands/command.hpp"
@@ -494,9 +496,12 @@ int run_drain(Context& ctx, const QueueOptions& o) {
   HandlerFactory factory;
   // The line a handler gets for each event: the event's JSON with its lease and attempt.
   auto format = [](std::string& out, const Delivery& dl) {
-    char extra[64];
-    auto r = fmt::format_to_n(extra, sizeof extra, "\"lease\":{},\"attempt\":{}", dl.lease, dl.attempt);
-    append_event_json(out, dl.event.ref(), std::string_view(extra, r.size));
+    char extra[80];  // "lease":N,"attempt":N with N of at most 20 characters each
+    std::memcpy(extra, "\"lease\":", 8);
+    char* p = std::to_chars(extra + 8, extra + 32, dl.lease).ptr;
+    std::memcpy(p, ",\"attempt\":", 11);
+    p = std::to_chars(p + 11, extra + sizeof extra, dl.attempt).ptr;
+    append_event_json(out, dl.event.ref(), std::string_view(extra, static_cast<std::size_t>(p - extra)));
   };
   if (pipe) {
     PipeOptions po;

@@ -88,6 +88,60 @@ class LeaseKeeper {
   std::thread thread_;
 };
 
+// A thread kept for the whole drain that runs one job at a time: the look-ahead pulls. One
+// thread for every batch keeps its stack and malloc arena warm, where a thread per batch would
+// fault both in again each time.
+class Helper {
+ public:
+  Helper() : thread_([this] { run(); }) {}
+  ~Helper() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Helper(const Helper&) = delete;
+  Helper& operator=(const Helper&) = delete;
+  /// Starts `job` (which must not throw) on the helper's thread; the previous job must be done.
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      job_ = std::move(job);
+      busy_ = true;
+    }
+    cv_.notify_all();
+  }
+  /// Waits until the job started last is done.
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    cv_.wait(lock, [this] { return !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || busy_; });
+      if (!busy_) return;
+      auto job = std::move(job_);
+      lock.unlock();
+      job();
+      job = nullptr;
+      lock.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool busy_ = false, stop_ = false;
+  std::thread thread_;
+};
+
 struct Shared {
   const DrainOptions& options;
   const StoreOptions& store;
@@ -128,23 +182,34 @@ struct Shared {
 };
 
 Settlement settlement_for(const PullResult& r, const BatchOutcome& out, bool interrupted) {
-  std::unordered_map<std::int64_t, const std::optional<std::string>*> by_position;
-  for (const auto& [p, v] : out.results) by_position[p] = &v;
-  std::unordered_set<std::int64_t> returned(out.returned.begin(), out.returned.end());
   Settlement s = Settlement::of(r.lease);
+  s.items.reserve(r.deliveries.size());
+  // Handlers give their results in delivery order (returned ones left out), so each lookup
+  // usually finds its answer at `next`: the maps are built only for a handler that does not.
+  std::size_t next = 0;
+  std::unordered_map<std::int64_t, const std::optional<std::string>*> by_position;
+  // nullptr: no outcome for it.
+  auto result_of = [&](std::int64_t position) -> const std::optional<std::string>* {
+    if (next < out.results.size() && out.results[next].first == position) return &out.results[next++].second;
+    if (by_position.empty())
+      for (const auto& [p, v] : out.results) by_position[p] = &v;
+    auto it = by_position.find(position);
+    return it == by_position.end() ? nullptr : it->second;
+  };
+  std::unordered_set<std::int64_t> returned(out.returned.begin(), out.returned.end());
   for (const auto& d : r.deliveries) {
-    auto it = by_position.find(d.event.position);
+    const std::optional<std::string>* result = result_of(d.event.position);
     Settlement::Item item{d.event.position, Settlement::ack, {}};
-    if (it == by_position.end()) {
+    if (!result) {
       item.kind = Settlement::nack;
       item.reason = "the handler reported no outcome for it";
-    } else if (*it->second) {
+    } else if (*result) {
       item.kind = Settlement::nack;
-      item.reason = **it->second;
+      item.reason = **result;
     }
     // Stopped by SIGINT: the failure is most likely the interrupt itself; do not count it.
     if (item.kind == Settlement::nack && interrupted && !out.final_answers) item.kind = Settlement::release;
-    if (returned.count(d.event.position)) item.kind = Settlement::release;
+    if (!returned.empty() && returned.count(d.event.position)) item.kind = Settlement::release;
     s.items.push_back(std::move(item));
   }
   return s;
@@ -204,7 +269,10 @@ void run_worker(Shared& sh, int index) {
       return r;
     };
 
+    Helper helper;
     std::optional<PullResult> ahead;
+    // The batch handled last, freed while the next one is pulled rather than between batches.
+    PullResult done;
     int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
     while (!sh.stop.load() && !interrupted()) {
       PullResult cur;
@@ -239,7 +307,7 @@ void run_worker(Shared& sh, int index) {
       const auto delivered = static_cast<std::int64_t>(cur.deliveries.size());
 
       std::exception_ptr ahead_error;
-      std::thread look_ahead([&] {
+      helper.start([&] {
         try {
           ahead = pull(true);
           if (ahead && ahead->deliveries.empty()) ahead.reset();
@@ -248,11 +316,12 @@ void run_worker(Shared& sh, int index) {
           ahead_error = std::current_exception();
         }
       });
+      done = PullResult();
       BatchOutcome out;
       try {
         out = handler(cur.deliveries);
       } catch (...) {
-        look_ahead.join();
+        helper.wait();
         sh.keeper.drop(cur_key);
         unsettled.push_back(release_all(cur));
         sh.add({}, delivered, 0);
@@ -263,10 +332,11 @@ void run_worker(Shared& sh, int index) {
         }
         throw;
       }
-      look_ahead.join();
+      helper.wait();
       sh.keeper.drop(cur_key);
       unsettled.push_back(settlement_for(cur, out, interrupted()));
       sh.add({}, delivered, 0);
+      done = std::move(cur);
       slot ^= 1;
       if (ahead_error) std::rethrow_exception(ahead_error);
       if (ahead && (sh.stop.load() || interrupted())) {

@@ -17,9 +17,11 @@
 // event, the one most likely to have caused it. Inside a stream no outcome is taken after a nack:
 // a stream whose event was nacked has its later events returned, whatever was answered for them.
 //
-// Watching the process: poll() on its stdout, stderr, a pidfd (its exit) and esctl's interrupt
+// Watching the process: poll() on its stdout, a pidfd (its exit) and esctl's interrupt
 // descriptor, with the ack timeout as the poll timeout, so an idle wait costs no CPU. Without
-// pidfd_open (Linux < 5.3) the poll wakes every 200 ms to ask waitpid.
+// pidfd_open (Linux < 5.3) the poll wakes every 200 ms to ask waitpid. Its stderr is read by a
+// thread of its own (StderrReader) for as long as it runs: also between batches, when nothing
+// here is watching it, so that a handler writing much there while the drain is idle never blocks.
 #include "drain/pipe_handler.hpp"
 
 #include <fcntl.h>
@@ -108,11 +110,14 @@ class PipeHandler {
     BatchOutcome out;
     std::unordered_set<std::string_view> failed;  // streams with a nacked event in this batch
 
-    explicit Batch(const std::vector<Delivery>& e) : events(e) { out.final_answers = true; }
+    explicit Batch(const std::vector<Delivery>& e) : events(e) {
+      out.final_answers = true;
+      out.results.reserve(e.size());
+    }
     bool done() const { return answered == events.size(); }
     void answer(std::optional<std::string> nack) {
       const Delivery& d = events[answered++];
-      if (failed.count(d.event.stream)) {
+      if (!failed.empty() && failed.count(d.event.stream)) {
         out.returned.push_back(d.event.position);
         return;
       }
@@ -141,50 +146,26 @@ class PipeHandler {
     else write_all_fd(2, text);
   }
 
-  void pass_stderr(std::string_view bytes) {
-    last_stderr_.add(bytes);
-    if (o_.relay) o_.relay(2, bytes);
-    else write_all_fd(2, bytes);
-  }
-
-  // Reads what the process wrote to stderr; false at end of file.
-  bool read_stderr() {
-    char chunk[1 << 14];
-    ssize_t n = ::read(err_.fd, chunk, sizeof chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
-    if (n <= 0) {
-      err_.reset();
-      return false;
-    }
-    pass_stderr(std::string_view(chunk, static_cast<std::size_t>(n)));
-    return true;
-  }
 
   // Reads what the process wrote to stdout into rbuf_; false at end of file.
   bool read_stdout() {
-    std::size_t old = rbuf_.size();
-    rbuf_.resize(old + (1 << 16));
-    ssize_t n = ::read(out_.fd, rbuf_.data() + old, 1 << 16);
-    rbuf_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    char chunk[1 << 16];
+    ssize_t n = ::read(out_.fd, chunk, sizeof chunk);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
     if (n <= 0) {
       out_.reset();
       return false;
     }
+    rbuf_.append(chunk, static_cast<std::size_t>(n));
     return true;
   }
 
-  // Takes what is left in the process's stdout and stderr without waiting (it has exited, or is
-  // being ended); what something it started in the background keeps open is not waited for.
-  void drain_outputs() {
-    for (Fd* f : {&out_, &err_}) {
-      if (f->fd < 0) continue;
-      ::fcntl(f->fd, F_SETFL, O_NONBLOCK);
-      while (f->fd >= 0) {
-        if (f == &out_ ? !read_stdout() : !read_stderr()) break;
-        pollfd p{f->fd, POLLIN, 0};
-        if (::poll(&p, 1, 0) <= 0) break;
-      }
+  // Takes what is left in the process's stdout without waiting (it has exited, or is being
+  // ended); what something it started in the background keeps open is not waited for.
+  void drain_stdout() {
+    while (out_.fd >= 0 && read_stdout()) {
+      pollfd p{out_.fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
     }
   }
 
@@ -200,24 +181,20 @@ class PipeHandler {
     return exited_;
   }
 
-  // Waits up to `ms` for the process to exit, passing its stderr on and keeping its stdout.
+  // Waits up to `ms` for the process to exit, keeping its stdout.
   bool wait_exit(std::int64_t ms) {
     const auto until = Steady::now() + std::chrono::milliseconds(ms);
     while (!reap_if_exited()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Steady::now()).count();
       if (left <= 0) return false;
-      pollfd fds[3];
+      pollfd fds[2];
       nfds_t n = 0;
       if (pidfd_.fd >= 0) fds[n++] = {pidfd_.fd, POLLIN, 0};
-      if (err_.fd >= 0) fds[n++] = {err_.fd, POLLIN, 0};
       if (out_.fd >= 0) fds[n++] = {out_.fd, POLLIN, 0};
       int wait = static_cast<int>(pidfd_.fd >= 0 ? left : std::min<std::int64_t>(left, 20));
       if (::poll(fds, n, wait) <= 0) continue;
-      for (nfds_t i = 0; i < n; ++i) {
-        if (!fds[i].revents) continue;
-        if (fds[i].fd == err_.fd) read_stderr();
-        else if (fds[i].fd == out_.fd) read_stdout();
-      }
+      for (nfds_t i = 0; i < n; ++i)
+        if (fds[i].revents && fds[i].fd == out_.fd) read_stdout();
     }
     return true;
   }
@@ -241,10 +218,14 @@ class PipeHandler {
     } else {
       ::kill(-pid_, SIGTERM);  // stragglers it started (ESRCH when there are none)
     }
-    drain_outputs();
+    drain_stdout();
+    if (err_) {
+      err_->stop();
+      last_said_ = err_->take_last_line();
+      err_.reset();
+    }
     int status = status_;
     out_.reset();
-    err_.reset();
     pidfd_.reset();
     rbuf_.clear();
     pid_ = -1;
@@ -266,21 +247,25 @@ class PipeHandler {
     answers_ = 0;
     in_.fd = std::exchange(in_w.fd, -1);
     out_.fd = std::exchange(out_r.fd, -1);
-    err_.fd = std::exchange(err_r.fd, -1);
     pidfd_.fd = open_pidfd(pid);
+    last_said_.clear();
+    err_ = std::make_unique<StderrReader>(
+        std::move(err_r),
+        [this](std::string_view bytes) {
+          if (o_.relay) o_.relay(2, bytes);
+          else write_all_fd(2, bytes);
+        },
+        o_.command);
     // Room for a whole batch, so that writing it rarely waits (best effort: limits may refuse).
     ::fcntl(in_.fd, F_SETPIPE_SZ, static_cast<int>(kPipeMax));
-    for (int fd : {in_.fd, out_.fd, err_.fd}) ::fcntl(fd, F_SETFL, O_NONBLOCK);
-    last_stderr_.take();
+    for (int fd : {in_.fd, out_.fd}) ::fcntl(fd, F_SETFL, O_NONBLOCK);
   }
 
   // Before the next batch is written: a process that exited, or wrote something, while it had
   // nothing to answer has failed (no event to blame).
   void check_idle() {
-    pollfd fds[2] = {{out_.fd, POLLIN, 0}, {err_.fd, POLLIN, 0}};
-    while (err_.fd >= 0 && ::poll(&fds[1], 1, 0) > 0 && read_stderr()) {
-    }
-    if (out_.fd >= 0 && ::poll(fds, 1, 0) > 0) read_stdout();
+    pollfd p{out_.fd, POLLIN, 0};
+    if (out_.fd >= 0 && ::poll(&p, 1, 0) > 0) read_stdout();
     if (!rbuf_.empty()) {
       std::string_view first(rbuf_);
       first = first.substr(0, first.find('\n'));
@@ -313,7 +298,8 @@ class PipeHandler {
   // restart is scheduled after the back-off, and all of it is said on stderr.
   void failed(const std::string& what, Batch* b) {
     const int status = end_process(0);
-    std::string said = last_stderr_.take();
+    std::string said = std::move(last_said_);
+    last_said_.clear();
     std::string reason = what;
     if (!said.empty()) reason += ": " + said;
     if (answers_ == 0 && WIFEXITED(status) && (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127))
@@ -337,10 +323,10 @@ class PipeHandler {
   // Takes the complete answer lines in rbuf_. False after a protocol error (the process failed).
   bool take_answers(Batch& b) {
     std::size_t at = 0;
-    bool ok = true;
-    while (ok) {
-      std::size_t nl = rbuf_.find('\n', at);
-      if (nl == std::string::npos) break;
+    for (;;) {
+      const void* found = std::memchr(rbuf_.data() + at, '\n', rbuf_.size() - at);
+      if (!found) break;
+      const std::size_t nl = static_cast<std::size_t>(static_cast<const char*>(found) - rbuf_.data());
       std::string_view line(rbuf_.data() + at, nl - at);
       if (b.done()) {
         std::string what = fmt::format(
@@ -392,12 +378,11 @@ class PipeHandler {
         take_answers(b);
         return;
       }
-      pollfd fds[5];
+      pollfd fds[4];
       nfds_t n = 0;
       const bool writing = in_.fd >= 0 && off < buf_.size();
       if (writing) fds[n++] = {in_.fd, POLLOUT, 0};
       if (out_.fd >= 0) fds[n++] = {out_.fd, POLLIN, 0};
-      if (err_.fd >= 0) fds[n++] = {err_.fd, POLLIN, 0};
       if (pidfd_.fd >= 0) fds[n++] = {pidfd_.fd, POLLIN, 0};
       if (ifd >= 0) fds[n++] = {ifd, POLLIN, 0};
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now()).count();
@@ -425,15 +410,13 @@ class PipeHandler {
           if (!read_stdout()) eof = true;
           if (!take_answers(b)) return;
           if (b.answered != before) deadline = Steady::now() + std::chrono::milliseconds(o_.ack_timeout_ms);
-        } else if (fd == err_.fd) {
-          read_stderr();
         } else if (fd == pidfd_.fd) {
           gone = reap_if_exited();
         }
       }
       if (gone) {
         // Answers it wrote before it exited still count.
-        drain_outputs();
+        drain_stdout();
         if (!take_answers(b)) return;
         if (b.done()) {
           failed(status_text(status_), nullptr);
@@ -464,9 +447,10 @@ class PipeHandler {
   pid_t pid_ = -1;
   bool exited_ = false;
   int status_ = 0;
-  Fd in_, out_, err_, pidfd_;
+  Fd in_, out_, pidfd_;
+  std::unique_ptr<StderrReader> err_;  // while the process runs
+  std::string last_said_;               // its last stderr line, once it has ended
   std::string buf_, rbuf_;
-  LastLine last_stderr_;
   std::int64_t answers_ = 0;  // since the process started
   std::int64_t backoff_ms_;
   std::optional<Steady::time_point> restart_at_;

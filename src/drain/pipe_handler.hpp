@@ -30,7 +30,8 @@ struct PipeOptions {
   std::int64_t term_wait_ms = 5000;
   /// Unset: the handler's stderr, and esctl's notices about it (restarts), go to esctl's stderr
   /// as they come. Set (a progress line is on the terminal): they are handed here (`fd` 2) so
-  /// that the caller can clear its line first. Called on the worker's thread.
+  /// that the caller can clear its line first. Called on the worker's thread, and for the
+  /// handler's stderr on a thread that reads it (so it must be safe to call from both at once).
   std::function<void(int fd, std::string_view bytes)> relay;
 };
 

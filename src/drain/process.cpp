@@ -2,6 +2,7 @@
 #include "drain/process.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -113,6 +115,66 @@ void LastLine::end_line() {
     last_ = std::move(partial_);
   }
   partial_.clear();
+}
+
+StderrReader::StderrReader(Fd&& fd, std::function<void(std::string_view)> sink, const std::string& command)
+    : sink_(std::move(sink)) {
+  fd_.fd = std::exchange(fd.fd, -1);
+  make_pipe(wake_r_, wake_w_, command);
+  thread_ = std::thread([this] { run(); });
+}
+
+void StderrReader::stop() {
+  if (!thread_.joinable()) return;
+  const char c = 0;
+  while (::write(wake_w_.fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  thread_.join();
+  fd_.reset();
+}
+
+std::string StderrReader::take_last_line() {
+  std::lock_guard<std::mutex> lock(m_);
+  return last_.take();
+}
+
+void StderrReader::pass(std::string_view bytes) {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    last_.add(bytes);
+  }
+  sink_(bytes);
+}
+
+void StderrReader::run() {
+  constexpr std::size_t kStopReadMax = 4 << 20;
+  char chunk[1 << 14];
+  for (;;) {
+    pollfd fds[2] = {{fd_.fd, POLLIN, 0}, {wake_r_.fd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) {
+      // Stopping (checked first, so that a handler that keeps writing cannot hold it off): what
+      // is in the pipe now, then no more (at most 4 MiB, should something it started keep writing).
+      ::fcntl(fd_.fd, F_SETFL, O_NONBLOCK);
+      for (std::size_t taken = 0; taken < kStopReadMax;) {
+        ssize_t n = ::read(fd_.fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        taken += static_cast<std::size_t>(n);
+        pass(std::string_view(chunk, static_cast<std::size_t>(n)));
+      }
+      return;
+    }
+    if (fds[0].revents) {
+      ssize_t n = ::read(fd_.fd, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // end of file: everything that could hold it open has closed it
+      pass(std::string_view(chunk, static_cast<std::size_t>(n)));
+    }
+  }
 }
 
 }  // namespace esctl

@@ -5,8 +5,11 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace esctl {
 
@@ -57,6 +60,35 @@ class LastLine {
  private:
   void end_line();
   std::string partial_, last_;
+};
+
+/// Reads a long-lived handler's stderr on a thread of its own for as long as the handler runs,
+/// so that the handler never blocks on a full pipe, whatever it writes and whenever (also while
+/// the drain is idle), and its output shows as it comes. Each chunk goes to `sink` (called on the
+/// reader's thread) and into the last line kept for nack reasons.
+class StderrReader {
+ public:
+  /// Takes `fd` (the read end of the handler's stderr) and starts reading it. Throws Errc::io
+  /// naming `command` when it cannot.
+  StderrReader(Fd&& fd, std::function<void(std::string_view)> sink, const std::string& command);
+  ~StderrReader() { stop(); }
+  StderrReader(const StderrReader&) = delete;
+  StderrReader& operator=(const StderrReader&) = delete;
+  /// Takes what is in the pipe now, without waiting for more (something the handler started in
+  /// the background may hold it open), and ends the thread. Idempotent.
+  void stop();
+  /// The last line the handler wrote so far (see LastLine::take); clears it.
+  std::string take_last_line();
+
+ private:
+  void run();
+  void pass(std::string_view bytes);
+
+  Fd fd_, wake_r_, wake_w_;
+  std::function<void(std::string_view)> sink_;
+  std::mutex m_;
+  LastLine last_;
+  std::thread thread_;
 };
 
 }  // namespace esctl

@@ -6,11 +6,16 @@
 //   drain --pipe BENCH --ack-handler               (a) a compiled handler: `ack` per line, written
 //                                                  whenever its input has nothing more buffered
 //   drain --pipe "python3 -u -c ..."               (b) Python answering `ack` per line
-// Prints events/s, the ratio to export, and the peak RSS of the run (the larger of esctl and the
-// handler processes it waited for). The store is made with `esctl import`, so only the binary is
-// measured.
+// Each row runs REPEATS times, interleaved (export, exec, pipe a, pipe b, export, ...), so that a
+// busy machine slows every row alike; it prints the median events/s, its ratio to export's
+// median, the median CPU time (user + system, of esctl and the handler processes it waited for:
+// steadier than wall time on a shared machine) and the peak RSS over the repeats (the larger of
+// esctl and its handlers). The store is made with `esctl import`, so only the binary is measured.
 //
-// Usage: bench_pipe [EVENTS=1000000]        (bench_pipe --ack-handler is handler (a))
+// Usage: bench_pipe [EVENTS=1000000] [REPEATS=3]   (bench_pipe --ack-handler is handler (a))
+// With BENCH_PIPE_BEFORE=PATH (another esctl binary, e.g. one built before a change) every row
+// is also run with PATH, in the same rounds, each ratio against the export of its own binary.
+// BENCH_PIPE_ONLY=TEXT keeps export and the drains whose name contains TEXT (e.g. "(a)").
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
@@ -18,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -62,6 +68,7 @@ int ack_handler() {
 struct Ran {
   int status = -1;
   double seconds = 0;
+  double cpu_seconds = 0;
   long max_rss_kb = 0;
 };
 
@@ -85,6 +92,8 @@ Ran run(const std::vector<std::string>& argv, const std::string& input_file = "/
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   r.max_rss_kb = ru.ru_maxrss;
+  r.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                  static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   return r;
 }
 
@@ -100,12 +109,13 @@ void must(const Ran& r, const std::string& what) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--ack-handler") == 0) return ack_handler();
   const std::int64_t n = argc > 1 ? std::atoll(argv[1]) : 1000000;
+  const int repeats = std::max(1, argc > 2 ? std::atoi(argv[2]) : 3);
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   auto dir = std::filesystem::temp_directory_path() / fmt::format("esctl-bench-pipe-{}", ::getpid());
   std::filesystem::create_directories(dir);
   const std::string store = (dir / "events.db").string();
-  auto esctl = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {ESCTL_BIN, "--store", store});
+  auto esctl = [&](std::vector<std::string> args, const std::string& bin = ESCTL_BIN) {
+    args.insert(args.begin(), {bin, "--store", store});
     return args;
   };
 
@@ -128,24 +138,57 @@ int main(int argc, char** argv) {
     std::string name;
     std::vector<std::string> args;
     bool drain;
+    std::string bin = ESCTL_BIN;
   };
   const std::string py = "python3 -u -c 'import sys\nfor line in sys.stdin: sys.stdout.write(\"ack\\n\")'";
-  const std::vector<Row> rows = {
+  std::vector<Row> rows = {
       {"export --all", {"export", "--all"}, false},
       {"drain --exec 'cat >/dev/null'", {"queue", "drain", "bench", "--batch", "1000", "--exec", "cat >/dev/null"}, true},
       {"drain --pipe (a) compiled ack", {"queue", "drain", "bench", "--batch", "1000", "--pipe", "'" + self + "' --ack-handler"}, true},
       {"drain --pipe (b) python3 -u", {"queue", "drain", "bench", "--batch", "1000", "--pipe", py}, true},
   };
+  if (const char* only = std::getenv("BENCH_PIPE_ONLY"); only && *only)
+    rows.erase(std::remove_if(rows.begin(), rows.end(),
+                              [&](const Row& r) { return r.drain && r.name.find(only) == std::string::npos; }),
+               rows.end());
+  if (const char* before = std::getenv("BENCH_PIPE_BEFORE"); before && *before) {
+    const std::size_t now = rows.size();
+    for (std::size_t i = 0; i < now; ++i) {
+      Row r = rows[i];
+      r.name += " (before)";
+      r.bin = before;
+      rows.push_back(r);
+    }
+  }
+  std::vector<std::vector<Ran>> ran(rows.size());
+  for (int rep = 0; rep < repeats; ++rep) {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].drain) must(run(esctl({"queue", "reset", "bench", "--to", "start"})), "reset");
+      Ran r = run(esctl(rows[i].args, rows[i].bin));
+      must(r, rows[i].name);
+      ran[i].push_back(r);
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
   double export_rate = 0;
-  fmt::print("{:<34} {:>10} {:>12} {:>9} {:>9}\n", "run", "seconds", "events/s", "x export", "peak RSS");
-  for (const auto& row : rows) {
-    if (row.drain) must(run(esctl({"queue", "reset", "bench", "--to", "start"})), "reset");
-    Ran r = run(esctl(row.args));
-    must(r, row.name);
-    double rate = static_cast<double>(n) / r.seconds;
-    if (!row.drain) export_rate = rate;
-    fmt::print("{:<34} {:>10.2f} {:>12.0f} {:>9.2f} {:>6.1f} MB\n", row.name, r.seconds, rate, rate / export_rate,
-               static_cast<double>(r.max_rss_kb) / 1024);
+  fmt::print("{} repeats, medians\n", repeats);
+  fmt::print("{:<42} {:>10} {:>12} {:>9} {:>9} {:>10}\n", "run", "seconds", "events/s", "x export", "cpu s",
+             "peak RSS");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::vector<double> secs, cpu;
+    long rss = 0;
+    for (const auto& r : ran[i]) {
+      secs.push_back(r.seconds);
+      cpu.push_back(r.cpu_seconds);
+      rss = std::max(rss, r.max_rss_kb);
+    }
+    double rate = static_cast<double>(n) / median(secs);
+    if (!rows[i].drain) export_rate = rate;
+    fmt::print("{:<42} {:>10.2f} {:>12.0f} {:>9.2f} {:>9.2f} {:>7.1f} MB\n", rows[i].name, median(secs), rate,
+               rate / export_rate, median(cpu), static_cast<double>(rss) / 1024);
   }
   std::filesystem::remove_all(dir);
   return 0;

@@ -325,6 +325,25 @@ TEST_SUITE("cli/queue_pipe") {
     s.verify();
   }
 
+  TEST_CASE("an idle --follow handler's stderr is passed through as it comes, however much it writes") {
+    Store s;
+    s.fill(1, 1);
+    s.ok({"create", "q", "--from", "start"});
+    // After answering, with nothing outstanding, it writes 200 KiB to stderr (three pipe buffers):
+    // unless esctl reads its stderr while idle, the write blocks and 'written' never appears.
+    std::string h = "while IFS= read -r l; do echo ack; yes 'x123456789' | head -c 204800 >&2; echo >&2; "
+                    "echo 'last words' >&2; : > '" + (s.dir / "written") + "'; done";
+    int pid = spawn({"--store", s.path, "queue", "drain", "q", "--follow", "--pipe", h}, s.dir / "out", s.dir / "err");
+    bool written = eventually([&] { return std::filesystem::exists(s.dir / "written"); });
+    ::kill(pid, SIGINT);
+    CHECK(wait_for(pid) == 130);
+    REQUIRE(written);
+    std::string err = read_file(s.dir / "err");
+    CHECK(err.size() >= 204800);
+    CHECK(contains(err, "last words"));
+    CHECK(s.status("q")["lag"] == 0);
+  }
+
   TEST_CASE("a drainer killed with -9 mid-batch: the handler exits at the end of its stdin, the next drain redelivers") {
     Store s;
     s.fill(10, 1);

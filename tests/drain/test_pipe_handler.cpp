@@ -7,11 +7,13 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
@@ -220,6 +222,26 @@ TEST_SUITE("drain/pipe_handler") {
     CHECK(of(out, 1) == "ack");
     CHECK(of(out, 2) == "nack: handler exited with status 1");
     CHECK(p.said.find("starting it again in 1ms") != std::string::npos);
+  }
+
+  TEST_CASE("its stderr is read while no batch is in hand: a handler writing much there between batches goes on") {
+    Dir dir;
+    // After its answer, with nothing outstanding, it writes 200 KiB to stderr and then says so
+    // in a file: unless its stderr is read between batches, the write blocks and the file never
+    // appears.
+    Pipe p("while IFS= read -r l; do echo ack; yes 'x123456789' | head -c 204800 >&2; echo >&2; "
+           "echo 'last words' >&2; : > '" + dir / "written" + "'; done");
+    auto out = p.handle({event(1, "s", 0)});
+    CHECK(of(out, 1) == "ack");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);  // not a timing assertion
+    while (!std::filesystem::exists(dir / "written") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(std::filesystem::exists(dir / "written"));
+    // Its output reached the relay, and the next batch is answered as usual.
+    CHECK(of(p.handle({event(2, "s", 1)}), 2) == "ack");
+    std::lock_guard<std::mutex> lock(p.m);
+    CHECK(p.said.size() >= 204800);
+    CHECK(p.said.find("last words") != std::string::npos);
   }
 
   TEST_CASE("a handler that cannot be run throws, and acks nothing") {
