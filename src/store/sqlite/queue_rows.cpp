@@ -70,7 +70,9 @@ class SqliteQueueRows final : public QueueRows {
   SqliteQueueRows(sql::Db& db, std::string location) : db_(db), location_(std::move(location)) {}
 
   std::unique_ptr<Txn> begin(TxnKind kind) override { return std::make_unique<SqliteTxn>(db_, kind); }
-  Clock clock(const Clock& local) override { return local; }
+  // The caller's clock if pinned (tests that move time by hand), else the clocks read now: the
+  // write lock is held by then, and a lease that expired while waiting for it counts as expired.
+  Clock clock(const Clock& local) override { return local.pinned ? local : Clock::now(); }
   std::string display() override { return location_; }
 
   std::int64_t last_position() override { return sqlite::last_position(db_); }
