@@ -7,7 +7,6 @@
 #include "core/json_text.hpp"
 #include "render/table.hpp"
 #include "render/units.hpp"
-#include "store/postgres/pg.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -87,8 +86,8 @@ Runner setup_stats(CLI::App& app) {
     sum.add("events", st.events, "events");
     sum.add("streams", st.streams, "streams");
     sum.add("head position", st.last_position, "head_position");
-    // Queues with their lag (PostgreSQL stores have no queues yet).
-    if (!pg::is_uri(store.location())) {
+    // Queues with their lag.
+    {
       auto queues = Queues(store).statuses(Clock::now());
       std::string js = "[";
       Table t({"QUEUE", "LAG", "CURSOR", "PARKED"});
