@@ -8,7 +8,6 @@
 #include "render/json_object.hpp"
 #include "render/table.hpp"
 #include "render/units.hpp"
-#include "store/postgres/pg.hpp"
 #include "store/queue.hpp"
 
 namespace esctl::cmd {
@@ -88,8 +87,8 @@ Runner setup_stats(CLI::App& app) {
     sum.add("events", st.events, "events");
     sum.add("streams", st.streams, "streams");
     sum.add("head position", st.last_position, "head_position");
-    // Queues with their lag (PostgreSQL stores have no queues yet).
-    if (!pg::is_uri(store.location())) {
+    // Queues with their lag.
+    {
       auto queues = Queues(store).statuses(Clock::now());
       std::vector<std::string> js;
       Table t({"QUEUE", "LAG", "CURSOR", "PARKED"});

@@ -29,6 +29,8 @@
 
 namespace esctl {
 
+class QueueRows;
+
 /// One stored event as a backend reads it: the stream by id (Store names it, cached), every
 /// view valid only during the call it is passed to.
 struct EventRow {
@@ -144,6 +146,9 @@ class StoreBackend {
   /// Best effort, between the chunks of a long read with no snapshot open: lets the backend
   /// reclaim its write-ahead log (SQLite: checkpoint, and restart a big WAL). May do nothing.
   virtual void reclaim_log() = 0;
+  /// The queue rows of this connection (store/queue_rows.hpp), which the projector queues'
+  /// delivery algorithm (store/queue.cpp) runs over; owned by the backend.
+  virtual QueueRows& queue_rows() = 0;
 };
 
 }  // namespace esctl

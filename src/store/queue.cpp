@@ -12,7 +12,10 @@
 //   acks whole batches thus writes one row per batch instead of one per event. A run is turned
 //   into item rows ("materialized") when it expires or when only part of it is settled.
 //
-// Pull (one BEGIN IMMEDIATE transaction; several if the filter skips very many events):
+// Rows. The rows are kept by the backend behind QueueRows (queue_rows.hpp), which holds the SQL;
+// every decision about them is made here, once for every backend.
+//
+// Pull (one write transaction; several if the filter skips very many events):
 //  1. Runs whose lease expired are materialized as expired leased rows. The streams of the
 //     other runs are blocked.
 //  2. Rows, lowest position first: the stream heads in position order, merged with the next row
@@ -49,8 +52,9 @@
 // are used up is parked from the moment it expired: readers (status, parked) count it so at
 // once, and the next write (pull, retry) records it, with the expiry as its parked time.
 //
-// Clocks: due times are CLOCK_BOOTTIME µs plus the boot they were taken on; a due time from
-// another boot has passed (see Clock). Wall times are kept for display only.
+// Clocks: due times are in the clock of QueueRows::clock: on SQLite CLOCK_BOOTTIME µs plus the
+// boot they were taken on (a due time from another boot has passed, see Clock); on a server, the
+// server's clock, which every drainer on every machine shares. Wall times are for display only.
 #include "store/queue.hpp"
 
 #include <algorithm>
@@ -65,28 +69,20 @@
 #include "core/varint.hpp"
 #include "core/names.hpp"
 #include "core/time.hpp"
-#include "store/sqlite/sqlite.hpp"
-#include "store/sqlite/event_store.hpp"
+#include "store/queue_rows.hpp"
 #include "store/store.hpp"
 
 namespace esctl {
 namespace {
 
-enum State : int { kPending = 0, kLeased = 1, kRetry = 2, kParked = 3 };
+using State = QueueState;
+constexpr State kPending = State::pending, kLeased = State::leased, kRetry = State::retry, kParked = State::parked;
+using Row = QueueRow;
+using Kind = QueueRows::TxnKind;
 
 // Events examined per transaction before a pull commits what it has and starts another, so a
 // filter that skips many events never holds the write lock for long.
 constexpr std::int64_t kScanBudget = 20000;
-
-constexpr const char* kSelectQueue =
-    "SELECT id, name, filter_streams, filter_categories, filter_types, start_position, cursor, max_attempts, "
-    "ack_timeout_ms, on_poison, generation, created_at, deliverable_since FROM queues WHERE name = ?1";
-constexpr const char* kSelectEventAt =
-    "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position = ?1";
-constexpr const char* kSelectEventsAfter =
-    "SELECT position, stream_id, version, id, type, data, meta, recorded_at FROM events WHERE position > ?1 "
-    "ORDER BY position";
-constexpr const char* kRowColumns = "position, stream_id, state, attempts, due_mono, due_boot, coalesce(lease, 0)";
 
 std::int64_t boot_number() {
   static const std::int64_t n = [] {
@@ -107,9 +103,6 @@ bool due_passed(std::int64_t due_mono, std::int64_t due_boot, const Clock& c) {
   return due_boot != c.boot || due_mono <= c.mono_us;
 }
 
-// The time a transaction judges leases by, read once it holds its lock (see Clock::pinned).
-Clock decision_clock(const Clock& given) { return given.pinned ? given : Clock::now(); }
-
 std::string json_array(const std::vector<std::string>& v) {
   std::string out = "[";
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -120,31 +113,10 @@ std::string json_array(const std::vector<std::string>& v) {
   return out;
 }
 
-// Queue state commits need not be fsynced (see Queues): synchronous=NORMAL while in scope.
-class RelaxedSync {
- public:
-  explicit RelaxedSync(sql::Db& db) : db_(db) { db_.exec("PRAGMA synchronous = NORMAL"); }
-  ~RelaxedSync() {
-    try {
-      db_.exec("PRAGMA synchronous = FULL");
-    } catch (...) {
-    }
-  }
+QueueRows& rows_of(Store& store) { return store.backend().queue_rows(); }
 
- private:
-  sql::Db& db_;
-};
-
-// Packed run members: per member, varint(position - previous position) then varint(stream id)
-// (core/varint.hpp).
-struct Row {
-  std::int64_t position = 0, stream = 0, state = 0, attempts = 0, due_mono = 0, due_boot = 0, lease = 0;
-};
-
-Row read_row(sql::Stmt& s) {
-  return Row{s.i64(0), s.i64(1), s.i64(2), s.i64(3), s.i64(4), s.i64(5), s.i64(6)};
-}
-
+// A run of first deliveries, decoded. Packed members: per member, varint(position - previous
+// position) then varint(stream id) (core/varint.hpp).
 struct Run {
   std::int64_t first = 0, last = 0;
   std::vector<std::int64_t> positions, streams;
@@ -169,67 +141,16 @@ struct Run {
   }
 };
 
-// Whether events match a queue's filter, with the per-stream answer cached.
-class Matcher {
- public:
-  Matcher(Store& store, const EventFilter& filter)
-      : store_(store), filter_(filter), by_stream_(!filter.stream_globs.empty() || !filter.categories.empty()) {}
-  bool operator()(std::int64_t stream_id, std::string_view type) {
-    if (by_stream_) {
-      auto i = static_cast<std::size_t>(stream_id);
-      if (i >= ok_.size()) ok_.resize(std::max(i + 1, ok_.size() * 2), 0);
-      if (ok_[i] == 0) ok_[i] = filter_.matches_stream(store_.stream_name(stream_id)) ? 1 : -1;
-      if (ok_[i] < 0) return false;
-    }
-    return filter_.matches_type(type);
-  }
-
- private:
-  Store& store_;
-  const EventFilter& filter_;
-  bool by_stream_;
-  std::vector<signed char> ok_;
-};
-
-Event read_event(Store& store, sql::Stmt& s) {
-  return Event{s.i64(0),           std::string(store.stream_name(s.i64(1))), s.i64(2), std::string(s.blob(3)),
-               std::string(s.text(4)), std::string(s.text(5)),              std::string(s.text(6)), s.i64(7)};
+Event event_of(Store& store, const EventRow& r) {
+  return Event{r.position,      std::string(store.stream_name(r.stream_id)), r.version,        std::string(r.id),
+               std::string(r.type), std::string(r.data),                     std::string(r.meta), r.recorded_at_us};
 }
 
-std::vector<std::string> json_strings(sql::Db& db, const std::string& text) {
-  std::vector<std::string> out;
-  sql::StmtScope s(db.prepare("SELECT value FROM json_each(?1)"));
-  s->bind(1, text);
-  while (s->step()) out.emplace_back(s->text(0));
-  return out;
-}
-
-QueueInfo load_queue(sql::Db& db, std::string_view name) {
+QueueInfo load_queue(QueueRows& rows, std::string_view name, bool lock = false) {
   check_queue_name(name);
-  QueueInfo q;
-  std::string streams, categories, types;
-  {
-    sql::StmtScope s(db.prepare(kSelectQueue));
-    s->bind(1, name);
-    if (!s->step()) throw Error(Errc::not_found, fmt::format("queue '{}' not found (see 'esctl queue ls')", name));
-    q.id = s->i64(0);
-    q.name = std::string(s->text(1));
-    streams = std::string(s->text(2));
-    categories = std::string(s->text(3));
-    types = std::string(s->text(4));
-    q.start_position = s->i64(5);
-    q.cursor = s->i64(6);
-    q.max_attempts = s->i64(7);
-    q.ack_timeout_ms = s->i64(8);
-    q.on_poison = s->text(9) == "park" ? Poison::park : Poison::block;
-    q.generation = s->i64(10);
-    q.created_at_us = s->i64(11);
-    q.deliverable_since_us = s->i64(12);
-  }
-  q.filter.stream_globs = json_strings(db, streams);
-  q.filter.categories = json_strings(db, categories);
-  q.filter.types = json_strings(db, types);
-  return q;
+  auto q = rows.find_queue(name, lock);
+  if (!q) throw Error(Errc::not_found, fmt::format("queue '{}' not found (see 'esctl queue ls')", name));
+  return std::move(*q);
 }
 
 std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
@@ -247,25 +168,19 @@ std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
   return head;
 }
 
-// The queue work of one transaction on one queue.
+// The queue work of one transaction on one queue: the delivery algorithm over the rows.
 class Session {
  public:
-  // Constructed inside the transaction, after its lock was obtained: see decision_clock.
-  Session(Store& store, QueueInfo q, const Clock& clock)
-      : store_(store), db_(sqlite::connection(store)), q_(std::move(q)), clock_(decision_clock(clock)) {}
+  // Constructed inside the transaction, after its lock was obtained, with the clock the rows give
+  // then (QueueRows::clock: the time leases are judged by).
+  Session(Store& store, QueueRows& rows, QueueInfo q, const Clock& clock)
+      : store_(store), rows_(rows), q_(std::move(q)), clock_(clock) {}
 
   const QueueInfo& queue() const { return q_; }
   const Clock& clock() const { return clock_; }
 
   // ---- rows ----
-  std::optional<Row> item(std::int64_t position) {
-    static const std::string sql =
-        fmt::format("SELECT {} FROM queue_items WHERE queue_id = ?1 AND position = ?2", kRowColumns);
-    sql::StmtScope s(db_.prepare(sql.c_str()));
-    s->bind(1, q_.id).bind(2, position);
-    if (!s->step()) return std::nullopt;
-    return read_row(*s);
-  }
+  std::optional<Row> item(std::int64_t position) { return rows_.item(q_.id, position); }
 
   // ---- fencing: the one place of the rule (see the top of this file) ----
   bool current(const Row& r, std::int64_t token) const {
@@ -285,23 +200,14 @@ class Session {
   std::int64_t park_expired() {
     for (const Run& r : runs())
       if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
-    sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items INDEXED BY queue_items_leased SET state = 3, lease = NULL, reason = 'lease expired', "
-        "due_mono = NULL, due_boot = NULL WHERE queue_id = ?1 AND state = 1 AND attempts >= ?2 AND (due_boot <> ?3 OR due_mono <= ?4)"));
-    s->bind(1, q_.id).bind(2, q_.max_attempts).bind(3, clock_.boot).bind(4, clock_.mono_us);
-    s->run();
-    return db_.changes();
+    return rows_.park_expired(q_.id, q_.max_attempts, clock_);
   }
 
   // What park_expired would park, as parked events (positions only), for readers.
   void expired_for_good(std::vector<ParkedEvent>& out) {
-    static const std::string sql = fmt::format("SELECT {}, coalesce(due_wall, 0) FROM queue_items WHERE queue_id = ?1 AND state = 1", kRowColumns);
-    sql::StmtScope s(db_.prepare(sql.c_str()));
-    s->bind(1, q_.id);
-    while (s->step()) {
-      Row r = read_row(*s);
-      if (expired_for_good(r)) out.push_back(ParkedEvent{Event{r.position}, r.attempts, "lease expired", s->i64(7)});
-    }
+    rows_.leased_items(q_.id, [&](const Row& r, std::int64_t wall) {
+      if (expired_for_good(r)) out.push_back(ParkedEvent{Event{r.position}, r.attempts, "lease expired", wall});
+    });
     if (q_.max_attempts > 1) return;
     for (const Run& r : runs())
       if (due_passed(r.due_mono, r.due_boot, clock_))
@@ -310,98 +216,43 @@ class Session {
 
   // A new lease token, from the store-wide counter.
   std::int64_t new_token() {
-    sql::StmtScope s(db_.prepare("UPDATE counters SET value = value + 1 WHERE name = 'lease' RETURNING value"));
-    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no lease counter; run 'esctl verify'", store_.location()));
-    return s->i64(0);
+    auto t = rows_.next_counter("lease");
+    if (!t) throw Error(Errc::corrupt, fmt::format("store '{}' has no lease counter; run 'esctl verify'", rows_.display()));
+    return *t;
   }
 
-  std::optional<Row> next_in_stream(const Row& r) {
-    static const std::string sql = fmt::format(
-        "SELECT {} FROM queue_items WHERE queue_id = ?1 AND stream_id = ?2 AND position > ?3 ORDER BY position LIMIT 1",
-        kRowColumns);
-    sql::StmtScope s(db_.prepare(sql.c_str()));
-    s->bind(1, q_.id).bind(2, r.stream).bind(3, r.position);
-    if (!s->step()) return std::nullopt;
-    return read_row(*s);
-  }
+  std::optional<Row> next_in_stream(const Row& r) { return rows_.next_in_stream(q_.id, r.stream, r.position); }
 
   // Inserts a row, keeping head right. `known_head`: the caller knows whether the stream has a
   // lower row (true: this is the head; false: it is not); nullopt: look it up.
-  void insert_item(std::int64_t position, std::int64_t stream, int state, std::int64_t attempts,
+  void insert_item(std::int64_t position, std::int64_t stream, State state, std::int64_t attempts,
                    std::optional<Clock> due, std::optional<bool> known_head = std::nullopt, std::int64_t lease = 0) {
     bool head;
     if (known_head) {
       head = *known_head;
     } else {
-      std::optional<std::int64_t> first;
-      {
-        sql::StmtScope s(db_.prepare(
-            "SELECT position FROM queue_items WHERE queue_id = ?1 AND stream_id = ?2 ORDER BY position LIMIT 1"));
-        s->bind(1, q_.id).bind(2, stream);
-        if (s->step()) first = s->i64(0);
-      }
+      std::optional<std::int64_t> first = rows_.first_in_stream(q_.id, stream);
       head = !first || *first > position;
-      if (head && first) {
-        sql::StmtScope u(db_.prepare("UPDATE queue_items SET head = 0 WHERE queue_id = ?1 AND position = ?2"));
-        u->bind(1, q_.id).bind(2, *first);
-        u->run();
-      }
+      if (head && first) rows_.set_head(q_.id, *first, false);
     }
-    sql::StmtScope s(db_.prepare(
-        "INSERT INTO queue_items (queue_id, position, stream_id, state, attempts, due_mono, due_boot, due_wall, head, lease) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
-    s->bind(1, q_.id).bind(2, position).bind(3, stream).bind(4, state).bind(5, attempts);
-    if (due) s->bind(6, due->mono_us).bind(7, due->boot).bind(8, due->wall_us);
-    else s->bind_null(6).bind_null(7).bind_null(8);
-    s->bind(9, head ? 1 : 0);
-    if (lease) s->bind(10, lease);
-    else s->bind_null(10);
-    s->run();
+    rows_.insert_item(q_.id, Row{position, stream, state, attempts, 0, 0, lease}, due, head);
   }
 
   // Deletes a row if it exists; the stream's next row becomes its head. Returns whether it existed.
   bool delete_item(std::int64_t position) {
-    std::int64_t stream = 0;
-    bool head = false;
-    {
-      sql::StmtScope s(
-          db_.prepare("DELETE FROM queue_items WHERE queue_id = ?1 AND position = ?2 RETURNING stream_id, head"));
-      s->bind(1, q_.id).bind(2, position);
-      if (!s->step()) return false;
-      stream = s->i64(0);
-      head = s->i64(1) != 0;
-    }
-    if (head) {
-      sql::StmtScope u(db_.prepare(
-          "UPDATE queue_items SET head = 1 WHERE queue_id = ?1 AND position = "
-          "(SELECT position FROM queue_items WHERE queue_id = ?1 AND stream_id = ?2 ORDER BY position LIMIT 1)"));
-      u->bind(1, q_.id).bind(2, stream);
-      u->run();
-    }
+    auto gone = rows_.delete_item(q_.id, position);
+    if (!gone) return false;
+    if (gone->second) rows_.promote_head(q_.id, gone->first);
     return true;
   }
 
-  void set_state(std::int64_t position, int state, std::int64_t attempts, std::optional<Clock> due,
+  void set_state(std::int64_t position, State state, std::int64_t attempts, std::optional<Clock> due,
                  std::optional<std::int64_t> wall, const std::string* reason) {
-    sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items SET state = ?3, attempts = ?4, due_mono = ?5, due_boot = ?6, due_wall = ?7, lease = NULL, "
-        "reason = CASE WHEN ?9 THEN ?8 ELSE reason END WHERE queue_id = ?1 AND position = ?2"));
-    s->bind(1, q_.id).bind(2, position).bind(3, state).bind(4, attempts);
-    if (due) s->bind(5, due->mono_us).bind(6, due->boot);
-    else s->bind_null(5).bind_null(6);
-    if (wall) s->bind(7, *wall);
-    else s->bind_null(7);
-    if (reason) s->bind(8, *reason).bind(9, 1);
-    else s->bind_null(8).bind(9, 0);
-    s->run();
+    rows_.set_state(q_.id, position, state, attempts, due, wall, reason);
   }
 
   void lease_item(std::int64_t position, const Clock& due, std::int64_t token) {
-    sql::StmtScope s(db_.prepare(
-        "UPDATE queue_items SET state = 1, attempts = attempts + 1, due_mono = ?3, due_boot = ?4, due_wall = ?5, "
-        "lease = ?6 WHERE queue_id = ?1 AND position = ?2"));
-    s->bind(1, q_.id).bind(2, position).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us).bind(6, token);
-    s->run();
+    rows_.lease_item(q_.id, position, due, token);
   }
 
   // A delivery of `r` failed: park it if it has used up its attempts, else retry after `delay_ms`.
@@ -419,14 +270,11 @@ class Session {
   // ---- runs ----
   std::vector<Run> runs() {
     std::vector<Run> out;
-    sql::StmtScope s(db_.prepare(
-        "SELECT first, last, members, due_mono, due_boot, due_wall, lease FROM queue_runs WHERE queue_id = ?1 ORDER BY first"));
-    s->bind(1, q_.id);
-    while (s->step()) {
+    rows_.runs(q_.id, [&](const RunRow& row) {
       Run r;
-      r.first = s->i64(0);
-      r.last = s->i64(1);
-      std::string_view blob = s->blob(2);
+      r.first = row.first;
+      r.last = row.last;
+      std::string_view blob = row.members;
       std::size_t at = 0;
       std::int64_t pos = 0;
       while (at < blob.size()) {
@@ -434,34 +282,27 @@ class Session {
         if (!get_varint(blob, at, d) || !get_varint(blob, at, sid))
           throw Error(Errc::corrupt, fmt::format("store '{}': queue '{}' has a damaged lease run at position {}; "
                                                  "'esctl queue reset {} --to POSITION' clears it",
-                                                 store_.location(), q_.name, r.first, q_.name));
+                                                 rows_.display(), q_.name, r.first, q_.name));
         pos += static_cast<std::int64_t>(d);
         r.positions.push_back(pos);
         r.streams.push_back(static_cast<std::int64_t>(sid));
       }
-      r.due_mono = s->i64(3);
-      r.due_boot = s->i64(4);
-      r.due_wall = s->i64(5);
-      r.lease = s->i64(6);
+      r.due_mono = row.due_mono;
+      r.due_boot = row.due_boot;
+      r.due_wall = row.due_wall;
+      r.lease = row.lease;
       out.push_back(std::move(r));
-    }
+    });
     return out;
   }
 
   void insert_run(const Run& r) {
-    sql::StmtScope s(db_.prepare(
-        "INSERT INTO queue_runs (queue_id, first, last, count, members, due_mono, due_boot, due_wall, lease) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
-    s->bind(1, q_.id).bind(2, r.first).bind(3, r.last).bind(4, static_cast<std::int64_t>(r.positions.size()));
-    s->bind_blob(5, r.encode()).bind(6, r.due_mono).bind(7, r.due_boot).bind(8, r.due_wall).bind(9, r.lease);
-    s->run();
+    const std::string members = r.encode();
+    rows_.insert_run(q_.id, RunRow{r.first, r.last, static_cast<std::int64_t>(r.positions.size()), members, r.due_mono,
+                                   r.due_boot, r.due_wall, r.lease});
   }
 
-  void delete_run(const Run& r) {
-    sql::StmtScope s(db_.prepare("DELETE FROM queue_runs WHERE queue_id = ?1 AND first = ?2"));
-    s->bind(1, q_.id).bind(2, r.first);
-    s->run();
-  }
+  void delete_run(const Run& r) { rows_.delete_run(q_.id, r.first); }
 
   // Turns a run into leased rows (attempt 1, the run's due time and token).
   void materialize(const Run& r) {
@@ -473,27 +314,30 @@ class Session {
 
   // ---- events ----
   Event event_at(std::int64_t position) {
-    sql::StmtScope s(db_.prepare(kSelectEventAt));
-    s->bind(1, position);
-    if (!s->step())
+    Event e;
+    if (!rows_.event_at(position, [&](const EventRow& r) {
+          e = event_of(store_, r);
+          return true;
+        }))
       throw Error(Errc::corrupt, fmt::format("store '{}': queue '{}' refers to position {}, which holds no event; "
                                              "run 'esctl verify'",
-                                             store_.location(), q_.name, position));
-    return read_event(store_, *s);
+                                             rows_.display(), q_.name, position));
+    return e;
   }
 
   // Whether `position` is one of this queue's events (after its start, matching its filter).
-  bool in_queue(std::int64_t position, Matcher& match) {
+  bool in_queue(std::int64_t position, StreamFilter& match) {
     if (position <= q_.start_position) return false;
-    sql::StmtScope s(db_.prepare("SELECT stream_id, type FROM events WHERE position = ?1"));
-    s->bind(1, position);
-    return s->step() && match(s->i64(0), s->text(1));
+    bool in = false;
+    rows_.event_at(position, [&](const EventRow& r) {
+      in = match.matches(r.stream_id, r.type);
+      return true;
+    });
+    return in;
   }
 
   void set_cursor(std::int64_t cursor) {
-    sql::StmtScope s(db_.prepare("UPDATE queues SET cursor = ?2 WHERE id = ?1"));
-    s->bind(1, q_.id).bind(2, cursor);
-    s->run();
+    rows_.set_cursor(q_.id, cursor);
     q_.cursor = cursor;
   }
 
@@ -516,41 +360,25 @@ class Session {
     std::unordered_set<std::int64_t> run_blocked;
     for (const Run& r : runs()) run_blocked.insert(r.streams.begin(), r.streams.end());
 
-    // 2. Rows. `has_rows`: streams with rows -> blocked?
+    // 2. Rows, lowest position first: the heads in position order merged with `next`, the next
+    // row of each stream we moved past. `has_rows`: streams with rows -> blocked?
     std::unordered_map<std::int64_t, bool> has_rows;
     std::vector<Row> picked;
     bool rows_done = false, full = false;
     {
-      static const std::string heads_sql =
-          fmt::format("SELECT {} FROM queue_items WHERE queue_id = ?1 AND head ORDER BY position", kRowColumns);
-      sql::StmtScope heads(db_.prepare(heads_sql.c_str()));
-      heads->bind(1, q_.id);
-      std::optional<Row> head;
-      if (heads->step()) head = read_row(*heads);
       auto later = [](const Row& a, const Row& b) { return a.position > b.position; };
       std::priority_queue<Row, std::vector<Row>, decltype(later)> next(later);
-      for (;;) {
+      // Decides for one row; false when the batch is full.
+      auto visit = [&](const Row& r) {
         if (static_cast<std::int64_t>(picked.size()) >= o.max) {
           full = true;
-          break;
-        }
-        Row r;
-        if (!next.empty() && (!head || next.top().position < head->position)) {
-          r = next.top();
-          next.pop();
-        } else if (head) {
-          r = *head;
-          head.reset();
-          if (heads->step()) head = read_row(*heads);
-        } else {
-          rows_done = true;
-          break;
+          return false;
         }
         bool& blocked = has_rows.try_emplace(r.stream, false).first->second;
-        if (blocked) continue;
+        if (blocked) return true;
         if (run_blocked.count(r.stream)) {
           blocked = true;
-          continue;
+          return true;
         }
         enum { deliver, skip, block } verdict = block;
         switch (r.state) {
@@ -564,17 +392,36 @@ class Session {
         }
         if (verdict == block) {
           blocked = true;
-          continue;
+          return true;
         }
         if (verdict == deliver) {
           if (o.isolate_retries && r.attempts > 0) {
             if (picked.empty()) picked.push_back(r);
             full = true;
-            break;
+            return false;
           }
           picked.push_back(r);
         }
         if (auto n = next_in_stream(r)) next.push(*n);
+        return true;
+      };
+      // The rows of `next` below `bound`, in order; false when the batch is full.
+      auto drain_next = [&](std::int64_t bound) {
+        while (!next.empty() && next.top().position < bound) {
+          Row r = next.top();
+          next.pop();
+          if (!visit(r)) return false;
+        }
+        return true;
+      };
+      bool go = true;
+      rows_.heads(q_.id, [&](const Row& head) {
+        go = drain_next(head.position) && visit(head);
+        return go;
+      });
+      if (go && drain_next(INT64_MAX)) {
+        if (static_cast<std::int64_t>(picked.size()) >= o.max) full = true;
+        else rows_done = true;
       }
     }
 
@@ -584,21 +431,17 @@ class Session {
     std::vector<std::pair<std::int64_t, std::int64_t>> admitted;  // position, stream
     std::int64_t cursor = q_.cursor;
     if (rows_done && !full) {
-      Matcher match(store_, q_.filter);
-      sql::StmtScope s(db_.prepare(kSelectEventsAfter));
-      s->bind(1, q_.cursor);
+      StreamFilter match(store_, q_.filter);
       std::int64_t budget = kScanBudget;
-      for (;;) {
-        if (static_cast<std::int64_t>(picked.size() + run_events.size()) >= o.max) break;
+      rows_.events(q_.cursor, INT64_MAX, true, o.max - static_cast<std::int64_t>(picked.size()), [&](const EventRow& e) {
         if (budget-- <= 0) {
           pass.more = picked.empty() && run_events.empty();
-          break;
+          return false;
         }
-        if (!s->step()) break;
-        std::int64_t pos = s->i64(0), sid = s->i64(1);
-        if (!match(sid, s->text(4))) {
+        const std::int64_t pos = e.position, sid = e.stream_id;
+        if (!match.matches(sid, e.type)) {
           cursor = pos;
-          continue;
+          return true;
         }
         auto it = has_rows.find(sid);
         if ((it != has_rows.end() && it->second) || run_blocked.count(sid)) {
@@ -608,20 +451,21 @@ class Session {
             run.positions.clear();
             run.streams.clear();
             run_events.clear();
+            admitted.clear();
             cursor = q_.cursor;
-            break;
+            return false;
           }
           cursor = pos;
           admitted.emplace_back(pos, sid);
-          continue;
+          return true;
         }
         cursor = pos;
         run.positions.push_back(pos);
         run.streams.push_back(sid);
-        run_events.push_back(read_event(store_, *s));
-      }
+        run_events.push_back(event_of(store_, e));
+        return static_cast<std::int64_t>(picked.size() + run_events.size()) < o.max;
+      });
     }
-
     // Writes.
     if (!picked.empty() || !run.positions.empty()) out.lease.token = new_token();
     for (const Row& r : picked) lease_item(r.position, due, out.lease.token);
@@ -755,22 +599,12 @@ class Session {
   // Extends the deliveries of `lease` that are still current to `due`.
   void renew(const Lease& lease, const Clock& due) {
     if (lease.queue_id != q_.id) return;
-    if (lease.run) {
-      for (const Run& r : runs()) {
-        if (r.first != *lease.run || !current(r, lease.token)) continue;
-        sql::StmtScope s(db_.prepare(
-            "UPDATE queue_runs SET due_mono = ?3, due_boot = ?4, due_wall = ?5 WHERE queue_id = ?1 AND first = ?2"));
-        s->bind(1, q_.id).bind(2, r.first).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
-        s->run();
-      }
-    }
+    if (lease.run)
+      for (const Run& r : runs())
+        if (r.first == *lease.run && current(r, lease.token)) rows_.renew_run(q_.id, r.first, due);
     for (auto p : lease.rows) {
       auto r = item(p);
-      if (!r || !current(*r, lease.token)) continue;
-      sql::StmtScope s(db_.prepare(
-          "UPDATE queue_items SET due_mono = ?3, due_boot = ?4, due_wall = ?5 WHERE queue_id = ?1 AND position = ?2"));
-      s->bind(1, q_.id).bind(2, p).bind(3, due.mono_us).bind(4, due.boot).bind(5, due.wall_us);
-      s->run();
+      if (r && current(*r, lease.token)) rows_.renew_item(q_.id, p, due);
     }
   }
 
@@ -815,7 +649,7 @@ class Session {
   }
 
   // Why `p` (no row, in no run) cannot be acked or nacked, or nullopt if it is acked.
-  std::optional<std::string> problem(std::int64_t p, Matcher& match) {
+  std::optional<std::string> problem(std::int64_t p, StreamFilter& match) {
     if (p > q_.cursor)
       return fmt::format("queue '{}' has not delivered position {} (its cursor is at {}); pull it first", q_.name, p,
                          q_.cursor);
@@ -828,7 +662,7 @@ class Session {
 
  private:
   Store& store_;
-  sql::Db& db_;
+  QueueRows& rows_;
   QueueInfo q_;
   Clock clock_;
 };
@@ -844,6 +678,18 @@ void check_positions(const std::vector<std::int64_t>& positions) {
   for (auto p : positions)
     if (p < 1) throw Error(Errc::usage, fmt::format("invalid position {}: positions start at 1", p));
 }
+
+// A transaction on a store's queue rows, with the queue it works on loaded (and, for writes,
+// held) and the clock its leases run on.
+struct Work {
+  Work(Store& store, Kind kind, std::string_view name, const Clock& local)
+      : rows(rows_of(store)),
+        txn(rows.begin(kind)),
+        session(store, rows, load_queue(rows, name, kind != Kind::read), rows.clock(local)) {}
+  QueueRows& rows;
+  std::unique_ptr<QueueRows::Txn> txn;
+  Session session;
+};
 
 }  // namespace
 
@@ -867,134 +713,97 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   for (const auto* list : {&spec.filter.stream_globs, &spec.filter.categories, &spec.filter.types})
     for (const auto& s : *list)
       if (s.empty()) throw Error(Errc::usage, "empty --stream, --category or --type value: give a glob, category or type");
-  auto& db = sqlite::connection(store_);
-  sql::Txn txn(db);
-  {
-    sql::StmtScope s(db.prepare("SELECT 1 FROM queues WHERE name = ?1"));
-    s->bind(1, spec.name);
-    if (s->step())
-      throw Error(Errc::conflict, fmt::format("queue '{}' already exists (see 'esctl queue status {}'; "
-                                              "'esctl queue reset' moves it, 'esctl queue delete' removes it)",
-                                              spec.name, spec.name));
-  }
-  std::int64_t start = resolve(from, sqlite::last_position(db), "--from");
-  std::int64_t id = 0;
-  {
-    // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
-    sql::StmtScope s(db.prepare("UPDATE counters SET value = value + 1 WHERE name = 'queue' RETURNING value"));
-    if (!s->step()) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", store_.location()));
-    id = s->i64(0);
-  }
-  {
-    sql::StmtScope s(db.prepare(
-        "INSERT INTO queues (name, filter_streams, filter_categories, filter_types, start_position, cursor, max_attempts, "
-        "ack_timeout_ms, on_poison, generation, created_at, deliverable_since, id) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 0, ?9, ?9, ?10)"));
-    s->bind(1, spec.name)
-        .bind(2, json_array(spec.filter.stream_globs))
-        .bind(3, json_array(spec.filter.categories))
-        .bind(4, json_array(spec.filter.types))
-        .bind(5, start)
-        .bind(6, spec.max_attempts)
-        .bind(7, spec.ack_timeout_ms)
-        .bind(8, poison_name(spec.on_poison))
-        .bind(9, now_us())
-        .bind(10, id);
-    s->run();
-  }
-  QueueInfo q = load_queue(db, spec.name);
-  txn.commit();
+  auto& rows = rows_of(store_);
+  auto txn = rows.begin(Kind::write);
+  auto taken = [&] {
+    return Error(Errc::conflict, fmt::format("queue '{}' already exists (see 'esctl queue status {}'; "
+                                             "'esctl queue reset' moves it, 'esctl queue delete' removes it)",
+                                             spec.name, spec.name));
+  };
+  if (rows.queue_exists(spec.name)) throw taken();
+  QueueInfo q;
+  q.name = spec.name;
+  q.start_position = resolve(from, rows.last_position(), "--from");
+  // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
+  auto id = rows.next_counter("queue");
+  if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", rows.display()));
+  q.id = *id;
+  q.cursor = q.start_position;
+  q.max_attempts = spec.max_attempts;
+  q.ack_timeout_ms = spec.ack_timeout_ms;
+  q.on_poison = spec.on_poison;
+  q.created_at_us = q.deliverable_since_us = rows.clock(Clock::now()).wall_us;
+  if (!rows.insert_queue(q, json_array(spec.filter.stream_globs), json_array(spec.filter.categories),
+                         json_array(spec.filter.types)))
+    throw taken();
+  q = load_queue(rows, spec.name);
+  txn->commit();
   return q;
 }
 
-std::vector<std::string> Queues::names(std::string_view prefix) {
-  std::vector<std::string> out;
-  sql::StmtScope s(sqlite::connection(store_).prepare("SELECT name FROM queues WHERE name >= ?1 ORDER BY name"));
-  s->bind(1, prefix);
-  while (s->step()) {
-    std::string_view n = s->text(0);
-    if (n.substr(0, prefix.size()) != prefix) break;
-    out.emplace_back(n);
-  }
-  return out;
-}
+std::vector<std::string> Queues::names(std::string_view prefix) { return rows_of(store_).queue_names(prefix); }
 
-QueueInfo Queues::get(std::string_view name) { return load_queue(sqlite::connection(store_), name); }
+QueueInfo Queues::get(std::string_view name) { return load_queue(rows_of(store_), name); }
 
-QueueStatus Queues::status(std::string_view name, const Clock& clock) {
-  auto& db = sqlite::connection(store_);
-  sql::Txn snapshot(db, sql::Txn::deferred);
+QueueStatus Queues::status(std::string_view name, const Clock& local) {
+  Work w(store_, Kind::read, name, local);
+  QueueRows& rows = w.rows;
+  const Clock& clock = w.session.clock();
   QueueStatus st;
-  st.queue = load_queue(db, name);
+  st.queue = w.session.queue();
   const QueueInfo& q = st.queue;
-  st.head = sqlite::last_position(db);
+  st.head = rows.last_position();
   std::optional<std::int64_t> oldest;
   auto lower = [&](std::int64_t p) { oldest = oldest ? std::min(*oldest, p) : p; };
-  {
-    sql::StmtScope s(db.prepare(
-        "SELECT state, count(*), min(position) FROM queue_items WHERE queue_id = ?1 AND state <> 1 GROUP BY state"));
-    s->bind(1, q.id);
-    while (s->step()) {
-      std::int64_t n = s->i64(1);
-      switch (s->i64(0)) {
-        case kPending: st.pending += n; break;
-        case kRetry: st.retrying += n; break;
-        case kParked: st.parked += n; break;
-      }
-      lower(s->i64(2));
+  rows.state_counts(q.id, [&](State state, std::int64_t n, std::int64_t min_position) {
+    switch (state) {
+      case kPending: st.pending += n; break;
+      case kRetry: st.retrying += n; break;
+      case kParked: st.parked += n; break;
+      default: break;
     }
-  }
-  {
-    // An expired lease is waiting for its redelivery, or parked if it was the last allowed one.
-    sql::StmtScope s(
-        db.prepare("SELECT due_mono, due_boot, position, attempts FROM queue_items WHERE queue_id = ?1 AND state = 1"));
-    s->bind(1, q.id);
-    while (s->step()) {
-      if (!due_passed(s->i64(0), s->i64(1), clock)) ++st.leased;
-      else if (s->i64(3) >= q.max_attempts) ++st.parked;
-      else ++st.retrying;
-      lower(s->i64(2));
-    }
-  }
-  {
-    sql::StmtScope s(db.prepare("SELECT count, due_mono, due_boot, first FROM queue_runs WHERE queue_id = ?1"));
-    s->bind(1, q.id);
-    while (s->step()) {
-      if (!due_passed(s->i64(1), s->i64(2), clock)) st.leased += s->i64(0);
-      else (q.max_attempts <= 1 ? st.parked : st.retrying) += s->i64(0);
-      lower(s->i64(3));
-    }
-  }
-  // New events: matching events after the cursor. Positions are contiguous (AUTOINCREMENT inside
-  // the write transaction, events never deleted), so without a filter this is a difference.
+    lower(min_position);
+  });
+  // An expired lease is waiting for its redelivery, or parked if it was the last allowed one.
+  rows.leased_items(q.id, [&](const Row& r, std::int64_t) {
+    if (!due_passed(r.due_mono, r.due_boot, clock)) ++st.leased;
+    else if (r.attempts >= q.max_attempts) ++st.parked;
+    else ++st.retrying;
+    lower(r.position);
+  });
+  rows.runs(q.id, [&](const RunRow& r) {
+    if (!due_passed(r.due_mono, r.due_boot, clock)) st.leased += r.count;
+    else (q.max_attempts <= 1 ? st.parked : st.retrying) += r.count;
+    lower(r.first);
+  });
+  // New events: matching events after the cursor. Positions are dense (assigned in the write
+  // transaction, events never deleted), so without a filter this is a difference.
   if (q.filter.empty()) {
     if (st.head > q.cursor) {
       st.pending += st.head - q.cursor;
       lower(q.cursor + 1);
     }
   } else if (st.head > q.cursor) {
-    Matcher match(store_, q.filter);
-    auto s = db.prepare_new("SELECT position, stream_id, type FROM events WHERE position > ?1 ORDER BY position");
-    s.bind(1, q.cursor);
+    StreamFilter match(store_, q.filter);
     std::optional<std::int64_t> first;
-    while (s.step()) {
-      if (!match(s.i64(1), s.text(2))) continue;
-      if (!first) first = s.i64(0);
+    rows.events(q.cursor, INT64_MAX, false, INT64_MAX, [&](const EventRow& e) {
+      if (!match.matches(e.stream_id, e.type)) return true;
+      if (!first) first = e.position;
       ++st.pending;
-    }
+      return true;
+    });
     if (first) lower(*first);
   }
   st.lag = st.pending + st.leased + st.retrying + st.parked;
   if (oldest) {
     st.oldest_position = oldest;
-    sql::StmtScope s(db.prepare("SELECT recorded_at FROM events WHERE position = ?1"));
-    s->bind(1, *oldest);
-    if (s->step()) {
-      st.oldest_recorded_at_us = s->i64(0);
-      st.oldest_since_us = std::max(s->i64(0), q.deliverable_since_us);
-    }
+    rows.event_at(*oldest, [&](const EventRow& e) {
+      st.oldest_recorded_at_us = e.recorded_at_us;
+      st.oldest_since_us = std::max(e.recorded_at_us, q.deliverable_since_us);
+      return true;
+    });
   }
-  snapshot.commit();
+  w.txn->commit();
   return st;
 }
 
@@ -1014,11 +823,9 @@ PullResult Queues::pull(std::string_view name, const PullOptions& options, const
                         const Settlement* settle_first, SettleCounts* counts) {
   if (options.max < 1) throw Error(Errc::usage, fmt::format("invalid --max {}: pull at least 1 event", options.max));
   if (options.lease_ms && *options.lease_ms < 1) throw Error(Errc::usage, "invalid --lease: it must be longer than 0ms");
-  auto& db = sqlite::connection(store_);
-  RelaxedSync relaxed(db);
   for (;;) {
-    sql::Txn txn(db);
-    Session session(store_, load_queue(db, name), clock);
+    Work w(store_, Kind::write_relaxed, name, clock);
+    Session& session = w.session;
     if (options.queue_id && *options.queue_id != session.queue().id)
       throw Error(Errc::not_found, fmt::format("queue '{}' was deleted (a queue created since under that name is another "
                                                "queue)",
@@ -1030,37 +837,33 @@ PullResult Queues::pull(std::string_view name, const PullOptions& options, const
       settle_first = nullptr;
     }
     auto pass = session.pull(options);
-    txn.commit();
+    w.txn->commit();
     if (!pass.more) return std::move(pass.result);
   }
 }
 
 SettleCounts Queues::settle(std::string_view name, const Settlement& settlement, const Clock& clock) {
-  auto& db = sqlite::connection(store_);
-  RelaxedSync relaxed(db);
-  sql::Txn txn(db);
+  auto& rows = rows_of(store_);
+  auto txn = rows.begin(Kind::write_relaxed);
   SettleCounts c;
   std::optional<QueueInfo> q;
   try {
-    q = load_queue(db, name);
+    q = load_queue(rows, name, true);
   } catch (const Error& e) {
     if (e.code() != Errc::not_found || settlement.queue_id == 0) throw;
     c.stale = static_cast<std::int64_t>(settlement.items.size());  // deleted: nothing to settle
     return c;
   }
-  Session session(store_, std::move(*q), clock);
+  Session session(store_, rows, std::move(*q), rows.clock(clock));
   session.settle(settlement, c);
-  txn.commit();
+  txn->commit();
   return c;
 }
 
 void Queues::renew(std::string_view name, const Lease& lease, std::int64_t lease_ms, const Clock& clock) {
-  auto& db = sqlite::connection(store_);
-  RelaxedSync relaxed(db);
-  sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
-  session.renew(lease, session.clock().plus_ms(lease_ms));
-  txn.commit();
+  Work w(store_, Kind::write_relaxed, name, clock);
+  w.session.renew(lease, w.session.clock().plus_ms(lease_ms));
+  w.txn->commit();
 }
 
 namespace {
@@ -1094,18 +897,15 @@ std::vector<Target> bare(const std::vector<std::int64_t>& positions) {
 
 std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector<Target>& targets_in, const Clock& clock) {
   auto targets = checked_targets(targets_in);
-  auto& db = sqlite::connection(store_);
-  RelaxedSync relaxed(db);
-  sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
-  Matcher match(store_, session.queue().filter);
+  Work w(store_, Kind::write_relaxed, name, clock);
+  Session& session = w.session;
+  StreamFilter match(store_, session.queue().filter);
   std::vector<Target> stale;
   const std::vector<Run> all = session.runs();
   const auto first = session.first_stale(fenced_of(targets), all);
   auto rest = session.open_runs(targets, true, all, first, stale);
   // Highest position first: deleting a stream's rows from the top promotes a head only once.
   std::sort(rest.begin(), rest.end(), [](const Target& a, const Target& b) { return a.position > b.position; });
-  std::vector<std::int64_t> done;
   for (const auto& t : rest) {
     auto r = session.item(t.position);
     if (!r) {
@@ -1121,7 +921,7 @@ std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector
       session.delete_item(t.position);
     }
   }
-  txn.commit();
+  w.txn->commit();
   std::sort(stale.begin(), stale.end(), [](const Target& a, const Target& b) { return a.position < b.position; });
   return stale;
 }
@@ -1130,12 +930,10 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
                                          std::int64_t delay_ms, const std::string& reason, const Clock& clock) {
   auto targets = checked_targets(targets_in);
   if (delay_ms < 0) throw Error(Errc::usage, "invalid --delay: it must not be negative");
-  auto& db = sqlite::connection(store_);
-  RelaxedSync relaxed(db);
-  sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
+  Work w(store_, Kind::write_relaxed, name, clock);
+  Session& session = w.session;
   const QueueInfo& q = session.queue();
-  Matcher match(store_, q.filter);
+  StreamFilter match(store_, q.filter);
   std::vector<Target> stale;
   const std::vector<Run> all = session.runs();
   const auto first = session.first_stale(fenced_of(targets), all);
@@ -1176,7 +974,7 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
       default: break;  // parked: stays parked
     }
   }
-  txn.commit();
+  w.txn->commit();
   std::sort(stale.begin(), stale.end(), [](const Target& a, const Target& b) { return a.position < b.position; });
   return stale;
 }
@@ -1191,30 +989,25 @@ void Queues::nack(std::string_view name, const std::vector<std::int64_t>& positi
 }
 
 std::vector<ParkedEvent> Queues::parked(std::string_view name, const Clock& clock) {
-  auto& db = sqlite::connection(store_);
-  sql::Txn snapshot(db, sql::Txn::deferred);
-  Session session(store_, load_queue(db, name), clock);
+  Work w(store_, Kind::read, name, clock);
+  Session& session = w.session;
   std::vector<ParkedEvent> out;
-  {
-    auto s = db.prepare_new(
-        "SELECT position, attempts, coalesce(reason, ''), coalesce(due_wall, 0) FROM queue_items "
-        "WHERE queue_id = ?1 AND state = 3 ORDER BY position");
-    s.bind(1, session.queue().id);
-    while (s.step()) out.push_back(ParkedEvent{Event{s.i64(0)}, s.i64(1), std::string(s.text(2)), s.i64(3)});
-  }
+  w.rows.parked_items(session.queue().id,
+                      [&](std::int64_t position, std::int64_t attempts, std::string_view reason, std::int64_t wall) {
+                        out.push_back(ParkedEvent{Event{position}, attempts, std::string(reason), wall});
+                      });
   session.expired_for_good(out);
   std::sort(out.begin(), out.end(), [](const ParkedEvent& a, const ParkedEvent& b) { return a.event.position < b.event.position; });
   for (auto& p : out) p.event = session.event_at(p.event.position);
-  snapshot.commit();
+  w.txn->commit();
   return out;
 }
 
 std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t>& positions_in, const Clock& clock) {
   check_positions(positions_in);
   auto positions = unique_sorted(positions_in);
-  auto& db = sqlite::connection(store_);
-  sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
+  Work w(store_, Kind::write, name, clock);
+  Session& session = w.session;
   session.park_expired();
   for (auto p : positions) {
     auto r = session.item(p);
@@ -1223,58 +1016,36 @@ std::int64_t Queues::retry(std::string_view name, const std::vector<std::int64_t
                                            session.queue().name, session.queue().name));
     session.set_state(p, kPending, 0, std::nullopt, std::nullopt, nullptr);
   }
-  txn.commit();
+  w.txn->commit();
   return static_cast<std::int64_t>(positions.size());
 }
 
 std::int64_t Queues::retry_all(std::string_view name, const Clock& clock) {
-  auto& db = sqlite::connection(store_);
-  sql::Txn txn(db);
-  Session session(store_, load_queue(db, name), clock);
-  session.park_expired();
-  sql::StmtScope s(db.prepare(
-      "UPDATE queue_items SET state = 0, attempts = 0, due_mono = NULL, due_boot = NULL, due_wall = NULL "
-      "WHERE queue_id = ?1 AND state = 3"));
-  s->bind(1, session.queue().id);
-  s->run();
-  std::int64_t n = db.changes();
-  txn.commit();
+  Work w(store_, Kind::write, name, clock);
+  w.session.park_expired();
+  std::int64_t n = w.rows.unpark_all(w.session.queue().id);
+  w.txn->commit();
   return n;
 }
 
 QueueInfo Queues::reset(std::string_view name, StartPoint to) {
-  auto& db = sqlite::connection(store_);
-  sql::Txn txn(db);
-  QueueInfo q = load_queue(db, name);
-  std::int64_t point = resolve(to, sqlite::last_position(db), "--to");
-  for (const char* sql : {"DELETE FROM queue_items WHERE queue_id = ?1", "DELETE FROM queue_runs WHERE queue_id = ?1"}) {
-    sql::StmtScope s(db.prepare(sql));
-    s->bind(1, q.id);
-    s->run();
-  }
-  {
-    sql::StmtScope s(db.prepare(
-        "UPDATE queues SET start_position = ?2, cursor = ?2, generation = generation + 1, deliverable_since = ?3 "
-        "WHERE id = ?1"));
-    s->bind(1, q.id).bind(2, point).bind(3, now_us());
-    s->run();
-  }
-  q = load_queue(db, name);
-  txn.commit();
+  auto& rows = rows_of(store_);
+  auto txn = rows.begin(Kind::write);
+  QueueInfo q = load_queue(rows, name, true);
+  std::int64_t point = resolve(to, rows.last_position(), "--to");
+  rows.clear_queue(q.id, false);
+  rows.restart_queue(q.id, point, rows.clock(Clock::now()).wall_us);
+  q = load_queue(rows, name);
+  txn->commit();
   return q;
 }
 
 void Queues::remove(std::string_view name) {
-  auto& db = sqlite::connection(store_);
-  sql::Txn txn(db);
-  QueueInfo q = load_queue(db, name);
-  for (const char* sql : {"DELETE FROM queue_items WHERE queue_id = ?1", "DELETE FROM queue_runs WHERE queue_id = ?1",
-                          "DELETE FROM queues WHERE id = ?1"}) {
-    sql::StmtScope s(db.prepare(sql));
-    s->bind(1, q.id);
-    s->run();
-  }
-  txn.commit();
+  auto& rows = rows_of(store_);
+  auto txn = rows.begin(Kind::write);
+  QueueInfo q = load_queue(rows, name, true);
+  rows.clear_queue(q.id, true);
+  txn->commit();
 }
 
 // ---- impact previews (queue reset/delete/retry --dry-run and --force, verify --log --queue) ----
@@ -1282,13 +1053,9 @@ void Queues::remove(std::string_view name) {
 namespace {
 
 // Positions of the queue's events in flight (item rows and run members), sorted.
-std::vector<std::int64_t> in_flight_positions(Session& session, sql::Db& db) {
+std::vector<std::int64_t> in_flight_positions(Session& session, QueueRows& rows) {
   std::vector<std::int64_t> out;
-  {
-    auto s = db.prepare_new("SELECT position FROM queue_items WHERE queue_id = ?1");
-    s.bind(1, session.queue().id);
-    while (s.step()) out.push_back(s.i64(0));
-  }
+  rows.item_positions(session.queue().id, [&](std::int64_t p) { out.push_back(p); });
   for (const Run& r : session.runs()) out.insert(out.end(), r.positions.begin(), r.positions.end());
   std::sort(out.begin(), out.end());
   return out;
@@ -1300,20 +1067,14 @@ std::int64_t count_between(const std::vector<std::int64_t>& sorted, std::int64_t
 }
 
 // Matching events with after < position <= upto.
-std::int64_t count_matching(Store& store, const QueueInfo& q, std::int64_t after, std::int64_t upto) {
+std::int64_t count_matching(Store& store, QueueRows& rows, const QueueInfo& q, std::int64_t after, std::int64_t upto) {
   if (upto <= after) return 0;
-  auto& db = sqlite::connection(store);
-  if (q.filter.empty()) {
-    sql::StmtScope s(db.prepare("SELECT count(*) FROM events WHERE position > ?1 AND position <= ?2"));
-    s->bind(1, after).bind(2, upto);
-    s->step();
-    return s->i64(0);
-  }
-  Matcher match(store, q.filter);
-  auto s = db.prepare_new("SELECT stream_id, type FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position");
-  s.bind(1, after).bind(2, upto);
+  StreamFilter match(store, q.filter);
   std::int64_t n = 0;
-  while (s.step()) n += match(s.i64(0), s.text(1)) ? 1 : 0;
+  rows.events(after, upto, false, INT64_MAX, [&](const EventRow& e) {
+    n += q.filter.empty() || match.matches(e.stream_id, e.type) ? 1 : 0;
+    return true;
+  });
   return n;
 }
 
@@ -1322,50 +1083,44 @@ std::int64_t count_matching(Store& store, const QueueInfo& q, std::int64_t after
 namespace queue_admin {
 
 void atomically(Store& store, const std::function<bool()>& work) {
-  sql::Txn txn(sqlite::connection(store));
-  if (work()) txn.commit();
+  auto txn = rows_of(store).begin(Kind::write);
+  if (work()) txn->commit();
 }
 
 ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
-  auto& db = sqlite::connection(store);
-  sql::Txn snapshot(db, sql::Txn::deferred);
-  Session session(store, load_queue(db, name), Clock::now());
-  const QueueInfo& q = session.queue();
-  const std::int64_t head = sqlite::last_position(db);
+  Work w(store, Kind::read, name, Clock::now());
+  const QueueInfo& q = w.session.queue();
+  const std::int64_t head = w.rows.last_position();
   ResetImpact r;
   r.point = resolve(to, head, "--to");
-  auto flying = in_flight_positions(session, db);
+  auto flying = in_flight_positions(w.session, w.rows);
   // Unacked: in flight (all at or below the cursor) or new (matching, after the cursor).
-  r.skipped = count_between(flying, INT64_MIN, r.point) + count_matching(store, q, q.cursor, r.point);
-  r.deliverable = count_matching(store, q, r.point, head);
-  r.redelivered = count_matching(store, q, r.point, q.cursor) - count_between(flying, r.point, q.cursor);
-  snapshot.commit();
+  r.skipped = count_between(flying, INT64_MIN, r.point) + count_matching(store, w.rows, q, q.cursor, r.point);
+  r.deliverable = count_matching(store, w.rows, q, r.point, head);
+  r.redelivered = count_matching(store, w.rows, q, r.point, q.cursor) - count_between(flying, r.point, q.cursor);
+  w.txn->commit();
   return r;
 }
 
 std::int64_t for_each_acked(Store& store, std::string_view name, const std::function<void(const AckedEvent&)>& fn,
                             const std::function<void()>& first) {
-  auto& db = sqlite::connection(store);
-  sql::Txn snapshot(db, sql::Txn::deferred);
-  Session session(store, load_queue(db, name), Clock::now());
-  const QueueInfo& q = session.queue();
-  auto flying = in_flight_positions(session, db);
+  Work w(store, Kind::read, name, Clock::now());
+  const QueueInfo& q = w.session.queue();
+  auto flying = in_flight_positions(w.session, w.rows);
   if (first) first();
-  Matcher match(store, q.filter);
-  auto s = db.prepare_new(
-      "SELECT position, stream_id, version, type FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position");
-  s.bind(1, q.start_position).bind(2, q.cursor);
+  StreamFilter match(store, q.filter);
   std::int64_t n = 0;
   auto next_flying = flying.begin();
-  while (s.step()) {
-    const std::int64_t p = s.i64(0);
+  w.rows.events(q.start_position, q.cursor, false, INT64_MAX, [&](const EventRow& e) {
+    const std::int64_t p = e.position;
     while (next_flying != flying.end() && *next_flying < p) ++next_flying;
-    if (next_flying != flying.end() && *next_flying == p) continue;
-    if (!match(s.i64(1), s.text(3))) continue;
-    fn(AckedEvent{p, store.stream_name(s.i64(1)), s.i64(2)});
+    if (next_flying != flying.end() && *next_flying == p) return true;
+    if (!match.matches(e.stream_id, e.type)) return true;
+    fn(AckedEvent{p, store.stream_name(e.stream_id), e.version});
     ++n;
-  }
-  snapshot.commit();
+    return true;
+  });
+  w.txn->commit();
   return n;
 }
 

@@ -171,14 +171,16 @@ struct ParkedEvent {
   std::int64_t parked_at_us = 0;
 };
 
-/// Queue operations on one store connection. Every mutating call is one BEGIN IMMEDIATE
-/// transaction (pull may use several short ones when its filter skips many events). Queue
-/// names are checked (Errc::usage); an unknown queue is Errc::not_found.
+/// Queue operations on one store connection, on any backend (the rows are the backend's
+/// QueueRows, queue_rows.hpp). Every mutating call is one write transaction that holds its queue
+/// against every other connection (pull may use several short ones when its filter skips many
+/// events). Queue names are checked (Errc::usage); an unknown queue is Errc::not_found.
 ///
-/// Durability: create/reset/delete/retry commit with the store's fsync; pull, ack, nack,
-/// settle and renew commit with synchronous=NORMAL (atomic, survive a crash of the process,
-/// but the last ones may be lost in a power failure — which at-least-once tolerates: a lost
-/// ack or lease means a redelivery).
+/// Durability: create/reset/delete/retry commit durably (SQLite: the store's fsync); pull, ack,
+/// nack, settle and renew commit relaxed (SQLite: synchronous=NORMAL; PostgreSQL:
+/// synchronous_commit off): atomic, they survive a crash of the process, but the last ones may
+/// be lost in a power failure or server crash — which at-least-once tolerates: a lost ack or
+/// lease means a redelivery.
 class Queues {
  public:
   explicit Queues(Store& store);

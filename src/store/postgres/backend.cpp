@@ -11,6 +11,7 @@
 
 #include "core/uuid.hpp"
 #include "store/postgres/listen.hpp"
+#include "store/postgres/queue_rows.hpp"
 
 namespace esctl::pg {
 namespace {
@@ -190,6 +191,11 @@ std::unique_ptr<ReadSnapshot> PgBackend::snapshot() { return std::make_unique<Pg
 
 std::unique_ptr<ChangeSource> PgBackend::change_source() {
   return std::make_unique<PgChangeSource>(uri_, busy_timeout_ms_);
+}
+
+QueueRows& PgBackend::queue_rows() {
+  if (!queue_rows_) queue_rows_ = make_queue_rows(store_.conn());
+  return *queue_rows_;
 }
 
 }  // namespace esctl::pg

@@ -39,6 +39,7 @@ class PgBackend final : public StoreBackend {
   std::unique_ptr<ReadSnapshot> snapshot() override;
   std::unique_ptr<ChangeSource> change_source() override;
   void reclaim_log() override {}
+  QueueRows& queue_rows() override;
 
  private:
   friend class PgSnapshot;
@@ -51,6 +52,7 @@ class PgBackend final : public StoreBackend {
   PgStore store_;
   bool snapshot_open_ = false;
   std::vector<std::string> names_;  // stream id -> name ("" = not fetched)
+  std::unique_ptr<QueueRows> queue_rows_;  // made on first use (store/postgres/queue_rows.hpp)
 };
 
 }  // namespace esctl::pg

@@ -1,4 +1,4 @@
-// Layout of a PostgreSQL store (schema `esctl`, version 1). The same model as a SQLite store,
+// Layout of a PostgreSQL store (schema `esctl`, version 2). The same model as a SQLite store,
 // laid out for a server with many concurrent sessions:
 //
 // - events: one row per event keyed by `position`. Positions are not a sequence: every append
@@ -16,7 +16,10 @@
 // - store: one row naming the application and the schema version; a schema `esctl` without
 //   it is not an esctl store and is left alone.
 // - Queue rows keep due times in µs of the server's clock (clock_timestamp()), the one clock
-//   every drainer on every machine shares.
+//   every drainer on every machine shares. How drainers in several processes share a queue is
+//   explained in queue_rows.cpp.
+//
+// Versions: 1 first; 2 adds queue_items_heads, the partial index a pull walks the heads by.
 #include "store/postgres/schema.hpp"
 
 #include <fmt/format.h>
@@ -127,6 +130,7 @@ CREATE TABLE esctl.queue_items (
   PRIMARY KEY (queue_id, position)
 );
 CREATE INDEX queue_items_by_stream ON esctl.queue_items (queue_id, stream_id, position);
+CREATE INDEX queue_items_heads ON esctl.queue_items (queue_id, position) WHERE head;
 ALTER TABLE esctl.queue_items SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02);
 
 -- Runs of first deliveries leased together by one pull.
@@ -142,6 +146,13 @@ CREATE TABLE esctl.queue_runs (
   PRIMARY KEY (queue_id, first)
 );
 ALTER TABLE esctl.queue_runs SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02);
+)sql";
+
+// Migrations, one per older version, each frozen once released: version N to N+1.
+// 1 -> 2: the heads of each queue's rows get a partial index (a pull walks them in order).
+constexpr const char* kMigrateFrom1 = R"sql(
+CREATE INDEX IF NOT EXISTS queue_items_heads ON esctl.queue_items (queue_id, position) WHERE head;
+UPDATE esctl.store SET schema_version = 2 WHERE id = 1;
 )sql";
 
 struct Found {
@@ -161,7 +172,8 @@ Found look(Conn& conn) {
   return Found{r.text(0, 0) == "t", r.text(0, 1) == "t", r.text(0, 2) == "t"};
 }
 
-void check_store(Conn& conn) {
+// The store's schema version, once it is known to be an esctl store this esctl understands.
+int check_store(Conn& conn) {
   auto r = conn.exec("SELECT application, schema_version FROM esctl.store WHERE id = 1");
   if (r.rows() != 1 || r.text(0, 0) != "esctl")
     throw Error(Errc::corrupt, fmt::format("database '{}' has a schema 'esctl' that is not an esctl store; refusing "
@@ -174,13 +186,26 @@ void check_store(Conn& conn) {
                                            conn.display(), version, kSchemaVersion));
   if (version < 1)
     throw Error(Errc::corrupt, fmt::format("store '{}' has unknown schema version {}", conn.display(), version));
+  return static_cast<int>(version);
+}
+
+// Brings a store of an older version up to this one; readers use an older store as it is.
+void migrate(Conn& conn, Intent intent) {
+  if (intent == Intent::read) return;
+  Txn txn(conn);
+  conn.exec("SELECT pg_advisory_xact_lock($1::bigint)", {kCreateLockKey});
+  if (check_store(conn) == 1) conn.exec_script(kMigrateFrom1);  // another session may have done it
+  txn.commit();
 }
 
 }  // namespace
 
 void prepare_schema(Conn& conn, Intent intent) {
   Found f = look(conn);
-  if (f.store_table) return check_store(conn);
+  if (f.store_table) {
+    if (check_store(conn) < kSchemaVersion) migrate(conn, intent);
+    return;
+  }
   if (f.schema && !f.empty)
     throw Error(Errc::corrupt, fmt::format("database '{}' has a schema 'esctl' that is not an esctl store; refusing "
                                            "to touch it (choose another database with --store)",

@@ -6,7 +6,7 @@
 namespace esctl::pg {
 
 /// The version of the `esctl` schema this esctl creates and understands.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 /// What opening a store may do when the database has no `esctl` schema yet.
 enum class Intent {
@@ -18,7 +18,8 @@ enum class Intent {
 /// Checks that `conn`'s database holds an esctl store of this schema version, creating it
 /// (Intent::write) if the database has no `esctl` schema or an empty one. An `esctl` schema
 /// that is not an esctl store, or of a newer version, is refused (Errc::corrupt) and never
-/// modified. Concurrent creators are serialised: one creates, the others find it done.
+/// modified. Concurrent creators are serialised: one creates, the others find it done. A store
+/// of an older version is migrated to this one unless `intent` is read (readers use it as is).
 void prepare_schema(Conn& conn, Intent intent);
 
 }  // namespace esctl::pg

@@ -22,6 +22,7 @@
 #include "core/time.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/sqlite/change_waiter.hpp"
+#include "store/sqlite/queue_rows.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/sqlite.hpp"
 
@@ -99,6 +100,10 @@ class SqliteStore final : public StoreBackend {
   std::unique_ptr<ReadSnapshot> snapshot() override;
   std::unique_ptr<ChangeSource> change_source() override;
   void reclaim_log() override;
+  QueueRows& queue_rows() override {
+    if (!queue_rows_) queue_rows_ = make_queue_rows(*db_, location());
+    return *queue_rows_;
+  }
 
   sql::Db& db() { return *db_; }
   const std::string& location() const { return options_.location; }
@@ -141,6 +146,7 @@ class SqliteStore final : public StoreBackend {
 
   StoreOptions options_;
   std::unique_ptr<sql::Db> db_;
+  std::unique_ptr<QueueRows> queue_rows_;  // made on first use; destroyed before db_
   std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
   // Stream heads as of our own last commit, reused across append() calls (import batches) for
   // as long as no other connection has committed (PRAGMA data_version unchanged).
