@@ -103,16 +103,6 @@ bool due_passed(std::int64_t due_mono, std::int64_t due_boot, const Clock& c) {
   return due_boot != c.boot || due_mono <= c.mono_us;
 }
 
-std::string json_array(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) out.push_back(',');
-    json::append_quoted(out, v[i]);
-  }
-  out.push_back(']');
-  return out;
-}
-
 QueueRows& rows_of(Store& store) { return store.backend().queue_rows(); }
 
 // A run of first deliveries, decoded. Packed members: per member, varint(position - previous
@@ -733,8 +723,8 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   q.ack_timeout_ms = spec.ack_timeout_ms;
   q.on_poison = spec.on_poison;
   q.created_at_us = q.deliverable_since_us = rows.clock(Clock::now()).wall_us;
-  if (!rows.insert_queue(q, json_array(spec.filter.stream_globs), json_array(spec.filter.categories),
-                         json_array(spec.filter.types)))
+  if (!rows.insert_queue(q, json::string_array(spec.filter.stream_globs), json::string_array(spec.filter.categories),
+                         json::string_array(spec.filter.types)))
     throw taken();
   q = load_queue(rows, spec.name);
   txn->commit();
