@@ -519,6 +519,16 @@ class Plans(unittest.TestCase):
                 self.assertEqual({o["race"], other["race"]}, {"first", "second"})
                 self.assertNotIn("fault", o)  # the runner's pauses only
 
+    def test_the_schedule_ends_with_a_closing_pair_that_draws_nothing(self):
+        ops = workload.plan(3, 10)
+        first, second = ops[-2:]
+        self.assertEqual((first["race"], second["race"], first["t"]), ("first", "second", second["t"]))
+        self.assertTrue(all(o["t"] <= first["t"] for o in ops) and first["t"] >= 10)
+        self.assertTrue(first["closing"] and second["closing"])
+        rest = [o for o in ops if not o.get("closing")]
+        self.assertEqual(faults.plan(3, ops, 10), faults.plan(3, rest, 10))  # same faults with it or without
+        self.assertFalse(any("fault" in o for o in ops[-2:]))
+
     def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
         import tempfile
         with tempfile.TemporaryDirectory() as d:
