@@ -46,6 +46,9 @@ ON CONFLICT(stream) DO UPDATE SET total = total + excluded.total, cnt = cnt + 1,
 UPDATE acc SET total = total - (:data ->> '$.n'), cnt = cnt + 1, last = :version WHERE stream = :stream;
 """
 
+# The operations that append: single appends, `append --ndjson` batches, imports.
+WRITES = ("append", "append_batch", "import")
+
 ORD_STREAMS = [f"ord-{i}" for i in range(3)]
 ACCT_STREAMS = [f"acct-{i}" for i in range(4)]
 
