@@ -72,12 +72,15 @@ class Run:
         return self.locked(t0, t1) or any(a <= t1 and b >= t0 for a, b in self.pauses())
 
     def admin(self, queue, kinds=("create", "recreate", "reset", "retry")):
-        """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1)]."""
+        """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1, op)]; a
+        re-create counts when its delete did."""
         out = []
         for op, o in self.ops.items():
             inv = o["inv"]
             if inv and inv.get("queue") == queue and inv.get("kind") in kinds:
                 rc = o["done"]["rc"] if o["done"] else None
+                if inv["kind"] == "recreate" and o["done"] and o["done"].get("delete_rc") is not None:
+                    rc = o["done"]["delete_rc"]  # its delete took effect even if its create failed after
                 if rc in (0, None) or rc < 0 or rc == 130:
                     out.append((inv["kind"], inv["t"], o["done"]["t"] if o["done"] else INF, op))
         return sorted(out, key=lambda x: x[1])

@@ -133,6 +133,20 @@ class Exits(unittest.TestCase):
         h.complete("d2", 5.6, -9)
         self.assertEqual(h.check(), [])
 
+    def test_drainer_of_a_queue_deleted_by_a_recreate_whose_create_failed(self):
+        h = H()
+        h.recs.append({"k": "fault", "kind": "lock", "t": 3.0, "end": 9.0})
+        h.invoke("rc", 3.6, kind="recreate", queue="q")
+        h.complete("rc", 9.1, 7, delete_rc=0, err="esctl: error: store 'store.db' is busy")
+        h.invoke("d2", 3.0, kind="drainer", queue="q")
+        h.complete("d2", 5.0, 4, err="esctl: error: queue 'q' was deleted under this drain")
+        got = h.check()
+        self.assertNotIn("unexpected-exit", got)
+        for r in h.recs:
+            if r.get("op") == "rc" and r["k"] == "complete":
+                r["delete_rc"] = 7  # its delete gave up too: nothing deleted the queue under d2
+        self.assertIn("unexpected-exit", h.check())
+
     def test_busy_is_allowed_only_while_a_lock_is_held(self):
         h = H()
         h.invoke("a3", 5.0, kind="append", events=[])
