@@ -38,8 +38,12 @@
 // tokens; its id is never reused either): all make the outcome stale, counted and not applied. So
 // an outcome is accepted only from the consumer that holds the event now, which is why a later
 // event of a stream never starts while an earlier one is held: the holder's own ack is the only
-// one that frees the stream. A bare position (`queue ack NAME 7`) is an operator's override and
-// settles whatever delivery is current.
+// one that frees the stream. Two refinements keep that true: leases are judged by the time after
+// the write lock was obtained, not when the caller asked (Clock::pinned); and when, in one call,
+// the outcome of S@v is stale while S@v is still unsettled, the outcomes of S@v+1.. in that call
+// are not applied either (they are put back without using an attempt, and counted stale): one
+// batch's deliveries of a stream are settled in order or not at all. A bare position
+// (`queue ack NAME 7`) is an operator's override and settles whatever delivery is current.
 //
 // Expiry. An expired lease with attempts left is waiting for its redelivery; one whose attempts
 // are used up is parked from the moment it expired: readers (status, parked) count it so at
@@ -103,6 +107,9 @@ bool due_passed(std::int64_t due_mono, std::int64_t due_boot, const Clock& c) {
   return due_boot != c.boot || due_mono <= c.mono_us;
 }
 
+// The time a transaction judges leases by, read once it holds its lock (see Clock::pinned).
+Clock decision_clock(const Clock& given) { return given.pinned ? given : Clock::now(); }
+
 std::string json_array(const std::vector<std::string>& v) {
   std::string out = "[";
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -155,6 +162,10 @@ struct Run {
   }
   bool contains(std::int64_t p) const {
     return p >= first && p <= last && std::binary_search(positions.begin(), positions.end(), p);
+  }
+  // The stream of member `p` (which contains(p)).
+  std::int64_t stream_of(std::int64_t p) const {
+    return streams[static_cast<std::size_t>(std::lower_bound(positions.begin(), positions.end(), p) - positions.begin())];
   }
 };
 
@@ -239,9 +250,12 @@ std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
 // The queue work of one transaction on one queue.
 class Session {
  public:
-  Session(Store& store, QueueInfo q, const Clock& clock) : store_(store), db_(sqlite::connection(store)), q_(std::move(q)), clock_(clock) {}
+  // Constructed inside the transaction, after its lock was obtained: see decision_clock.
+  Session(Store& store, QueueInfo q, const Clock& clock)
+      : store_(store), db_(sqlite::connection(store)), q_(std::move(q)), clock_(decision_clock(clock)) {}
 
   const QueueInfo& queue() const { return q_; }
+  const Clock& clock() const { return clock_; }
 
   // ---- rows ----
   std::optional<Row> item(std::int64_t position) {
@@ -637,6 +651,42 @@ class Session {
     return pass;
   }
 
+  // ---- fenced outcomes, per stream ----
+  // Lowest position per stream whose fenced outcome (position, token) in one call is stale while
+  // the event is still unsettled (in a run, or a row: expired and redelivered, nacked by an
+  // operator). The later events of that stream answered in the same call are held back: applying
+  // their outcomes would settle them before their predecessor. Runs: the current `runs()`.
+  using FirstStale = std::unordered_map<std::int64_t, std::int64_t>;
+  FirstStale first_stale(const std::vector<std::pair<std::int64_t, std::int64_t>>& fenced, const std::vector<Run>& all) {
+    FirstStale out;
+    auto note = [&](std::int64_t stream, std::int64_t position) {
+      auto [it, fresh] = out.try_emplace(stream, position);
+      if (!fresh) it->second = std::min(it->second, position);
+    };
+    for (auto [position, token] : fenced) {
+      auto r = std::upper_bound(all.begin(), all.end(), position,
+                                [](std::int64_t p, const Run& run) { return p < run.first; });
+      if (r != all.begin() && std::prev(r)->contains(position)) {
+        const Run& run = *std::prev(r);
+        if (!current(run, token)) note(run.stream_of(position), position);
+      } else if (auto row = item(position); row && !current(*row, token)) {
+        note(row->stream, position);
+      }
+    }
+    return out;
+  }
+  static bool held_back(const FirstStale& first, std::int64_t stream, std::int64_t position) {
+    auto it = first.find(stream);
+    return it != first.end() && it->second < position;
+  }
+
+  // Puts a leased row back without using its attempt.
+  void release_item(const Row& r) {
+    std::int64_t attempts = std::max<std::int64_t>(r.attempts - 1, 0);
+    if (attempts == 0) set_state(r.position, kPending, 0, std::nullopt, std::nullopt, nullptr);
+    else set_state(r.position, kRetry, attempts, clock_, clock_.wall_us, nullptr);
+  }
+
   // ---- settling a batch (drain) ----
   void settle(const Settlement& st, SettleCounts& counts) {
     if (st.queue_id != q_.id) {  // another queue now goes by this name
@@ -644,6 +694,9 @@ class Session {
       return;
     }
     std::vector<Run> all = runs();
+    std::vector<std::pair<std::int64_t, std::int64_t>> fenced;
+    for (const auto& it : st.items) fenced.emplace_back(it.position, st.token);
+    const FirstStale first = first_stale(fenced, all);
     std::vector<std::vector<const Settlement::Item*>> by_run(all.size());
     std::vector<const Settlement::Item*> rows;
     for (const auto& it : st.items) {
@@ -662,7 +715,9 @@ class Session {
         continue;
       }
       bool all_acked = items.size() == all[i].positions.size() &&
-                       std::all_of(items.begin(), items.end(), [](auto* it) { return it->kind == Settlement::ack; });
+                       std::all_of(items.begin(), items.end(), [&](auto* it) {
+                         return it->kind == Settlement::ack && !held_back(first, all[i].stream_of(it->position), it->position);
+                       });
       if (all_acked) {
         delete_run(all[i]);
         counts.acked += static_cast<std::int64_t>(items.size());
@@ -679,6 +734,11 @@ class Session {
         ++counts.stale;
         continue;
       }
+      if (held_back(first, r->stream, r->position)) {
+        release_item(*r);
+        ++counts.stale;
+        continue;
+      }
       if (it->kind == Settlement::ack) {
         delete_item(it->position);
         ++counts.acked;
@@ -686,9 +746,7 @@ class Session {
         if (fail_item(*r, 0, it->reason)) ++counts.parked;
         else ++counts.retried;
       } else {
-        std::int64_t attempts = std::max<std::int64_t>(r->attempts - 1, 0);
-        if (attempts == 0) set_state(r->position, kPending, 0, std::nullopt, std::nullopt, nullptr);
-        else set_state(r->position, kRetry, attempts, clock_, clock_.wall_us, nullptr);
+        release_item(*r);
         ++counts.released;
       }
     }
@@ -720,9 +778,9 @@ class Session {
   // stale (set aside in `stale`); a run whose every member is acked by the rest is dropped whole
   // (when `whole` is set); other runs touched are turned into rows. Returns the targets left,
   // for the rows.
-  std::vector<Target> open_runs(const std::vector<Target>& targets, bool whole, std::vector<Target>& stale) {
+  std::vector<Target> open_runs(const std::vector<Target>& targets, bool whole, const std::vector<Run>& all,
+                                const FirstStale& first, std::vector<Target>& stale) {
     std::vector<Target> rest;
-    std::vector<Run> all = runs();
     std::vector<std::vector<Target>> in_run(all.size());
     for (const auto& t : targets) {
       auto r = std::upper_bound(all.begin(), all.end(), t.position,
@@ -743,7 +801,10 @@ class Session {
       for (const auto& t : live) covered.push_back(t.position);
       std::sort(covered.begin(), covered.end());
       covered.erase(std::unique(covered.begin(), covered.end()), covered.end());
-      if (whole && covered.size() == all[i].positions.size()) {
+      bool any_held = std::any_of(live.begin(), live.end(), [&](const Target& t) {
+        return t.lease && held_back(first, all[i].stream_of(t.position), t.position);
+      });
+      if (whole && !any_held && covered.size() == all[i].positions.size()) {
         delete_run(all[i]);
         continue;
       }
@@ -787,6 +848,11 @@ void check_positions(const std::vector<std::int64_t>& positions) {
 }  // namespace
 
 Clock Clock::now() { return Clock{esctl::mono_us(), boot_number(), now_us()}; }
+Clock Clock::pinned_now() {
+  Clock c = now();
+  c.pinned = true;
+  return c;
+}
 
 const char* poison_name(Poison p) { return p == Poison::park ? "park" : "block"; }
 
@@ -993,7 +1059,7 @@ void Queues::renew(std::string_view name, const Lease& lease, std::int64_t lease
   RelaxedSync relaxed(db);
   sql::Txn txn(db);
   Session session(store_, load_queue(db, name), clock);
-  session.renew(lease, clock.plus_ms(lease_ms));
+  session.renew(lease, session.clock().plus_ms(lease_ms));
   txn.commit();
 }
 
@@ -1008,6 +1074,14 @@ std::vector<Target> checked_targets(std::vector<Target> targets) {
   targets.erase(std::unique(targets.begin(), targets.end(), [&](const Target& a, const Target& b) { return key(a) == key(b); }),
                 targets.end());
   return targets;
+}
+
+// The fenced targets, as (position, lease token).
+std::vector<std::pair<std::int64_t, std::int64_t>> fenced_of(const std::vector<Target>& targets) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& t : targets)
+    if (t.lease) out.emplace_back(t.position, *t.lease);
+  return out;
 }
 
 std::vector<Target> bare(const std::vector<std::int64_t>& positions) {
@@ -1026,7 +1100,9 @@ std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector
   Session session(store_, load_queue(db, name), clock);
   Matcher match(store_, session.queue().filter);
   std::vector<Target> stale;
-  auto rest = session.open_runs(targets, true, stale);
+  const std::vector<Run> all = session.runs();
+  const auto first = session.first_stale(fenced_of(targets), all);
+  auto rest = session.open_runs(targets, true, all, first, stale);
   // Highest position first: deleting a stream's rows from the top promotes a head only once.
   std::sort(rest.begin(), rest.end(), [](const Target& a, const Target& b) { return a.position > b.position; });
   std::vector<std::int64_t> done;
@@ -1036,8 +1112,14 @@ std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector
       if (auto why = session.problem(t.position, match)) throw Error(Errc::usage, *why);
       continue;  // acked already: a no-op
     }
-    if (t.lease && !session.current(*r, *t.lease)) stale.push_back(t);
-    else session.delete_item(t.position);
+    if (t.lease && !session.current(*r, *t.lease)) {
+      stale.push_back(t);
+    } else if (t.lease && Session::held_back(first, r->stream, r->position)) {
+      session.release_item(*r);
+      stale.push_back(t);
+    } else {
+      session.delete_item(t.position);
+    }
   }
   txn.commit();
   std::sort(stale.begin(), stale.end(), [](const Target& a, const Target& b) { return a.position < b.position; });
@@ -1055,7 +1137,9 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
   const QueueInfo& q = session.queue();
   Matcher match(store_, q.filter);
   std::vector<Target> stale;
-  auto rest = session.open_runs(targets, false, stale);
+  const std::vector<Run> all = session.runs();
+  const auto first = session.first_stale(fenced_of(targets), all);
+  auto rest = session.open_runs(targets, false, all, first, stale);
   for (const auto& t : rest) {
     const std::int64_t p = t.position;
     auto r = session.item(p);
@@ -1068,8 +1152,14 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
       throw Error(Errc::usage, fmt::format("position {} of queue '{}' is already acked; it cannot be nacked", p, q.name));
     }
     if (t.lease) {
-      if (!session.current(*r, *t.lease)) stale.push_back(t);
-      else session.fail_item(*r, delay_ms, reason);
+      if (!session.current(*r, *t.lease)) {
+        stale.push_back(t);
+      } else if (Session::held_back(first, r->stream, r->position)) {
+        session.release_item(*r);
+        stale.push_back(t);
+      } else {
+        session.fail_item(*r, delay_ms, reason);
+      }
       continue;
     }
     switch (r->state) {
@@ -1079,7 +1169,7 @@ std::vector<Target> Queues::nack_targets(std::string_view name, const std::vecto
                                              p, q.name));
       case kLeased: session.fail_item(*r, delay_ms, reason); break;
       case kRetry: {
-        Clock due = clock.plus_ms(delay_ms);
+        Clock due = session.clock().plus_ms(delay_ms);
         session.set_state(p, kRetry, r->attempts, due, due.wall_us, &reason);
         break;
       }

@@ -23,9 +23,16 @@ struct Clock {
   std::int64_t mono_us = 0;  ///< CLOCK_BOOTTIME, µs
   std::int64_t boot = 0;     ///< this boot, as a number derived from its boot id
   std::int64_t wall_us = 0;  ///< µs since the epoch
+  /// Whether queue operations take this time as given (tests that move time by hand). An
+  /// unpinned clock only says "now": a write reads the clocks again once its transaction holds
+  /// the write lock, because the caller's reading may be seconds old by then, and a lease that
+  /// expired meanwhile must count as expired.
+  bool pinned = false;
   /// The real clocks, now.
   static Clock now();
-  Clock plus_ms(std::int64_t ms) const { return Clock{mono_us + ms * 1000, boot, wall_us + ms * 1000}; }
+  /// The real clocks now, pinned.
+  static Clock pinned_now();
+  Clock plus_ms(std::int64_t ms) const { return Clock{mono_us + ms * 1000, boot, wall_us + ms * 1000, pinned}; }
 };
 
 /// What a parked event does to the rest of its stream.

@@ -205,6 +205,37 @@ TEST_SUITE("cli/queue_fencing") {
     }
   }
 
+  TEST_CASE("a fenced ack of a batch settles a stream in order or not at all: after a stale event, its successors go back") {
+    Env e;
+    for (const char* s : {"s-1", "s-1", "s-1", "t-1"}) e.ok({"append", s, "T"});
+    e.ok({"queue", "create", "q", "--from", "start"});
+    auto pulled = lines(e.ok({"--json", "queue", "pull", "q", "--max", "4"}).out);
+    REQUIRE(pulled.size() == 4);
+    std::vector<std::string> targets;
+    for (const auto& l : pulled) {
+      auto j = json::parse(l);
+      targets.push_back(std::to_string(j["position"].get<std::int64_t>()) + ":" +
+                        std::to_string(j["lease"].get<std::int64_t>()));
+    }
+    e.ok({"queue", "nack", "q", "1"});  // an operator fails s-1@0 by hand while the batch is out
+    std::vector<std::string> ack{"queue", "ack", "q"};
+    ack.insert(ack.end(), targets.begin(), targets.end());
+    auto r = e.esctl(ack);
+    CHECK(r.status == 3);
+    for (int i : {0, 1, 2}) CHECK_MESSAGE(contains(r.err, targets[i] + " of queue 'q' is stale"), r.err);
+    CHECK(!contains(r.err, targets[3]));  // t-1@0 is acked
+    auto st = e.status("q");
+    CHECK(st["lag"] == 3);
+    CHECK(st["leased"] == 0);
+    // s-1@0 comes first (its second attempt), then s-1@1 and s-1@2, whose attempt was not used.
+    std::vector<std::pair<std::int64_t, std::int64_t>> next;
+    for (const auto& l : lines(e.ok({"--json", "queue", "pull", "q", "--max", "4"}).out)) {
+      auto j = json::parse(l);
+      next.emplace_back(j["position"].get<std::int64_t>(), j["attempt"].get<std::int64_t>());
+    }
+    CHECK(next == std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 2}, {2, 1}, {3, 1}});
+  }
+
   TEST_CASE("a drainer whose queue is deleted and created again touches nothing of the new queue and exits 4") {
     Env e;
     for (int i = 0; i < 6; ++i) e.ok({"append", "s-" + std::to_string(i % 3), "T"});

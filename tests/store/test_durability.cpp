@@ -223,7 +223,7 @@ void check_events(Store& s, const Model& m) {
 /// this process, not a power loss) comes back.
 void check_queue(Store& s, const Model& m, bool strict) {
   Queues q(s);
-  Clock c = Clock::now();
+  Clock c = Clock::pinned_now();
   c.boot += 1;
   c.mono_us = 1;
   std::map<std::int64_t, Event> all;
@@ -407,7 +407,7 @@ Scenario queue_ops() {
             m.queue = true;
             Store s(StoreOptions{path, 5000}, Access::write);
             Queues q(s);
-            Clock c = Clock::now();
+            Clock c = Clock::pinned_now();  // moved by hand below
             std::mt19937 rng(7);
             for (int round = 0; round < 14; ++round) {
               auto r = do_pull(q, "q", 1 + round % 4, 500, c);

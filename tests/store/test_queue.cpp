@@ -11,9 +11,12 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "core/error.hpp"
 #include "store/queue.hpp"
+#include "store/sqlite/event_store.hpp"
+#include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
 #include "support/temp_store.hpp"
 
@@ -26,7 +29,7 @@ struct Fixture {
   TempStore t;
   Store store{t.options(), Access::write};
   Queues queues{store};
-  Clock clock = Clock::now();
+  Clock clock = Clock::pinned_now();
 
   std::int64_t append(const std::string& stream, const std::string& type = "T") {
     NewEvent e;
@@ -572,6 +575,76 @@ TEST_SUITE("store/queue") {
     CHECK(f.queues.ack_targets("q", {Target{2, b.lease.token}}, f.clock).empty());  // acked again: a no-op
     f.queues.ack("q", std::vector<std::int64_t>{1});  // the override
     CHECK(f.queues.status("q", f.clock).lag == 0);
+  }
+
+  TEST_CASE("an outcome that waited for the write lock past its lease is stale: leases are judged after the lock") {
+    // Found by the chaos harness: a drainer read the clock, then waited seconds for the store's
+    // lock; meanwhile its lease expired and s-1@0 went to another consumer. Judged by the clock
+    // it read before waiting, its acks of s-1@1.. still looked current and were applied.
+    Fixture f;
+    f.create("q");
+    f.append("s-1");
+    f.append("s-1");
+    PullOptions o;
+    o.max = 2;
+    o.lease_ms = 150;
+    auto a = f.queues.pull("q", o, Clock::now());
+    REQUIRE(positions(a) == std::vector<std::int64_t>{1, 2});
+    const Clock asked = Clock::now();  // the drainer's reading, while its lease is current
+    Store other(f.t.options(), Access::write);
+    std::optional<sql::Txn> lock(std::in_place, sqlite::connection(other));  // holds the write lock
+    SettleCounts c;
+    std::thread late([&] { c = f.queues.settle("q", settle_all(a, Settlement::ack), asked); });
+    while (Clock::now().mono_us < asked.mono_us + 300'000) ::usleep(10'000);  // the lease is over
+    lock.reset();  // rolled back: the lock is free
+    late.join();
+    CHECK(c.stale == 2);
+    CHECK(c.acked == 0);
+    o.isolate_retries = true;
+    auto again = f.queues.pull("q", o, Clock::now());
+    CHECK(positions(again) == std::vector<std::int64_t>{1});  // a redelivery is handed out alone
+    CHECK(attempts(again) == std::vector<std::int64_t>{2});
+  }
+
+  TEST_CASE("one settle applies a stream's outcomes in order or not at all: after a stale S@v, S@v+1.. go back") {
+    for (bool fenced_cli : {false, true}) {
+      CAPTURE(fenced_cli);
+      Fixture f;
+      f.create("q");
+      f.append("s-1");
+      f.append("s-1");
+      f.append("s-1");
+      f.append("t-1");
+      auto a = f.pull("q", 4);
+      REQUIRE(positions(a) == std::vector<std::int64_t>{1, 2, 3, 4});
+      // An operator fails s-1@0 by hand (a bare position overrides the lease): it waits for a retry.
+      f.queues.nack("q", {1}, 0, "by hand", f.clock);
+      std::int64_t stale = 0, acked = 0;
+      if (fenced_cli) {
+        auto st = f.queues.ack_targets(
+            "q", {Target{1, a.lease.token}, Target{2, a.lease.token}, Target{3, a.lease.token}, Target{4, a.lease.token}},
+            f.clock);
+        stale = static_cast<std::int64_t>(st.size());
+        acked = 4 - stale;
+      } else {
+        auto c = f.queues.settle("q", settle_all(a, Settlement::ack), f.clock);
+        stale = c.stale;
+        acked = c.acked;
+      }
+      CHECK(stale == 3);  // s-1@0 (nacked since), and s-1@1, s-1@2 held back behind it
+      CHECK(acked == 1);  // t-1@0
+      auto st = f.queues.status("q", f.clock);
+      CHECK(st.lag == 3);
+      CHECK(st.leased == 0);
+      // s-1@0 comes back alone (attempt 2), then s-1@1 and s-1@2 with their first attempt.
+      auto b = f.pull("q", 4, true);
+      CHECK(positions(b) == std::vector<std::int64_t>{1});
+      CHECK(attempts(b) == std::vector<std::int64_t>{2});
+      CHECK(f.queues.settle("q", settle_all(b, Settlement::ack), f.clock).acked == 1);
+      auto c = f.pull("q", 4, true);
+      CHECK(positions(c) == std::vector<std::int64_t>{2, 3});
+      CHECK(attempts(c) == std::vector<std::int64_t>{1, 1});
+    }
   }
 
   TEST_CASE("a queue deleted and created again under its name is another queue") {
