@@ -72,15 +72,45 @@ class Run:
         return self.locked(t0, t1) or any(a <= t1 and b >= t0 for a, b in self.pauses())
 
     def admin(self, queue, kinds=("create", "recreate", "reset", "retry")):
-        """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1)]."""
+        """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1, op)]; a
+        re-create counts when its delete did."""
         out = []
         for op, o in self.ops.items():
             inv = o["inv"]
             if inv and inv.get("queue") == queue and inv.get("kind") in kinds:
                 rc = o["done"]["rc"] if o["done"] else None
+                if inv["kind"] == "recreate" and o["done"] and o["done"].get("delete_rc") is not None:
+                    rc = o["done"]["delete_rc"]  # its delete took effect even if its create failed after
                 if rc in (0, None) or rc < 0 or rc == 130:
                     out.append((inv["kind"], inv["t"], o["done"]["t"] if o["done"] else INF, op))
         return sorted(out, key=lambda x: x[1])
+
+    def fences(self, queue):
+        """The commands that end every lease of QUEUE at their commit (a reset, a delete and
+        create again), as {"op", "a", "b", "lo", "hi"}: invoked at a, ended at b (INF if not), and
+        the store's lease counter read by the runner just before (lo) and just after (hi), None
+        where it could not be read."""
+        out = []
+        for k, a, b, op in self.admin(queue, ("recreate", "reset")):
+            o = self.ops[op]
+            out.append({"op": op, "a": a, "b": b, "lo": o["inv"].get("lease_before"),
+                        "hi": (o["done"] or {}).get("lease_after")})
+        return out
+
+
+def side(d, f):
+    """Which side of fence F (Run.fences) delivery D's lease lies on: "before" (drawn before F's
+    commit, so F ended it, however late its handler started), "after" (drawn after it), or None
+    (cannot tell). By lease token where both are known (tokens come from a store-wide counter);
+    else by the handler's start, with a grace after F for leases drawn before it."""
+    lease = d.get("lease")
+    if lease is not None and f["lo"] is not None and f["hi"] is not None:
+        if lease <= f["lo"]:
+            return "before"
+        return "after" if lease > f["hi"] else None
+    if d["ts"] < f["a"]:
+        return "before"
+    return "after" if d["ts"] > f["b"] + GRACE else None
 
 
 def _v(check, detail, t=0.0, **kw):
@@ -250,7 +280,9 @@ def check_queue_complete(run, queue):
                       f"{st.get('leased')}, retrying {st.get('retrying')}, parked {len(parked)}, "
                       f"held behind parked {len(blocked)}", run.final["t"], queue=queue))
     since = _epoch_start(run, queue)
-    good = {d["pos"] for d in _deliveries(run, queue) if d["ok"] and d["ts"] >= since}
+    last = [f for f in run.fences(queue) if f["a"] == since]
+    good = {d["pos"] for d in _deliveries(run, queue)
+            if d["ok"] and d["ts"] >= since and not (last and side(d, last[-1]) == "before")}
     by_pos = {e["position"]: e for e in evs}
     for p in sorted(acked - good):
         e = by_pos[p]
@@ -287,18 +319,21 @@ def _admin_windows(run, queue):
 
 
 def check_queue_order(run, queue):
-    """Per stream, first deliveries in version order within each life of the queue."""
+    """Per stream, first deliveries in version order within each life of the queue. A reset or a
+    delete and create ends every lease of the queue at its commit: a delivery leased before it
+    (its handler may start long after) belongs to the life before; one that cannot be placed is
+    not judged."""
     out = []
     park = run.final["queues"][queue]["cfg"].get("poison") == "park"
-    wins = [(a, b + GRACE) for k, a, b, _ in run.admin(queue, ("recreate", "reset"))]
-    bounds = sorted(b for a, b in wins)
+    fences = run.fences(queue)
     retries = [a for k, a, b, _ in run.admin(queue, ("retry",))]
     seen = defaultdict(dict)  # (epoch, stream) -> {ver: ts}
     last = {}
     for d in _deliveries(run, queue):
-        if any(a <= d["ts"] <= b for a, b in wins):
+        sides = [side(d, f) for f in fences]
+        if None in sides:
             continue
-        epoch = sum(1 for b in bounds if b <= d["ts"])
+        epoch = sides.count("after")
         key = (epoch, d["stream"])
         if d["ver"] in seen[key]:
             continue
@@ -326,6 +361,7 @@ def check_queue_fencing(run, queue):
     cfg = run.final["queues"][queue]["cfg"] if run.final else {"ack_ms": 30000}
     ack = cfg.get("ack_ms", 30000) / 1000.0
     wins = _admin_windows(run, queue)
+    fences = run.fences(queue)
     dl = _deliveries(run, queue)
     by_stream = defaultdict(list)
     for d in dl:
@@ -356,6 +392,8 @@ def check_queue_fencing(run, queue):
                     continue
                 if any(a <= y["ts"] and b >= t0 for a, b in wins):
                     continue
+                if any(y["ts"] >= f["a"] and side(x, f) != "after" for f in fences):
+                    continue  # X's lease may have been ended by a reset or re-create before Y started
                 if x["lease"] and y["lease"] and x["lease"] == y["lease"]:
                     continue
                 if (x["h"], y["h"]) in reported:
@@ -370,13 +408,16 @@ def check_queue_fencing(run, queue):
 
 
 def check_queue_stale_drainer(run, queue):
-    """A drainer of a queue that was deleted (and created again) does not drain the new queue."""
+    """A drainer of a queue that was deleted (and created again) does not drain the new queue:
+    none of its deliveries is leased after the re-create."""
     out = []
-    for k, a, b, op in run.admin(queue, ("recreate",)):
+    for f in run.fences(queue):
+        if run.ops[f["op"]]["inv"]["kind"] != "recreate":
+            continue
         for d in _deliveries(run, queue):
             o = run.ops.get(d["d"])
-            if o and o["inv"] and o["inv"]["kind"] == "drainer" and o["inv"]["t"] < a and d["ts"] > b + GRACE:
-                out.append(_v("deleted-queue-drainer", f"queue {queue}: {d['d']}, started before {op} deleted and "
+            if o and o["inv"] and o["inv"]["kind"] == "drainer" and o["inv"]["t"] < f["a"] and side(d, f) == "after":
+                out.append(_v("deleted-queue-drainer", f"queue {queue}: {d['d']}, started before {f['op']} deleted and "
                               f"re-created the queue, delivered #{d['pos']} of the new queue", d["ts"], queue=queue))
                 break
     return out

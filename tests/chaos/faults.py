@@ -18,6 +18,8 @@ def plan(seed, ops, seconds):
     faults aimed at whichever drainer of a queue is running at that moment."""
     rng = random.Random(f"faults/{seed}")
     for op in ops:
+        if op.get("closing"):
+            continue  # the closing raced pair (workload.py): the runner's pauses only, no draw
         r = rng.random()
         if op["kind"] in ("append", "append_batch", "import"):
             if r < 0.07:

@@ -46,12 +46,12 @@ class H:
     def complete(self, op, t, rc, **kw):
         self.recs.append(dict(kw, k="complete", op=op, rc=rc, t=t))
 
-    def deliver(self, d, h, pos, ver, ts, te, ok=True, att=1, stream="ord-1", q="q"):
+    def deliver(self, d, h, pos, ver, ts, te, ok=True, att=1, stream="ord-1", q="q", lease=None):
         self.recs.append({"k": "hstart", "d": d, "h": h, "q": q, "pos": pos, "stream": stream, "ver": ver,
-                          "att": att, "t": ts})
+                          "att": att, "lease": lease, "t": ts})
         if te is not None:
             self.recs.append({"k": "hend", "d": d, "h": h, "q": q, "pos": pos, "stream": stream, "ver": ver,
-                              "att": att, "ok": ok, "t": te})
+                              "att": att, "lease": lease, "ok": ok, "t": te})
 
     def fault(self, op, kind, t, end=None):
         r = {"k": "fault", "op": op, "kind": kind, "t": t}
@@ -132,6 +132,20 @@ class Exits(unittest.TestCase):
         h.fault("d2", "kill", 5.5)
         h.complete("d2", 5.6, -9)
         self.assertEqual(h.check(), [])
+
+    def test_drainer_of_a_queue_deleted_by_a_recreate_whose_create_failed(self):
+        h = H()
+        h.recs.append({"k": "fault", "kind": "lock", "t": 3.0, "end": 9.0})
+        h.invoke("rc", 3.6, kind="recreate", queue="q")
+        h.complete("rc", 9.1, 7, delete_rc=0, err="esctl: error: store 'store.db' is busy")
+        h.invoke("d2", 3.0, kind="drainer", queue="q")
+        h.complete("d2", 5.0, 4, err="esctl: error: queue 'q' was deleted under this drain")
+        got = h.check()
+        self.assertNotIn("unexpected-exit", got)
+        for r in h.recs:
+            if r.get("op") == "rc" and r["k"] == "complete":
+                r["delete_rc"] = 7  # its delete gave up too: nothing deleted the queue under d2
+        self.assertIn("unexpected-exit", h.check())
 
     def test_busy_is_allowed_only_while_a_lock_is_held(self):
         h = H()
@@ -265,6 +279,77 @@ class Queues(unittest.TestCase):
         self.assertEqual(h.check(), [])
         h.recs = [r for r in h.recs if r.get("h") != "h1"]
         self.assertIn("order", h.check())  # under block, a retried event never comes after a later one
+
+    def reset_with_a_late_old_lease(self):
+        """d1 leased ord-1@1 (lease 6) ahead before a reset re-based the queue (lease counter 6
+        before it, 7 after), but its handler only started long after the reset; meanwhile d2
+        drains the new life from ord-1@0 (leases 8 and 9)."""
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        h.invoke("d2", 0.3, kind="drainer", queue="q")
+        h.deliver("d1", "h1", 1, 0, 3.0, 3.5, lease=5)
+        h.invoke("r1", 4.0, kind="reset", queue="q", lease_before=6)
+        h.complete("r1", 4.1, 0, lease_after=7)
+        h.deliver("d1", "h2", 2, 1, 9.0, 9.5, att=2, lease=6)  # 4.9 s after the reset
+        h.deliver("d2", "h3", 1, 0, 10.0, 10.5, lease=8)
+        h.deliver("d2", "h4", 2, 1, 11.0, 11.5, lease=9)
+        h.complete("d2", 12.0, 130)
+        return h
+
+    def test_a_reset_ends_the_leases_before_it_however_late_their_handlers_start(self):
+        self.assertEqual(self.reset_with_a_late_old_lease().check(), [])
+
+    def test_order_after_a_reset_is_still_judged(self):
+        h = self.reset_with_a_late_old_lease()
+        for r in h.recs:  # the new life's leases hand ord-1@1 out before ord-1@0
+            if r.get("h") == "h3":
+                r["t"] += 2.0
+        self.assertIn("order", h.check())
+
+    def test_a_late_old_lease_is_not_judged_when_the_counter_was_not_read(self):
+        h = self.reset_with_a_late_old_lease()
+        for r in h.recs:
+            r.pop("lease_before", None)
+            r.pop("lease_after", None)
+        self.assertIn("order", h.check())  # by time alone, 4.9 s is past the grace: judged (wrongly)
+        for r in h.recs:
+            if r.get("h") == "h2":
+                r["t"] -= 3.0  # within the grace after the reset: not judged
+        self.assertEqual(h.check(), [])
+
+    def test_a_lease_drawn_while_the_reset_ran_is_not_judged(self):
+        h = self.reset_with_a_late_old_lease()
+        for r in h.recs:
+            if r.get("h") == "h2":
+                r["lease"] = 7  # drawn between the two reads of the counter: either side
+        self.assertEqual(h.check(), [])
+
+    def test_an_old_lease_acked_after_the_reset_is_no_delivery_of_the_new_life(self):
+        h = self.reset_with_a_late_old_lease()
+        h.recs = [r for r in h.recs if r.get("h") != "h4"]  # ord-1@1 acked, run only under lease 6
+        self.assertIn("acked-undelivered", h.check())
+
+    def test_an_old_lease_ended_by_a_reset_holds_nothing(self):
+        h = self.reset_with_a_late_old_lease()
+        for r in h.recs:
+            if r.get("h") == "h2":  # still running when d2 starts ord-1@1 (11.0)
+                r["t"] = 9.5 if r["k"] == "hstart" else 12.0
+        self.assertNotIn("fencing", h.check())
+        for r in h.recs:
+            r.pop("lease_before", None)
+            r.pop("lease_after", None)
+        self.assertIn("fencing", h.check())  # without the counter, by time: judged
+
+    def test_drainer_of_a_deleted_queue_by_its_lease(self):
+        h = self.reset_with_a_late_old_lease()
+        for r in h.recs:
+            if r.get("op") == "r1":
+                r["kind"] = "recreate"
+            if r.get("op") == "d2" and r["k"] == "invoke":
+                r["t"] = 4.5  # started on the new queue
+        self.assertNotIn("deleted-queue-drainer", h.check())  # d1's late batch was leased before
+        h.deliver("d1", "h5", 1, 0, 5.0, 5.2, lease=10)  # leased from the new queue
+        self.assertIn("deleted-queue-drainer", h.check())
 
     def test_acked_without_delivery_in_the_new_queue(self):
         """Defect (b): the queue is deleted and created again; an old drainer's ack settles an
@@ -447,6 +532,16 @@ class Plans(unittest.TestCase):
                 self.assertEqual((other["t"], other["race_with"]), (o["t"], o["id"]))
                 self.assertEqual({o["race"], other["race"]}, {"first", "second"})
                 self.assertNotIn("fault", o)  # the runner's pauses only
+
+    def test_the_schedule_ends_with_a_closing_pair_that_draws_nothing(self):
+        ops = workload.plan(3, 10)
+        first, second = ops[-2:]
+        self.assertEqual((first["race"], second["race"], first["t"]), ("first", "second", second["t"]))
+        self.assertTrue(all(o["t"] <= first["t"] for o in ops) and first["t"] >= 10)
+        self.assertTrue(first["closing"] and second["closing"])
+        rest = [o for o in ops if not o.get("closing")]
+        self.assertEqual(faults.plan(3, ops, 10), faults.plan(3, rest, 10))  # same faults with it or without
+        self.assertFalse(any("fault" in o for o in ops[-2:]))
 
     def test_history_keeps_what_was_written_and_skips_a_cut_line(self):
         import tempfile

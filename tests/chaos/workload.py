@@ -46,6 +46,9 @@ ON CONFLICT(stream) DO UPDATE SET total = total + excluded.total, cnt = cnt + 1,
 UPDATE acc SET total = total - (:data ->> '$.n'), cnt = cnt + 1, last = :version WHERE stream = :stream;
 """
 
+# The operations that append: single appends, `append --ndjson` batches, imports.
+WRITES = ("append", "append_batch", "import")
+
 ORD_STREAMS = [f"ord-{i}" for i in range(3)]
 ACCT_STREAMS = [f"acct-{i}" for i in range(4)]
 
@@ -120,5 +123,12 @@ def plan(seed, seconds):
         elif kind == "recreate":
             add(t, "recreate", queue="ordq")
         t += rng.expovariate(1 / 0.12)
+    # The closing pair: a raced rebuild pair after everything else (the runner starts it once no
+    # other rebuild runs), so that nothing rebuilds the view after it. It draws nothing from the
+    # seed's random sequences: the schedule before it is the same with it or without.
+    a, b = f"o{n[0] + 1}", f"o{n[0] + 2}"
+    end = max([seconds] + [o["t"] for o in ops])  # a pair's second rebuild may be planned past the end
+    add(end, "rebuild", queue="view", race="first", race_with=b, closing=True)
+    add(end, "rebuild", queue="view", race="second", race_with=a, closing=True)
     ops.sort(key=lambda o: o["t"])
     return ops
