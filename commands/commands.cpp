@@ -133,7 +133,7 @@ void build_cli(CLI::App& app, Globals& g, std::map<const CLI::App*, Runner>& run
   app.require_subcommand(0, 1);
   app.fallthrough();
   auto* globals = app.add_option_group("Global options");
-  globals->add_option("--store", g.store, "Store file (default: $ESCTL_STORE, else ./events.db)");
+  globals->add_option("--store", g.store, "Store file, or a postgresql:// URI (default: $ESCTL_STORE, else ./events.db)");
   globals->add_flag("--json", g.json, "Machine output: NDJSON per event, one JSON object for summaries");
   globals->add_flag("-q,--quiet", g.quiet, "No output except errors");
   globals->add_option("--color", g.color, "Colour: auto, always or never (NO_COLOR is honoured)")

@@ -15,6 +15,7 @@
 #include "render/progress.hpp"
 #include "core/names.hpp"
 #include "store/postgres/pg.hpp"
+#include "store/postgres/verify.hpp"
 #include "store/queue.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
@@ -200,9 +201,6 @@ int verify_log(Context& ctx, const VerifyCli& o) {
 }
 
 int verify_store_cmd(Context& ctx, const VerifyCli& o) {
-  if (pg::is_uri(ctx.store_options.location))
-    throw Error(Errc::io, fmt::format("verify does not check PostgreSQL stores yet ('{}')",
-                                      pg::redact_uri(ctx.store_options.location)));
   VerifyOptions vo;
   vo.location = ctx.store_options.location;
   vo.busy_timeout_ms = ctx.store_options.busy_timeout_ms;
@@ -211,11 +209,13 @@ int verify_store_cmd(Context& ctx, const VerifyCli& o) {
   vo.queues = o.queues;
   Progress bar(ctx.progress, "verify", "events");
   Reporter report(ctx, &bar);
-  VerifyCounts c = verify_store(vo, [&](const Violation& v) { report(v); },
-                                [&](std::int64_t done, std::int64_t total, std::int64_t events) {
-                                  bar.set_total(total);
-                                  bar.update(done, events);
-                                });
+  const ViolationFn on_violation = [&](const Violation& v) { report(v); };
+  const ProgressFn on_progress = [&](std::int64_t done, std::int64_t total, std::int64_t events) {
+    bar.set_total(total);
+    bar.update(done, events);
+  };
+  VerifyCounts c = pg::is_uri(vo.location) ? pg::verify_store(vo, on_violation, on_progress)
+                                           : verify_store(vo, on_violation, on_progress);
   bar.finish();
   std::string extra = ",\"integrity\":";
   json::append_quoted(extra, c.storage_check);

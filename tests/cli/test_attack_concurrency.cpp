@@ -46,7 +46,7 @@ TEST_SUITE("cli/attack_concurrency") {
       std::string script;
       for (int i = 0, call = 0; i < per_proc; i += batch, ++call) {
         std::string stream = call % 2 == 0 ? "shared-1" : fmt::format("private-{}", p);
-        std::string cmd = fmt::format("\"$ESCTL\" --store '{}' --busy-timeout 300s -q append {}", store, stream);
+        std::string cmd = fmt::format("\"$ESCTL\" --store '{}' --busy-timeout 300s -q append {}", store_location(store), stream);
         if (batch == 1) {
           script += fmt::format("{} T '{{\"p\":{},\"i\":{}}}' || echo \"FAIL {} {}\"\n", cmd, p, i, p, i);
         } else {

@@ -197,7 +197,8 @@ TEST_SUITE("cli/attack_input") {
       std::fputs("\"}", out);
       std::fclose(out);
     }
-    auto size_before = fs::file_size(s.store);
+    const bool file = !postgres_backend();
+    auto size_before = file ? fs::file_size(s.store) : 0;
     auto r = s.esctl({"append", "huge-1", "T", "@" + f});
     CHECK(r.status == 5);
     CHECK_MESSAGE(contains(r.err, "over the limit"), r.err);
@@ -212,7 +213,7 @@ TEST_SUITE("cli/attack_input") {
     CHECK(r.status == 5);
     CHECK(contains(r.err, "over the limit"));
     CHECK(event_count(s.store) == 0);
-    CHECK(fs::file_size(s.store) == size_before);
+    if (file) CHECK(fs::file_size(s.store) == size_before);
     s.check_contained();
     check_sound(s.store);
   }

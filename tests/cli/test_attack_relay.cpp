@@ -229,7 +229,7 @@ void attack_relay(int kills, bool whole_service) {
 
 }  // namespace
 
-TEST_SUITE("cli/attack_relay") {
+TEST_SUITE("cli/attack_relay" * needs_queues()) {
   TEST_CASE("a relay between stores killed with kill -9 at random moments copies every event exactly once, in order") {
     attack_relay(full_size() ? 200 : 20, true);
   }

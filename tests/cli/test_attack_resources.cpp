@@ -46,7 +46,7 @@ std::string as_nobody() {
 
 }  // namespace
 
-TEST_SUITE("cli/attack_resources") {
+TEST_SUITE("cli/attack_resources" * sqlite_only()) {
   TEST_CASE("a file size limit set by a plain shell (SIGXFSZ not ignored) fails with exit 1, not a kill") {
     // Found by the chaos harness: a user's `ulimit -f` leaves SIGXFSZ at its default, which
     // killed esctl (status 153) at the first write past the limit instead of the documented exit 1.

@@ -92,7 +92,7 @@ bool has(const std::vector<std::string>& v, const std::string& s) { return std::
 
 }  // namespace
 
-TEST_SUITE("cli/docs") {
+TEST_SUITE("cli/docs" * store_free()) {
   TEST_CASE("every command has a man page that documents every option its --help lists") {
     auto cmds = all_commands();
     REQUIRE(cmds.size() >= 11);

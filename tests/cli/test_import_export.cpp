@@ -308,7 +308,7 @@ TEST_SUITE("cli/import_export") {
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_addclose(&fa, in[1]);
     posix_spawn_file_actions_addopen(&fa, 2, (d / "err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> args{bin(), "--store", store, "import", "--batch", "4"};
+    std::vector<std::string> args{bin(), "--store", store_location(store), "import", "--batch", "4"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

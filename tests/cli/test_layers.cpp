@@ -63,7 +63,7 @@ void check_layer(const std::string& dir, const std::vector<std::string>& allowed
 
 }  // namespace
 
-TEST_SUITE("cli/layers") {
+TEST_SUITE("cli/layers" * store_free()) {
   TEST_CASE("core includes only core") { check_layer("src/core", {"core/"}); }
 
   TEST_CASE("render includes only core and render") { check_layer("src/render", {"core/", "render/"}); }

@@ -45,7 +45,7 @@ struct Store {
 
 }  // namespace
 
-TEST_SUITE("cli/queue_basic") {
+TEST_SUITE("cli/queue_basic" * needs_queues()) {
   TEST_CASE("a queue created with the default --from end does not deliver events appended before it") {
     Store s;
     s.append("order-1");

@@ -13,6 +13,9 @@
 //   anything else     (text, console) not run
 // Blocks before the first `## ` heading (the set-up commands, which apt-get install, and the
 // install step; tests/cli/test_docs.cpp installs into a temporary prefix) are never run.
+// The section "PostgreSQL stores" runs on the PostgreSQL pass of the CLI tests only, against
+// the throwaway test server (libpq's PGHOST and PGUSER name it); every other section runs on
+// the SQLite pass only.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -20,11 +23,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <set>
 #include <thread>
 
+#include "store/postgres/pg.hpp"
 #include "support/cli.hpp"
+#include "support/pg_db.hpp"
 
 using namespace esctl::test;
 
@@ -94,6 +100,55 @@ std::string build_script(const std::vector<Block>& blocks, const std::string& di
   return s;
 }
 
+const std::string kPgSection = "PostgreSQL stores";
+
+// The blocks the current backend runs (see the top of this file).
+std::vector<Block> for_this_backend(const std::vector<Block>& blocks) {
+  std::vector<Block> out;
+  for (const auto& b : blocks)
+    if ((b.section == kPgSection) == postgres_backend()) out.push_back(b);
+  return out;
+}
+
+// The README's PostgreSQL walkthrough against the test server: its database `shop` is made by
+// the walkthrough itself (createdb), so it is dropped before and after.
+void run_pg_section(const std::vector<Block>& blocks) {
+  const std::string server = pg_server_uri();
+  const auto user_at = server.find("://") + 3, at = server.find('@'), host_at = server.find("host=");
+  REQUIRE((at != std::string::npos && host_at != std::string::npos));
+  auto drop_shop = [&] {
+    esctl::pg::Conn admin(server, 10000);
+    admin.exec_script("DROP DATABASE IF EXISTS shop WITH (FORCE)");
+  };
+  drop_shop();
+  struct DropAfter {
+    std::function<void()> f;
+    ~DropAfter() { f(); }
+  } drop_after{drop_shop};
+
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "bin");
+  std::filesystem::create_symlink(bin(), tmp / "bin/esctl");
+  int backgrounds = 0;
+  write_file(tmp / "readme.sh", build_script(blocks, tmp.path(), backgrounds));
+  REQUIRE(backgrounds == 0);
+  RunOptions o;
+  o.cwd = tmp.path();
+  const char* path = std::getenv("PATH");
+  o.env["PATH"] = tmp / "bin" + ":" + (path ? path : "/usr/bin:/bin");
+  o.env["PGHOST"] = server.substr(host_at + 5, server.find('&', host_at) - (host_at + 5));
+  o.env["PGUSER"] = server.substr(user_at, at - user_at);
+  auto r = sh("exec bash readme.sh", o);
+  REQUIRE_MESSAGE(r.status == 0, "README commands failed (status " << r.status << "); the last '>>>' line names the block\n"
+                                     << r.err << "\nstdout:\n" << r.out);
+  CHECK_MESSAGE(contains(r.out, "order-1@1 #3\n"), r.out);  // STREAM@VERSION #POSITION, as on a file
+  CHECK(contains(r.out, "order-1@1 OrderShipped"));
+  CHECK(contains(r.out, "verify: ok"));
+  CHECK(contains(r.out, "imported 1 event"));
+  CHECK(contains(r.out, "imported 4 events"));
+  CHECK(contains(r.out, "the same events, byte for byte"));
+}
+
 bool exists(const std::string& p) { return std::filesystem::exists(p); }
 
 // Stops the background groups however the test case ends.
@@ -137,6 +192,9 @@ TEST_SUITE("cli/readme") {
     // The walkthrough and the other sections' examples are there and marked runnable.
     REQUIRE(runnable >= 15);
     REQUIRE(sections.count("A ten-minute walkthrough"));
+    REQUIRE(sections.count(kPgSection));
+    blocks = for_this_backend(blocks);
+    if (postgres_backend()) return run_pg_section(blocks);
 
     TempDir tmp;
     std::filesystem::create_directories(tmp / "bin");

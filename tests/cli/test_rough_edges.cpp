@@ -97,7 +97,7 @@ TEST_SUITE("cli/rough edges") {
     }
   }
 
-  TEST_CASE("stats shows the file size in human units, bytes with --json, and says 'no queues' once") {
+  TEST_CASE("stats shows the file size in human units, bytes with --json, and says 'no queues' once" * sqlite_only()) {
     TempDir dir;
     std::string store = dir / "s.db";
     REQUIRE(run({"--store", store, "init"}).status == 0);
@@ -203,7 +203,7 @@ TEST_SUITE("cli/rough edges") {
     CHECK_MESSAGE(piped.err.empty(), piped.err);
   }
 
-  TEST_CASE("a store in a folder that does not exist: the error names the folder and the fix") {
+  TEST_CASE("a store in a folder that does not exist: the error names the folder and the fix" * sqlite_only()) {
     TempDir dir;
     for (const char* cmd : {"init", "append"}) {
       std::vector<std::string> args = {"--store", dir / "nope/x.db", cmd};
@@ -219,7 +219,7 @@ TEST_SUITE("cli/rough edges") {
   }
 }
 
-TEST_SUITE("cli/docs stand alone") {
+TEST_SUITE("cli/docs stand alone" * store_free()) {
   TEST_CASE("no file of the repository cites the product contract or style guide it does not contain") {
     namespace fs = std::filesystem;
     // Spelled so that this file does not match itself.

@@ -62,7 +62,7 @@ void all_refuse(const std::string& store, int code, const std::string& what) {
 
 }  // namespace
 
-TEST_SUITE("cli/store_file") {
+TEST_SUITE("cli/store_file" * sqlite_only()) {
   TEST_CASE("init creates an empty WAL-mode store that sqlite3 can read, and is a no-op on an existing one") {
     TempDir d;
     auto store = d / "s.db";

@@ -155,7 +155,7 @@ TEST_SUITE("cli/tail") {
     CHECK(run({"--store", store, "tail", "-n", "-1"}).status == 2);
   }
 
-  TEST_CASE("tail -f refuses a store it could only open as a frozen snapshot, instead of waiting forever") {
+  TEST_CASE("tail -f refuses a store it could only open as a frozen snapshot, instead of waiting forever" * sqlite_only()) {
     TempDir dir;
     std::string store = dir / "s.db";
     append(store, "s-1", "T");
@@ -293,7 +293,7 @@ TEST_SUITE("cli/tail") {
     CHECK(read_file(dir / "err").empty());
   }
 
-  TEST_CASE("a running follower does not pin the WAL: a checkpoint truncates it, and following goes on") {
+  TEST_CASE("a running follower does not pin the WAL: a checkpoint truncates it, and following goes on" * sqlite_only()) {
     TempDir dir;
     std::string store = dir / "s.db";
     append(store, "s-0", "Start");

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -165,6 +166,14 @@ bool postgres_backend() {
   return on;
 }
 
+doctest::skip sqlite_only() { return doctest::skip(postgres_backend()); }
+
+bool backend_has_queues() { return !postgres_backend(); }
+
+doctest::skip needs_queues() { return doctest::skip(!backend_has_queues()); }
+
+doctest::skip store_free() { return doctest::skip(postgres_backend()); }
+
 std::string store_location(const std::string& path) {
   if (!postgres_backend() || path.empty() || pg::is_uri(path)) return path;
   const std::string key = std::filesystem::absolute(path).lexically_normal().string();
@@ -193,9 +202,29 @@ Result run(const std::vector<std::string>& args, const RunOptions& opt) {
 Result sh(const std::string& script, const RunOptions& opt) {
   RunOptions o = opt;
   o.env["ESCTL"] = bin();
-  // PostgreSQL backend: the store paths the script names (those esctl was already given) are
-  // replaced by their databases' URIs.
+  // Store paths handed over in variables (`--store "$STORE"`) are mapped as well.
+  if (postgres_backend())
+    for (auto& [key, value] : o.env)
+      if (key != "ESCTL_STORE" && !value.empty() && !pg::is_uri(value) &&
+          store_databases().count(std::filesystem::absolute(value).lexically_normal().string()))
+        value = store_location(value);
+  // PostgreSQL backend: the store paths the script names are replaced by their databases' URIs:
+  // those after --store (quoted or not), and any that esctl was already given.
   std::string text = script;
+  if (postgres_backend()) {
+    static const std::regex store_opt(R"re((--store(?:=|\s+))(?:'([^']*)'|"([^"$`\\]*)"|([^\s'";|&()<>$`]+)))re");
+    std::string mapped;
+    auto from = text.cbegin();
+    for (std::sregex_iterator it(text.begin(), text.end(), store_opt), end; it != end; ++it) {
+      const auto& m = *it;
+      const std::string path = m[2].matched ? m[2].str() : m[3].matched ? m[3].str() : m[4].str();
+      mapped.append(from, m[0].first).append(m[1].str());
+      mapped += pg::is_uri(path) || path.empty() ? m[0].str().substr(m[1].length()) : "'" + store_location(path) + "'";
+      from = m[0].second;
+    }
+    mapped.append(from, text.cend());
+    text = mapped;
+  }
   if (postgres_backend())
     for (const auto& [path, db] : store_databases())
       for (std::size_t at = 0; (at = text.find(path, at)) != std::string::npos;) {

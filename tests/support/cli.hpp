@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 namespace esctl::test {
@@ -44,6 +45,20 @@ std::string bin();
 bool postgres_backend();
 /// The location esctl is given for the store `path`: `path`, or its database's URI.
 std::string store_location(const std::string& path);
+
+/// Backend decorators: the one place that says which tests a backend leaves out, on a test
+/// (`TEST_CASE("..." * sqlite_only())`) or a whole `TEST_SUITE`. doctest skips what they
+/// mark, and a test program asked to run only such tests exits 77 (CTest: skipped).
+/// sqlite_only(): the test is about SQLite files (WAL, file modes and locks, foreign or
+/// damaged files, sqlite3 edits, schema upgrades of old files); skipped on PostgreSQL.
+doctest::skip sqlite_only();
+/// needs_queues(): the test uses projector queues; skipped where backend_has_queues() is false.
+doctest::skip needs_queues();
+/// Whether the backend under test has projector queues (PostgreSQL stores: not yet).
+bool backend_has_queues();
+/// store_free(): the test runs no store at all (docs, layering, --help); it runs in the SQLite
+/// pass only, since a second backend would run the very same thing again.
+doctest::skip store_free();
 
 /// A fresh temporary directory, removed (recursively) when the object goes away.
 class TempDir {

@@ -1,13 +1,15 @@
 #!/bin/sh
 # A throwaway PostgreSQL cluster for the tests: `pg_cluster.sh start DIR` creates a cluster in
 # DIR (fsync off, no TCP, a Unix socket in DIR, user `esctl`, trust authentication) and starts
-# it; `pg_cluster.sh stop DIR` stops it and removes DIR. `pg_cluster.sh uri DIR` prints the
+# it; `pg_cluster.sh restart DIR` restarts it (`pg_ctl restart`, fast mode: every session is
+# disconnected; returns once it accepts connections again); `pg_cluster.sh stop DIR` stops it and
+# removes DIR. `pg_cluster.sh uri DIR` prints the
 # connection URI of its `postgres` database. initdb and postgres refuse to run as root, so as
 # root both run as `nobody`, which is given DIR first. Exit 77 when no PostgreSQL server
 # binaries are installed (CTest reports the tests that need the cluster as skipped).
 set -eu
 
-usage() { echo "usage: pg_cluster.sh start|stop|uri DIR" >&2; exit 2; }
+usage() { echo "usage: pg_cluster.sh start|restart|stop|uri DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$2
@@ -43,6 +45,11 @@ case $cmd in
       -o "-k $dir -c listen_addresses='' -c fsync=off -c max_connections=200" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "pg_cluster.sh: PostgreSQL running in $dir ($("$bin/postgres" --version))"
+    ;;
+  restart)
+    bin=$(bindir) || { echo "pg_cluster.sh: no PostgreSQL server binaries found" >&2; exit 77; }
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null ||
+      { tail -n 20 "$dir/server.log" >&2; exit 1; }
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then

@@ -5,10 +5,15 @@
 
 #include <libpq-fe.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include <fmt/format.h>
 
+#include "core/signals.hpp"
 #include "core/uuid.hpp"
 #include "store/postgres/listen.hpp"
 #include "store/postgres/queue_rows.hpp"
@@ -17,6 +22,7 @@ namespace esctl::pg {
 namespace {
 
 constexpr std::int64_t kChunk = 1000;
+constexpr int kReconnectForMs = 30000;  // a restart takes seconds; a server down longer fails the read
 constexpr const char* kRowColumns = "position, stream_id, version, id, type, data, meta, recorded_at";
 
 }  // namespace
@@ -25,13 +31,13 @@ constexpr const char* kRowColumns = "position, stream_id, version, id, type, dat
 class PgSnapshot final : public ReadSnapshot {
  public:
   explicit PgSnapshot(PgBackend& b) : b_(b) {
-    b_.store_.conn().exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    b_.read_exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     b_.snapshot_open_ = true;
   }
   ~PgSnapshot() override {
     b_.snapshot_open_ = false;
     try {
-      if (!b_.store_.conn().lost()) b_.store_.conn().exec("COMMIT");
+      if (!b_.store_->conn().lost()) b_.store_->conn().exec("COMMIT");
     } catch (...) {
     }
   }
@@ -43,11 +49,18 @@ class PgSnapshot final : public ReadSnapshot {
 /// The snapshot a single read runs in: the open one, or its own.
 class ReadScope {
  public:
-  explicit ReadScope(PgBackend& b) {
+  explicit ReadScope(PgBackend& b) : b_(b) {
     if (!b.snapshot_open_) own_ = std::make_unique<PgSnapshot>(b);
   }
+  /// True if the snapshot is this read's own (so it may be begun again on a new connection).
+  bool owned() const { return own_ != nullptr; }
+  /// Ends the own snapshot of a lost connection (nothing to commit) ...
+  void drop() { own_.reset(); }
+  /// ... and begins another one after reconnecting.
+  void begin() { own_ = std::make_unique<PgSnapshot>(b_); }
 
  private:
+  PgBackend& b_;
   std::unique_ptr<PgSnapshot> own_;
 };
 
@@ -85,19 +98,79 @@ std::string library_version() {
 }
 
 PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent)
-    : uri_(uri), busy_timeout_ms_(busy_timeout_ms), store_(uri, busy_timeout_ms, intent) {}
+    : uri_(uri),
+      busy_timeout_ms_(busy_timeout_ms),
+      intent_(intent),
+      store_(std::make_unique<PgStore>(uri, busy_timeout_ms, intent)) {}
+
+bool PgBackend::connection_failed() const {
+  const std::string& state = store_->conn().last_sqlstate();
+  return store_->conn().lost() || state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" ||
+         state == "57P03";
+}
+
+void PgBackend::reconnect() {
+  const auto display = redact_uri(uri_);
+  std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
+  int backoff_ms = 100, waited_ms = 0;
+  for (;;) {
+    check_interrupted();
+    try {
+      store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, intent_);
+      std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
+      return;
+    } catch (const Error& e) {
+      if (e.code() != Errc::io || waited_ms >= kReconnectForMs) throw;
+    }
+    ::usleep(static_cast<useconds_t>(backoff_ms) * 1000);
+    waited_ms += backoff_ms;
+    backoff_ms = std::min(backoff_ms * 2, 2000);
+  }
+}
+
+template <class F>
+auto PgBackend::retrying(ReadScope* scope, F&& f, const bool* delivered) -> decltype(f()) {
+  for (;;) {
+    const bool caller_snapshot = snapshot_open_ && !(scope && scope->owned());
+    try {
+      return f();
+    } catch (const Error& e) {
+      if (e.code() != Errc::io || caller_snapshot || (delivered && *delivered) || !connection_failed()) throw;
+    }
+    if (scope) scope->drop();
+    reconnect();
+    if (scope) scope->begin();
+  }
+}
+
+Result PgBackend::read_exec(const char* sql, const std::vector<Param>& params, ReadScope* scope) {
+  return retrying(scope, [&] { return store_->conn().exec(sql, params); });
+}
 
 PgBackend::~PgBackend() = default;
 
 std::vector<Appended> PgBackend::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
                                         std::size_t* failed_at) {
-  return store_.append(events, expect, check_versions, failed_at);
+  return store_->append(events, expect, check_versions, failed_at);
 }
 
 void PgBackend::read_stream(std::string_view stream, std::optional<std::int64_t> from,
                             std::optional<std::int64_t> count, bool backwards, const EventFn& fn) {
-  ReadScope scope(*this);
-  store_.read_stream(stream, from, count, backwards, fn);
+  // Retried only while nothing has been handed to fn.
+  bool delivered = false;
+  std::optional<ReadScope> scope;
+  retrying(nullptr, [&] {
+    if (!scope) scope.emplace(*this);
+    try {
+      store_->read_stream(stream, from, count, backwards, [&](const EventRef& e) {
+        delivered = true;
+        return fn(e);
+      });
+    } catch (const Error&) {
+      if (!delivered) scope.reset();
+      throw;
+    }
+  }, &delivered);
 }
 
 bool PgBackend::emit_rows(Result& r, RowFn fn) {
@@ -105,7 +178,7 @@ bool PgBackend::emit_rows(Result& r, RowFn fn) {
   for (int i = 0; i < r.rows(); ++i) {
     auto id = parse_uuid(r.text(i, 3));
     if (!id)
-      throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", store_.conn().display(), r.text(i, 3)));
+      throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", store_->conn().display(), r.text(i, 3)));
     raw_id.assign(id->view());
     EventRow row{r.i64(i, 0), r.i64(i, 1), r.i64(i, 2), raw_id, r.text(i, 4), r.text(i, 5), r.text(i, 6), r.i64(i, 7)};
     if (!fn(row)) return false;
@@ -121,7 +194,7 @@ void PgBackend::scan(const ScanRange& range, RowFn fn) {
                                       kRowColumns, range.backwards ? "DESC" : "");
   std::int64_t lo = range.from, hi = range.to, left = range.limit;
   while (left > 0 && lo <= hi) {
-    auto r = store_.conn().exec(sql.c_str(), {lo, hi, std::min(left, kChunk)});
+    auto r = read_exec(sql.c_str(), {lo, hi, std::min(left, kChunk)}, &scope);
     if (r.rows() == 0) return;
     if (!emit_rows(r, fn)) return;
     const std::int64_t last = r.i64(r.rows() - 1, 0);
@@ -132,8 +205,7 @@ void PgBackend::scan(const ScanRange& range, RowFn fn) {
 }
 
 bool PgBackend::read_at(std::int64_t position, RowFn fn) {
-  auto r = store_.conn().exec(fmt::format("SELECT {} FROM esctl.events WHERE position = $1", kRowColumns).c_str(),
-                              {position});
+  auto r = read_exec(fmt::format("SELECT {} FROM esctl.events WHERE position = $1", kRowColumns).c_str(), {position});
   if (r.rows() == 0) return false;
   emit_rows(r, fn);
   return true;
@@ -142,40 +214,44 @@ bool PgBackend::read_at(std::int64_t position, RowFn fn) {
 bool PgBackend::read_by_id(std::string_view id, RowFn fn) {
   auto u = uuid_from_bytes(id);
   if (!u) return false;
-  auto r = store_.conn().exec(fmt::format("SELECT {} FROM esctl.events WHERE id = $1::uuid", kRowColumns).c_str(),
-                              {format_uuid(*u)});
+  auto r = read_exec(fmt::format("SELECT {} FROM esctl.events WHERE id = $1::uuid", kRowColumns).c_str(),
+                     {format_uuid(*u)});
   if (r.rows() == 0) return false;
   emit_rows(r, fn);
   return true;
 }
 
-std::optional<std::int64_t> PgBackend::stream_version(std::string_view stream) { return store_.stream_version(stream); }
-
-std::vector<StreamInfo> PgBackend::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
-  return store_.streams(std::move(category), std::move(prefix));
+std::optional<std::int64_t> PgBackend::stream_version(std::string_view stream) {
+  return retrying(nullptr, [&] { return store_->stream_version(stream); });
 }
 
-std::int64_t PgBackend::last_position() { return store_.head_position(); }
+std::vector<StreamInfo> PgBackend::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
+  return retrying(nullptr, [&] { return store_->streams(category, prefix); });
+}
+
+std::int64_t PgBackend::last_position() {
+  return retrying(nullptr, [&] { return store_->head_position(); });
+}
 
 std::string_view PgBackend::stream_name(std::int64_t stream_id) {
   const auto i = static_cast<std::size_t>(stream_id);
   if (stream_id > 0 && i < names_.size() && !names_[i].empty()) return names_[i];
-  auto r = store_.conn().exec("SELECT name FROM esctl.streams WHERE id = $1", {stream_id});
+  auto r = read_exec("SELECT name FROM esctl.streams WHERE id = $1", {stream_id});
   if (r.rows() == 0 || stream_id <= 0)
-    throw Error(Errc::corrupt, fmt::format("store '{}' has no stream with id {}", store_.conn().display(), stream_id));
+    throw Error(Errc::corrupt, fmt::format("store '{}' has no stream with id {}", store_->conn().display(), stream_id));
   if (i >= names_.size()) names_.resize(std::max(i + 1, names_.size() * 2));
   names_[i] = std::string(r.text(0, 0));
   return names_[i];
 }
 
 std::optional<TimeOrder> PgBackend::time_order() {
-  auto r = store_.conn().exec("SELECT ordered_through, max_recorded_at FROM esctl.time_order WHERE id = 1");
+  auto r = read_exec("SELECT ordered_through, max_recorded_at FROM esctl.time_order WHERE id = 1");
   if (r.rows() == 0) return std::nullopt;
   return TimeOrder{r.i64(0, 0), r.i64(0, 1)};
 }
 
 StoreStats PgBackend::stats() {
-  const PgStats s = store_.stats();
+  const PgStats s = retrying(nullptr, [&] { return store_->stats(); });
   StoreStats out;
   out.location = s.uri;
   out.schema_version = s.schema_version;

@@ -1,5 +1,7 @@
 // The PostgreSQL backend of the event store: StoreBackend (store/backend.hpp) over one libpq
-// connection to the database of a `postgresql://` or `postgres://` URI.
+// connection to the database of a `postgresql://` or `postgres://` URI. Reads outlive a server
+// restart: a lost connection is re-established with back-off and the read goes on from its own
+// position (writes never retry: see PgStore::append).
 #pragma once
 #include <memory>
 #include <string>
@@ -16,6 +18,8 @@ namespace esctl::pg {
 std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access);
 /// The version of the linked libpq, e.g. "15.18".
 std::string library_version();
+
+class ReadScope;
 
 class PgBackend final : public StoreBackend {
  public:
@@ -46,10 +50,24 @@ class PgBackend final : public StoreBackend {
   friend class ReadScope;
   /// Calls fn per row of `r` (position, stream_id, version, id, type, data, meta, recorded_at).
   bool emit_rows(Result& r, RowFn fn);
+  /// Runs a read `f` (which must deliver nothing before it succeeds, or be safe to run again).
+  /// When the connection is (or turns out to be) lost and no caller's snapshot is open,
+  /// reconnects with back-off (100 ms doubling to 2 s, for up to 30 s, saying so on stderr) and
+  /// runs it again: a failed statement returned nothing, so no row is skipped or repeated.
+  /// `scope`, if given, is the read's own snapshot, begun again on the new connection. No retry
+  /// once `*delivered` (if given) is true.
+  template <class F>
+  auto retrying(ReadScope* scope, F&& f, const bool* delivered = nullptr) -> decltype(f());
+  Result read_exec(const char* sql, const std::vector<Param>& params = {}, ReadScope* scope = nullptr);
+  /// Connects again (the one place a PgStore is replaced); Errc::io once the back-off is used up.
+  void reconnect();
+  /// True if the last failure means the connection is gone (rather than a statement failing).
+  bool connection_failed() const;
 
   std::string uri_;
   int busy_timeout_ms_;
-  PgStore store_;
+  Intent intent_;
+  std::unique_ptr<PgStore> store_;
   bool snapshot_open_ = false;
   std::vector<std::string> names_;  // stream id -> name ("" = not fetched)
   std::unique_ptr<QueueRows> queue_rows_;  // made on first use (store/postgres/queue_rows.hpp)

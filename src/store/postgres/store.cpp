@@ -411,7 +411,7 @@ void PgStore::read_stream(std::string_view stream, std::optional<std::int64_t> f
   auto s = conn_.exec(
       "SELECT s.id, h.head FROM esctl.streams s JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = $1",
       {stream});
-  if (s.rows() == 0) throw Error(Errc::not_found, fmt::format("no stream '{}' in store '{}'", stream, conn_.display()));
+  if (s.rows() == 0) throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", stream));
   const std::int64_t sid = s.i64(0, 0);
   std::int64_t next = backwards ? from.value_or(s.i64(0, 1)) : from.value_or(0);
   std::int64_t left = count.value_or(INT64_MAX);
