@@ -168,7 +168,7 @@ bool postgres_backend() {
 
 doctest::skip sqlite_only() { return doctest::skip(postgres_backend()); }
 
-bool backend_has_queues() { return !postgres_backend(); }
+bool backend_has_queues() { return true; }
 
 doctest::skip needs_queues() { return doctest::skip(!backend_has_queues()); }
 

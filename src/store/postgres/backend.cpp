@@ -270,7 +270,7 @@ std::unique_ptr<ChangeSource> PgBackend::change_source() {
 }
 
 QueueRows& PgBackend::queue_rows() {
-  if (!queue_rows_) queue_rows_ = make_queue_rows(store_.conn());
+  if (!queue_rows_) queue_rows_ = make_queue_rows(store_->conn());
   return *queue_rows_;
 }
 

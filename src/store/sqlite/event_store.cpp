@@ -165,7 +165,7 @@ std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access) {
 sql::Db& connection(Store& store) {
   auto* s = dynamic_cast<SqliteStore*>(&store.backend());
   if (!s)
-    throw Error(Errc::io, fmt::format("queues are not supported on PostgreSQL stores yet ('{}')",
+    throw Error(Errc::io, fmt::format("store '{}' is not a SQLite file: this needs one",
                                       pg::redact_uri(store.location())));
   return s->db();
 }
