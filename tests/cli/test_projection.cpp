@@ -267,7 +267,9 @@ TEST_SUITE("cli/projection" * needs_queues()) {
     CHECK(sql(e.db, "SELECT count(*) FROM log") == "3\n");
   }
 
-  TEST_CASE("drain --projection checks the file and the queue before creating the db, and refuses the store") {
+  // the store as a query db: only a store that is a file can be named so
+  TEST_CASE("drain --projection checks the file and the queue before creating the db, and refuses the store" *
+            sqlite_only()) {
     Env e;
     e.ok({"queue", "create", "q", "--from", "start"});
     e.ok({"append", "s-1", "T"});
