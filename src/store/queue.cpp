@@ -550,7 +550,8 @@ class Session {
       }
       bool all_acked = items.size() == all[i].positions.size() &&
                        std::all_of(items.begin(), items.end(), [&](auto* it) {
-                         return it->kind == Settlement::ack && !held_back(first, all[i].stream_of(it->position), it->position);
+                         if (it->kind != Settlement::ack) return false;
+                         return first.empty() || !held_back(first, all[i].stream_of(it->position), it->position);
                        });
       if (all_acked) {
         delete_run(all[i]);
