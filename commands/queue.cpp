@@ -547,6 +547,8 @@ int run_drain(Context& ctx, const QueueOptions& o) {
   shown = &progress;
   d.progress = [&progress](const DrainTotals& t) { progress.update(t.delivered); };
   const bool quiet = ctx.quiet();
+  // Always said, like a reader's reconnects: a drain that lost its server is not just noise.
+  d.notice = [](const std::string& line) { fmt::print(stderr, "esctl: {}\n", line); };
   d.on_stale = [&o, quiet](std::int64_t n) {
     if (quiet) return;
     fmt::print(stderr,

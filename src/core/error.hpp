@@ -48,6 +48,21 @@ class Error : public std::runtime_error {
   Errc code_;
 };
 
+/// No connection to a store's server: it was lost (a server restart, a network failure) or
+/// cannot be made. What ran on it was rolled back, except a COMMIT in flight, whose outcome is
+/// unknown (the message says so). Opening the store again may succeed once the server is back.
+/// Exits as Errc::io; only a caller that can safely start over (a queue drain) catches it apart.
+class ConnectionLost : public Error {
+ public:
+  ConnectionLost(std::string server, std::string message)
+      : Error(Errc::io, std::move(message)), server_(std::move(server)) {}
+  /// The server, for messages: e.g. "the PostgreSQL server of 'URI'" (never a password).
+  const std::string& server() const noexcept { return server_; }
+
+ private:
+  std::string server_;
+};
+
 /// Thrown when stdout is a closed pipe (`esctl read --all | head`): ends the command quietly.
 struct BrokenPipe {};
 

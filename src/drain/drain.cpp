@@ -29,6 +29,9 @@ namespace {
 // How long an idle --follow worker sleeps at most between pulls when no commit wakes it: lease
 // expiries and retry times come due without any commit.
 constexpr int kIdleRecheckMs = 1000;
+// How long a drain without --follow tries to reach its store's server again after losing it (a
+// restart takes seconds); a --follow drain tries until the server is back, or SIGINT.
+constexpr int kReconnectForMs = 30000;
 
 // Renews the leases of the batches workers are handling, on its own connection.
 class LeaseKeeper {
@@ -70,6 +73,8 @@ class LeaseKeeper {
         if (!store) store = std::make_unique<Store>(store_, Access::update);
         Queues queues(*store);
         for (const auto& l : leases) queues.renew(queue_, l, lease_ms_, Clock::now());
+      } catch (const ConnectionLost&) {
+        store.reset();  // opened again next round, once the server is back
       } catch (const Error&) {
         // Busy or gone: the next round tries again; a lease that lapses only means a redelivery.
       }
@@ -174,6 +179,10 @@ struct Shared {
     if (c.stale && options.on_stale) options.on_stale(c.stale);
     if (options.progress && delivered) options.progress(totals);
   }
+  void notice(const std::string& line) {
+    std::lock_guard<std::mutex> lock(m);
+    if (options.notice) options.notice(line);
+  }
   // The queue this drain started on is gone: stop at this batch boundary, without an error.
   void queue_gone() {
     deleted = true;
@@ -221,6 +230,28 @@ Settlement release_all(const PullResult& r) {
   return s;
 }
 
+// Opens the store again after `lost`, with back-off, saying so. nullptr on SIGINT; rethrows
+// `lost` once a drain without --follow has tried for kReconnectForMs.
+std::unique_ptr<Store> reopen(Shared& sh, const ConnectionLost& lost) {
+  sh.notice(fmt::format("lost the connection to {}; reconnecting", lost.server()));
+  int backoff_ms = 100, waited_ms = 0;
+  for (;;) {
+    for (int slept = 0; slept < backoff_ms; slept += 50) {
+      if (interrupted()) return nullptr;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    waited_ms += backoff_ms;
+    try {
+      auto store = std::make_unique<Store>(sh.store, Access::update);
+      sh.notice(fmt::format("reconnected to {}", lost.server()));
+      return store;
+    } catch (const ConnectionLost&) {
+      if (!sh.options.follow && waited_ms >= kReconnectForMs) throw lost;
+    }
+    backoff_ms = std::min(backoff_ms * 2, 2000);
+  }
+}
+
 // One worker. While the handler works on a batch, a helper thread settles the previous batch and
 // leases the next one on the worker's connection (only a whole batch, so that nothing of the
 // streams in hand is admitted early; else the next batch is pulled after the handler, as
@@ -233,122 +264,155 @@ void run_worker(Shared& sh, int index) {
   std::unique_ptr<Store> store;
   // Ended (a --pipe handler's process closed and waited for) only after its outcomes are settled.
   BatchHandler handler;
-  try {
-    store = std::make_unique<Store>(sh.store, Access::update);
-    Queues queues(*store);
-    handler = sh.make_handler(index);
-    std::optional<ChangeWaiter> waiter;
-    if (o.follow) waiter.emplace(*store);
-
-    // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
-    // --max-events budget is spent.
-    auto pull = [&](bool whole_batch_only) -> std::optional<PullResult> {
-      std::int64_t want = sh.take(o.batch);
-      if (want == 0) return std::nullopt;
-      PullOptions po;
-      po.max = want;
-      po.isolate_retries = true;
-      po.whole_batch_only = whole_batch_only;
-      po.queue_id = sh.queue_id;
-      SettleCounts counts;
-      PullResult r;
-      try {
-        r = queues.pull(o.queue, po, Clock::now(), unsettled.empty() ? nullptr : &unsettled.front(), &counts);
-      } catch (const Error& e) {
-        sh.budget.fetch_add(want);
-        if (e.code() != Errc::not_found) throw;
-        sh.queue_gone();
-        return std::nullopt;
-      } catch (...) {
-        sh.budget.fetch_add(want);
-        throw;
+  std::optional<ChangeWaiter> waiter;  // its own connection, which reconnects by itself
+  std::optional<PullResult> ahead;     // leased while the last handler ran
+  // A lost connection (a server restart) ends the loop below; the store is opened again and the
+  // loop goes on. What the worker held is then settled first: an outcome whose lease is still
+  // current applies, any other is stale and its event redelivered, so nothing is lost. Settling
+  // again an outcome whose first write's COMMIT was cut off (its outcome unknown) is harmless:
+  // if that write did commit, the rows it settled are no longer leased under its token, so every
+  // item is stale and nothing changes twice (no attempt counted twice, no ack of a redelivery).
+  // The batch that write may also have leased is held under a token nobody knows: it is
+  // redelivered when that lease expires.
+  for (bool again = true; again;) {
+    again = false;
+    try {
+      if (!store) store = std::make_unique<Store>(sh.store, Access::update);
+      Queues queues(*store);
+      if (!handler) handler = sh.make_handler(index);
+      if (o.follow && !waiter) waiter.emplace(*store);
+      while (!unsettled.empty()) {
+        sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
+        unsettled.erase(unsettled.begin());
       }
-      unsettled.clear();
-      sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
-      sh.add(counts, 0, r.parked);
-      return r;
-    };
+      while (!give_back.empty()) {
+        queues.settle(o.queue, give_back.front(), Clock::now());
+        give_back.erase(give_back.begin());
+      }
 
-    Helper helper;
-    std::optional<PullResult> ahead;
-    // The batch handled last, freed while the next one is pulled rather than between batches.
-    PullResult done;
-    int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
-    while (!sh.stop.load() && !interrupted()) {
-      PullResult cur;
-      if (ahead) {
-        // Leased while the last handler ran: the queue may have been deleted since.
-        bool same = false;
+      // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
+      // --max-events budget is spent.
+      auto pull = [&](bool whole_batch_only) -> std::optional<PullResult> {
+        std::int64_t want = sh.take(o.batch);
+        if (want == 0) return std::nullopt;
+        PullOptions po;
+        po.max = want;
+        po.isolate_retries = true;
+        po.whole_batch_only = whole_batch_only;
+        po.queue_id = sh.queue_id;
+        SettleCounts counts;
+        PullResult r;
         try {
-          same = queues.get(o.queue).id == sh.queue_id;
+          r = queues.pull(o.queue, po, Clock::now(), unsettled.empty() ? nullptr : &unsettled.front(), &counts);
         } catch (const Error& e) {
+          sh.budget.fetch_add(want);
           if (e.code() != Errc::not_found) throw;
-        }
-        if (!same) {
-          sh.keeper.drop(index * 2 + slot);
-          give_back.push_back(release_all(*ahead));
           sh.queue_gone();
-          break;
-        }
-        cur = std::move(*ahead);
-        ahead.reset();
-      } else {
-        auto r = pull(false);
-        if (!r) break;
-        if (r->deliveries.empty()) {
-          if (!o.follow) break;
-          waiter->wait(kIdleRecheckMs);
-          continue;
-        }
-        cur = std::move(*r);
-        sh.keeper.hold(index * 2 + slot, cur.lease);
-      }
-      const int cur_key = index * 2 + slot, ahead_key = index * 2 + (slot ^ 1);
-      const auto delivered = static_cast<std::int64_t>(cur.deliveries.size());
-
-      std::exception_ptr ahead_error;
-      helper.start([&] {
-        try {
-          ahead = pull(true);
-          if (ahead && ahead->deliveries.empty()) ahead.reset();
-          if (ahead) sh.keeper.hold(ahead_key, ahead->lease);
+          return std::nullopt;
         } catch (...) {
-          ahead_error = std::current_exception();
+          sh.budget.fetch_add(want);
+          throw;
         }
-      });
-      done = PullResult();
-      BatchOutcome out;
-      try {
-        out = handler(cur.deliveries);
-      } catch (...) {
+        unsettled.clear();
+        sh.budget.fetch_add(want - static_cast<std::int64_t>(r.deliveries.size()));
+        sh.add(counts, 0, r.parked);
+        return r;
+      };
+
+      Helper helper;
+      // The batch handled last, freed while the next one is pulled rather than between batches.
+      PullResult done;
+      int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
+      while (!sh.stop.load() && !interrupted()) {
+        PullResult cur;
+        if (ahead) {
+          // Leased while the last handler ran: the queue may have been deleted since.
+          bool same = false;
+          try {
+            same = queues.get(o.queue).id == sh.queue_id;
+          } catch (const Error& e) {
+            if (e.code() != Errc::not_found) throw;
+          }
+          if (!same) {
+            sh.keeper.drop(index * 2 + slot);
+            give_back.push_back(release_all(*ahead));
+            ahead.reset();
+            sh.queue_gone();
+            break;
+          }
+          cur = std::move(*ahead);
+          ahead.reset();
+        } else {
+          auto r = pull(false);
+          if (!r) break;
+          if (r->deliveries.empty()) {
+            if (!o.follow) break;
+            waiter->wait(kIdleRecheckMs);
+            continue;
+          }
+          cur = std::move(*r);
+          sh.keeper.hold(index * 2 + slot, cur.lease);
+        }
+        const int cur_key = index * 2 + slot, ahead_key = index * 2 + (slot ^ 1);
+        const auto delivered = static_cast<std::int64_t>(cur.deliveries.size());
+
+        std::exception_ptr ahead_error;
+        helper.start([&] {
+          try {
+            ahead = pull(true);
+            if (ahead && ahead->deliveries.empty()) ahead.reset();
+            if (ahead) sh.keeper.hold(ahead_key, ahead->lease);
+          } catch (...) {
+            ahead_error = std::current_exception();
+          }
+        });
+        done = PullResult();
+        BatchOutcome out;
+        try {
+          out = handler(cur.deliveries);
+        } catch (...) {
+          helper.wait();
+          sh.keeper.drop(cur_key);
+          unsettled.push_back(release_all(cur));
+          sh.add({}, delivered, 0);
+          if (ahead) {
+            sh.keeper.drop(ahead_key);
+            give_back.push_back(release_all(*ahead));
+            ahead.reset();
+          }
+          throw;
+        }
         helper.wait();
         sh.keeper.drop(cur_key);
-        unsettled.push_back(release_all(cur));
+        unsettled.push_back(settlement_for(cur, out, interrupted()));
         sh.add({}, delivered, 0);
-        if (ahead) {
+        done = std::move(cur);
+        slot ^= 1;
+        if (ahead_error) std::rethrow_exception(ahead_error);
+        if (ahead && (sh.stop.load() || interrupted())) {
           sh.keeper.drop(ahead_key);
           give_back.push_back(release_all(*ahead));
           ahead.reset();
         }
-        throw;
       }
-      helper.wait();
-      sh.keeper.drop(cur_key);
-      unsettled.push_back(settlement_for(cur, out, interrupted()));
-      sh.add({}, delivered, 0);
-      done = std::move(cur);
-      slot ^= 1;
-      if (ahead_error) std::rethrow_exception(ahead_error);
-      if (ahead && (sh.stop.load() || interrupted())) {
-        sh.keeper.drop(ahead_key);
-        give_back.push_back(release_all(*ahead));
-        ahead.reset();
+    } catch (const ConnectionLost& lost) {
+      for (int slot : {0, 1}) sh.keeper.drop(index * 2 + slot);
+      if (ahead) give_back.push_back(release_all(*ahead));
+      ahead.reset();
+      store.reset();
+      try {
+        store = reopen(sh, lost);
+        again = store != nullptr;
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(sh.m);
+        if (!sh.error) sh.error = std::current_exception();
+        sh.stop = true;
       }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(sh.m);
+      if (!sh.error) sh.error = std::current_exception();
+      sh.stop = true;
     }
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(sh.m);
-    if (!sh.error) sh.error = std::current_exception();
-    sh.stop = true;
   }
   if (!store) return;
   auto settle = [&](const Settlement& s, bool count) {

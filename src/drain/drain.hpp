@@ -33,6 +33,9 @@ struct DrainOptions {
   std::function<void(const DrainTotals&)> progress;
   /// Called (serialized) once for each settlement that had stale outcomes, with their number.
   std::function<void(std::int64_t stale)> on_stale;
+  /// Called (serialized) with a line for the user: the connection to the store's server was lost
+  /// and is being made again, or was made again (the drain goes on after it).
+  std::function<void(const std::string& line)> notice;
 };
 
 struct DrainSummary {

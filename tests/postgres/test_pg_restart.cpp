@@ -1,7 +1,8 @@
 // A PostgreSQL server restarted (`pg_ctl restart`) under running esctl commands: a follower and
 // a reader in the middle of a long read reconnect, say so on stderr, and skip and repeat
-// nothing. Each test restarts a server of its own (tests/support/pg_cluster.sh in a directory
-// of its own), so the tests running beside it on the shared test server are not disturbed.
+// nothing; a queue drainer reconnects too and skips nothing. Each test restarts a server of its
+// own (tests/support/pg_cluster.sh in a directory of its own), so the tests running beside it on
+// the shared test server are not disturbed.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -10,6 +11,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -126,5 +130,103 @@ TEST_CASE("pg restart: read --all blocked on a full pipe mid-read goes on after 
   ::close(fds[0]);
   REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
   check_positions(out, 5000);
+  CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
+}
+
+TEST_CASE("pg restart: queue drain --follow goes on across server restarts: every event delivered, in order per stream") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 30);
+  // A short ack timeout: a delivery whose ack died with the connection comes back soon.
+  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "2s", "--max-attempts",
+                "100"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+  const std::string log = tmp / "log";
+  // Logs each batch whole (one write), then works a little, so a restart can land inside a batch.
+  const int pid = spawn({"--store", srv.uri(), "queue", "drain", "q", "--follow", "--batch", "5", "--exec",
+                         "cat >> '" + log + "'; sleep 0.02"},
+                        tmp / "out", tmp / "err");
+  // The distinct positions delivered so far.
+  auto delivered = [&] {
+    std::set<std::int64_t> seen;
+    for (const auto& e : parse_lines(read_file(log))) seen.insert(e["position"].get<std::int64_t>());
+    return seen.size();
+  };
+  wait_until([&] { return delivered() >= 30; }, pid, tmp / "err");
+
+  srv.restart();  // the drainer is idle, waiting: every connection it has dies
+  import_events(srv.uri(), 31, 60);
+  wait_until([&] { return delivered() >= 60; }, pid, tmp / "err");
+
+  import_events(srv.uri(), 61, 300);
+  wait_until([&] { return delivered() >= 80; }, pid, tmp / "err");
+  srv.restart();  // most likely mid-drain: a batch in the handler, its settle or the next pull on the wire
+  wait_until([&] { return delivered() >= 300; }, pid, tmp / "err");
+  // Everything acked (a delivery whose ack was lost is redelivered once its lease expires).
+  wait_until(
+      [&] {
+        auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
+        return s.status == 0 && nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0;
+      },
+      pid, tmp / "err");
+
+  ::kill(pid, SIGINT);
+  CHECK_MESSAGE(wait_for(pid) == 130, read_file(tmp / "err"));  // still running after both restarts
+  // First deliveries in order per stream: a version is first delivered only after all before it.
+  std::map<std::string, std::int64_t> next;
+  std::size_t firsts = 0;
+  for (const auto& e : parse_lines(read_file(log))) {
+    const auto s = e["stream"].get<std::string>();
+    const auto v = e["version"].get<std::int64_t>();
+    auto& n = next[s];
+    if (v < n) continue;  // a redelivery
+    CHECK_MESSAGE(v == n, "stream ", s, ": version ", v, " delivered first while version ", n, " never was");
+    n = v + 1;
+    ++firsts;
+  }
+  CHECK(firsts == 300);
+  auto v = run({"--store", srv.uri(), "verify", "--log", log, "--queue", "q"});
+  CHECK_MESSAGE(v.status == 0, v.out, v.err);
+  CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
+}
+
+TEST_CASE("pg restart: a drain whose handler holds a batch across a restart settles it after reconnecting, then ends") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 20);
+  // A lease far longer than the restart: the batch in hand is still this drainer's when it comes back.
+  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+  const std::string log = tmp / "log", started = tmp / "started", go = tmp / "go";
+  // The first batch waits for `go` (a file) before it is logged and acked.
+  const int pid = spawn({"--store", srv.uri(), "queue", "drain", "q", "--batch", "5", "--exec",
+                         ": > '" + started + "'; while [ ! -e '" + go + "' ]; do sleep 0.01; done; cat >> '" + log + "'"},
+                        tmp / "out", tmp / "err");
+  esctl::pg::Conn admin(srv.uri(), 5000);
+  // Barrier: the handler holds its batch and none of the drainer's statements is on the wire (the
+  // look-ahead pull is done), so the restart cuts only idle connections.
+  wait_until(
+      [&] {
+        return access(started.c_str(), F_OK) == 0 &&
+               admin
+                       .exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND state <> 'idle' "
+                             "AND pid <> pg_backend_pid()")
+                       .rows() == 0;
+      },
+      pid, tmp / "err");
+  srv.restart();
+  { std::ofstream(go.c_str()) << ""; }
+  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+  // Every event logged exactly once: the held batch's acks were written after the reconnect.
+  std::set<std::int64_t> seen;
+  const auto logged = parse_lines(read_file(log));
+  for (const auto& e : logged) seen.insert(e["position"].get<std::int64_t>());
+  CHECK(logged.size() == 20);
+  CHECK(seen.size() == 20);
+  auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
+  REQUIRE(s.status == 0);
+  CHECK(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0);
+  auto v = run({"--store", srv.uri(), "verify", "--log", log, "--queue", "q"});
+  CHECK_MESSAGE(v.status == 0, v.out, v.err);
   CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
 }

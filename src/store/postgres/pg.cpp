@@ -164,7 +164,8 @@ Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(redact_uri(ur
       for (std::size_t at; !p.empty() && (at = why.find(p)) != std::string::npos;) why.replace(at, p.size(), "***");
     PQfinish(conn_);
     conn_ = nullptr;
-    throw Error(Errc::io, fmt::format("cannot connect to the PostgreSQL server of '{}': {}", display_, why));
+    throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
+                         fmt::format("cannot connect to the PostgreSQL server of '{}': {}", display_, why));
   }
   // Sessions never sit idle inside a transaction for long (a stopped esctl would otherwise hold
   // locks and bloat queue tables; a reader blocked on a slow pipe for 10 minutes is ended too);
@@ -192,7 +193,8 @@ void Conn::fail(pg_result* r, const char* what) {
     for (std::size_t at; (at = msg.find(password_)) != std::string::npos;) msg.replace(at, password_.size(), "***");
   if (lost() || last_sqlstate_.rfind("08", 0) == 0 || last_sqlstate_ == "57P01" || last_sqlstate_ == "57P02" ||
       last_sqlstate_ == "57P03")
-    throw Error(Errc::io, fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
+    throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
+                         fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
   if (last_sqlstate_ == "55P03")  // lock_not_available: lock_timeout expired
     throw Error(Errc::busy, fmt::format("store '{}' is busy: another session holds a lock it needs; gave up after {}ms "
                                         "(raise --busy-timeout to wait longer)",
@@ -243,7 +245,8 @@ void Txn::commit() {
   }
   if (conn_.lost()) {
     if (r) PQclear(r);
-    throw Error(Errc::io, fmt::format("lost the connection to the PostgreSQL server of '{}' before it confirmed the "
+    throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", conn_.display()),
+                         fmt::format("lost the connection to the PostgreSQL server of '{}' before it confirmed the "
                                       "commit: the outcome is unknown (the write may or may not be stored; re-running "
                                       "it is safe only for events with ids)",
                                       conn_.display()));
