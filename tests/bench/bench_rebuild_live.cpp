@@ -4,7 +4,13 @@
 // live drain's commit-to-handler latency (p50, p99) and the rebuild's events/s against the same
 // rebuild without the live load, all measured in the same run. Not a test; never run in CI.
 //
-// Usage: bench_rebuild_live [EVENTS=2000000] [RATES=200,1000] [ROUNDS=2]
+// Usage: bench_rebuild_live [EVENTS=2000000] [RATES=200,1000] [ROUNDS=2] [pipe|exec]
+// (the live drain's handler: one long-lived `--pipe` process, the default, or `--exec` per batch)
+//
+// On 2 cores the live load and the rebuild compete for CPU, so the rebuild's wall rate under
+// load mixes that sharing with any disturbance through the store. Two more figures separate
+// them: the rebuild's own CPU time (user + system, from wait4) against the rebuild alone, which
+// the store's locks, WAL and checkpoints would raise, and the machine's busy cores in the phase.
 //
 // How: the appender is a thread of this program committing one event per transaction at RATE/s
 // and noting, per position, the wall-clock time its append returned (the commit). The drain and
@@ -15,6 +21,7 @@
 // rebuild alone just before it (the machine's load from elsewhere drifts).
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +85,36 @@ int handler(const char* out) {
   return ok ? 0 : 1;
 }
 
+// The same as a long-lived `--pipe` handler: notes each event as it reads it, answers "ack".
+int pipe_handler(const char* out) {
+  int fd = ::open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return 1;
+  char* line = nullptr;
+  std::size_t cap = 0;
+  while (::getline(&line, &cap, stdin) > 0) {
+    const std::int64_t now = wall_us();
+    const char* p = std::strstr(line, "\"position\":");
+    if (p) {
+      const std::string note = fmt::format("{} {}\n", std::strtoll(p + 11, nullptr, 10), now);
+      if (::write(fd, note.data(), note.size()) != static_cast<ssize_t>(note.size())) return 1;
+    }
+    std::fputs("ack\n", stdout);
+    std::fflush(stdout);
+  }
+  std::free(line);
+  ::close(fd);
+  return 0;
+}
+
+// Machine-wide CPU time (all cores) that was not idle, in seconds, from /proc/stat.
+double busy_cpu_s() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> sys >> idle >> iowait >> irq >> softirq >> steal;
+  return (user + nice + sys + irq + softirq + steal) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 esctl::NewEvent make_event(long i, const char* category) {
   esctl::NewEvent e;
   e.stream = fmt::format("{}-{}", category, (i * 7919) % 10000);
@@ -121,9 +158,13 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   return pid;
 }
 
-int wait_for(pid_t pid) {
+int wait_for(pid_t pid, double* cpu_s = nullptr) {
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  if (cpu_s)
+    *cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+             static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -167,6 +208,9 @@ struct Bench {
     double rebuild_events_per_s = 0, rebuild_s = 0;
     double appended_per_s = 0;  // achieved (the appender skips ahead when it falls behind)
     double vs_alone = 0;        // rebuild events/s against the rebuild alone of the same round
+    double rebuild_cpu_s = 0;   // the rebuild process's user + system CPU
+    double cpu_vs_alone = 0;    // rebuild CPU against the rebuild alone of the same round
+    double busy_cores = 0;      // machine-wide non-idle CPU over the phase, in cores
     std::vector<double> wal_per_second;  // max MB in each second
   };
 
@@ -176,6 +220,7 @@ struct Bench {
     truncate_wal(store);
     std::filesystem::remove(qdb);
     std::atomic<bool> stop{false};
+    const double busy0 = busy_cpu_s();
     std::vector<std::pair<double, std::int64_t>> wal;  // seconds since start, bytes
     const auto t0 = Clock::now();
     std::thread sampler([&] {
@@ -204,7 +249,7 @@ struct Bench {
       const std::string log = dir + "/rebuild.out";
       std::filesystem::remove(log);
       pid_t pid = spawn({"--json", "--store", store, "rebuild", "--projection", projection, qdb}, log);
-      const int rc = wait_for(pid);
+      const int rc = wait_for(pid, &out.rebuild_cpu_s);
       const std::string text = read_text(log);
       if (rc != 0) {
         fmt::print(stderr, "rebuild failed ({}): {}\n", rc, text);
@@ -223,7 +268,9 @@ struct Bench {
     stop = true;
     if (appender.joinable()) appender.join();
     sampler.join();
-    out.appended_per_s = static_cast<double>(commits.size()) / std::chrono::duration<double>(Clock::now() - t0).count();
+    const double phase_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    out.appended_per_s = static_cast<double>(commits.size()) / phase_s;
+    out.busy_cores = (busy_cpu_s() - busy0) / phase_s;
 
     std::vector<double> sizes;
     for (const auto& [t, b] : wal) {
@@ -266,6 +313,7 @@ struct Bench {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "--handler") == 0) return handler(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "--pipe-handler") == 0) return pipe_handler(argv[2]);
   const long events = argc > 1 ? std::atol(argv[1]) : 2000000;
   std::vector<int> rates;
   {
@@ -273,6 +321,7 @@ int main(int argc, char** argv) {
     for (std::string r; std::getline(in, r, ',');) rates.push_back(std::atoi(r.c_str()));
   }
   const int rounds = argc > 3 ? std::atoi(argv[3]) : 2;
+  const bool pipe = !(argc > 4 && std::strcmp(argv[4], "exec") == 0);
 
   Bench b;
   b.dir = (std::filesystem::temp_directory_path() / fmt::format("esctl-bench-rebuild-live-{}", ::getpid())).string();
@@ -295,9 +344,10 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "queue create failed ({}): {}\n", rc, read_text(log));
     return 1;
   }
-  const pid_t drain = b.drain = spawn({"--store", b.store, "queue", "drain", "live", "--follow", "--exec",
-                             fmt::format("exec '{}' --handler '{}'", b.self, b.notes)},
-                            log);
+  const pid_t drain = b.drain =
+      spawn({"--store", b.store, "queue", "drain", "live", "--follow", pipe ? "--pipe" : "--exec",
+             fmt::format("exec '{}' {} '{}'", b.self, pipe ? "--pipe-handler" : "--handler", b.notes)},
+            log);
   b.run(50, false, 1.0);  // warm-up: the drain is following
 
   struct Row {
@@ -313,21 +363,25 @@ int main(int argc, char** argv) {
     rows.push_back({fmt::format("{}/s: no rebuild", rate), rate, false, {}});
   }
   for (int round = 1; round <= rounds; ++round) {
-    double alone_s = 5, alone_rate = 0;
+    double alone_s = 5, alone_rate = 0, alone_cpu = 0;
     for (auto& row : rows) {
       Bench::Phase p = b.run(row.rate, row.rebuild, alone_s);
       if (row.rate == 0) {
         alone_s = p.rebuild_s;
         alone_rate = p.rebuild_events_per_s;
       }
+      if (row.rate == 0) alone_cpu = p.rebuild_cpu_s;
       if (row.rebuild && alone_rate > 0) p.vs_alone = p.rebuild_events_per_s / alone_rate;
+      if (row.rebuild && alone_cpu > 0) p.cpu_vs_alone = p.rebuild_cpu_s / alone_cpu;
       std::string timeline;
       for (double mb : p.wal_per_second) timeline += fmt::format(" {:.1f}", mb);
       fmt::print("round {} {:<20} WAL max {:5.1f} MB median {:5.1f} MB | appended {:4.0f}/s, drain p50 {:7.2f} ms p99 "
-                 "{:7.2f} ms ({} events, {} not received) | rebuild {:6.0f} events/s in {:5.1f} s ({:.0f}% of alone)\n"
+                 "{:7.2f} ms ({} events, {} not received) | rebuild {:6.0f} events/s in {:5.1f} s ({:.0f}% of alone), "
+                 "CPU {:.2f} s ({:.0f}% of alone) | machine busy {:.2f} cores\n"
                  "  WAL MB per second:{}\n",
                  round, row.name, p.wal_max_mb, p.wal_median_mb, p.appended_per_s, p.p50_ms, p.p99_ms, p.events, p.lost,
-                 p.rebuild_events_per_s, p.rebuild_s, 100 * p.vs_alone, timeline);
+                 p.rebuild_events_per_s, p.rebuild_s, 100 * p.vs_alone, p.rebuild_cpu_s, 100 * p.cpu_vs_alone,
+                 p.busy_cores, timeline);
       std::fflush(stdout);
       row.runs.push_back(std::move(p));
     }
@@ -343,16 +397,18 @@ int main(int argc, char** argv) {
   fmt::print("\nmedians of {} rounds, store of {} events (target: rebuild under load >= 90% of the rebuild alone "
              "just before it):\n",
              rounds, events);
-  fmt::print("  {:<20} {:>9} {:>11} {:>9} {:>10} {:>10} {:>14} {:>9}\n", "", "WAL max", "WAL median", "appended",
-             "drain p50", "drain p99", "rebuild", "vs alone");
+  fmt::print("  {:<20} {:>9} {:>11} {:>9} {:>10} {:>10} {:>14} {:>9} {:>12} {:>6}\n", "", "WAL max", "WAL median",
+             "appended", "drain p50", "drain p99", "rebuild", "vs alone", "CPU vs alone", "busy");
   for (const auto& r : rows) {
-    fmt::print("  {:<20} {:>6.1f} MB {:>8.1f} MB {:>9} {:>10} {:>10} {:>14} {:>9}\n", r.name,
+    fmt::print("  {:<20} {:>6.1f} MB {:>8.1f} MB {:>9} {:>10} {:>10} {:>14} {:>9} {:>12} {:>6.2f}\n", r.name,
                med(r, &Bench::Phase::wal_max_mb), med(r, &Bench::Phase::wal_median_mb),
                r.rate ? fmt::format("{:.0f}/s", med(r, &Bench::Phase::appended_per_s)) : "-",
                r.rate ? fmt::format("{:.2f} ms", med(r, &Bench::Phase::p50_ms)) : "-",
                r.rate ? fmt::format("{:.2f} ms", med(r, &Bench::Phase::p99_ms)) : "-",
                r.rebuild ? fmt::format("{:.0f} ev/s", med(r, &Bench::Phase::rebuild_events_per_s)) : "-",
-               r.rebuild && r.rate ? fmt::format("{:.0f}%", 100 * med(r, &Bench::Phase::vs_alone)) : "-");
+               r.rebuild && r.rate ? fmt::format("{:.0f}%", 100 * med(r, &Bench::Phase::vs_alone)) : "-",
+               r.rebuild && r.rate ? fmt::format("{:.0f}%", 100 * med(r, &Bench::Phase::cpu_vs_alone)) : "-",
+               med(r, &Bench::Phase::busy_cores));
   }
   std::filesystem::remove_all(b.dir);
   return 0;
