@@ -810,6 +810,8 @@ void io_fault_sweep(const Scenario& sc) {
           if (err) {
             ++failed;
             CAPTURE(err->what());
+            const std::string said = err->what();
+            CHECK_MESSAGE((!said.empty() && said.back() != '.' && said.back() != '\n'), "not a one-line message: ", said);
             if (sw.kind == fault::kLock) CHECK((err->code() == Errc::io || err->code() == Errc::busy));
             else CHECK(err->code() == Errc::io);
           } else if (fired) {
