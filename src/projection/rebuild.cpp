@@ -166,6 +166,36 @@ class OldDbLock {
   std::unique_ptr<sql::Db> db_;
 };
 
+// How far a rebuild got, for the message of a failure: what DB is now, and what is left undone.
+struct Reached {
+  bool renamed = false;        // DB names the new db
+  bool folder_synced = false;  // and that rename survives a power loss
+  std::string queue;           // the queue to hand over ("" if none, or handed over already)
+};
+
+/// `e`, with what DB is after the failure added to its message (for the operational failures:
+/// I/O, read-only, busy; the others say it already).
+[[noreturn]] void rethrow_saying_outcome(const Error& e, const std::string& path, const Reached& r) {
+  std::string outcome;
+  if (!r.renamed) {
+    outcome = fmt::format("; query db '{}' is unchanged", path);
+  } else {
+    std::string missing;
+    if (!r.folder_synced) missing = "not yet durable (a power loss may bring the old one back)";
+    if (!r.queue.empty())
+      missing += fmt::format("{}queue '{}' was not handed over to it (its drains skip the events the db already has)",
+                             missing.empty() ? "" : ", and ", r.queue);
+    outcome = missing.empty() ? fmt::format("; query db '{}' is the rebuilt one all the same", path)
+                              : fmt::format("; query db '{}' is the rebuilt one now, but {}: rebuild again", path, missing);
+  }
+  std::string message = e.what() + outcome;
+  if (const auto* lost = dynamic_cast<const ConnectionLost*>(&e)) throw ConnectionLost(lost->server(), std::move(message));
+  throw Error(e.code(), std::move(message));
+}
+
+RebuildResult rebuild_steps(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options,
+                            Reached& reached);
+
 }  // namespace
 
 int remove_stale_rebuild_files(const std::string& db_path) {
@@ -192,6 +222,19 @@ int remove_stale_rebuild_files(const std::string& db_path) {
 }
 
 RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options) {
+  Reached reached;
+  try {
+    return rebuild_steps(store, std::move(projection), options, reached);
+  } catch (const Error& e) {
+    if (e.code() != Errc::io && e.code() != Errc::read_only && e.code() != Errc::busy) throw;
+    rethrow_saying_outcome(e, options.db_path, reached);
+  }
+}
+
+namespace {
+
+RebuildResult rebuild_steps(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options,
+                            Reached& reached) {
   auto started = std::chrono::steady_clock::now();
   const std::string& path = options.db_path;
   const int busy_ms = store.options().busy_timeout_ms;
@@ -364,9 +407,13 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
     if (fs_ops::rename(temp.path().c_str(), path.c_str()) != 0)
       throw Error(Errc::io, fmt::format("cannot rename '{}' to '{}': {}", temp.path(), path, std::strerror(errno)));
     temp.disarm();
+    reached.renamed = true;
+    if (queue && !queue_first) reached.queue = options.queue;
     fsync_path(dir, true);
+    reached.folder_synced = true;
     old_db.reset();
     if (queue && !queue_first) hand_over();
+    reached.queue.clear();
     if (queue) {
       auto after = Queues(store).status(options.queue, Clock::now());
       result.settled = std::max<std::int64_t>(0, result.queue_before->lag - after.lag);
@@ -376,4 +423,5 @@ RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection
   return result;
 }
 
+}  // namespace
 }  // namespace esctl

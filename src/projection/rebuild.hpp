@@ -48,10 +48,13 @@ struct RebuildResult {
 /// (see query_db_lock.hpp). The new db records the queue (or keeps the one the old db recorded).
 /// A db that records another queue than `options.queue` is refused with Errc::conflict before
 /// anything is written. With `dry_run`, returns after these checks with head and queue status.
-/// Failures leave the old db as it was and remove the temporary file: an event whose statements
-/// fail throws Errc::invalid_input naming its stream, version and position; SIGINT throws
-/// Errc::interrupted; an existing file that is not a query db made by esctl (e.g. the store
-/// itself) is refused with Errc::corrupt before anything is written.
+/// Failures before the rename leave the old db as it was and remove the temporary file: an event
+/// whose statements fail throws Errc::invalid_input naming its stream, version and position;
+/// SIGINT throws Errc::interrupted; an existing file that is not a query db made by esctl (e.g.
+/// the store itself) is refused with Errc::corrupt before anything is written. An operational
+/// failure (Errc::io, read_only, busy) says what the db is after it: "query db 'DB' is
+/// unchanged" before the rename; after it (the directory's fsync or the hand-over failed), "is
+/// the rebuilt one now, but" what is not done.
 RebuildResult rebuild(Store& store, std::shared_ptr<const Projection> projection, const RebuildOptions& options);
 
 /// Removes temporary files left beside `db_path` by rebuilds whose process no longer runs.

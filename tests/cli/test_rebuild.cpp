@@ -249,6 +249,25 @@ INSERT INTO seen VALUES (:position, :stream, :version, :id, :type, :data, :meta,
     CHECK(temp_files(f.dir.path()).empty());
   }
 
+  TEST_CASE("a rebuild that runs out of room exits 1 saying the query db is unchanged, and it is, byte for byte") {
+    Fixture f;
+    import(f.store, 200, 5);
+    REQUIRE(f.rebuild().status == 0);
+    std::string db_hash = file_hash(f.db);
+    // A projection whose new db outgrows the file size limit (200 events of 4 KiB, against a
+    // limit of 256 KiB that the store and the old db fit in), set by a plain shell.
+    std::string fat = f.dir / "fat.sql";
+    write_file(fat, "-- @init\nCREATE TABLE t (position INTEGER PRIMARY KEY, pad BLOB);\n"
+                    "-- @on Added\nINSERT INTO t VALUES (:position, zeroblob(4096));\n");
+    auto r = sh("ulimit -f 512; exec \"$ESCTL\" --store '" + f.store + "' rebuild '" + f.db + "' --projection '" + fat + "'");
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(contains(r.err, "file size limit"), r.err);
+    CHECK_MESSAGE(contains(r.err, "; query db '" + f.db + "' is unchanged\n"), r.err);
+    CHECK(file_hash(f.db) == db_hash);
+    CHECK(temp_files(f.dir.path()).empty());
+    CHECK(scalar(f.db, "SELECT count(*) FROM t") == "200\n");
+  }
+
   TEST_CASE("rebuild refuses to replace the store, or any db that esctl did not make" * sqlite_only()) {
     Fixture f;
     import(f.store, 3);

@@ -107,6 +107,9 @@ struct Model {
   /// If not empty, qdb was rebuilt: it must apply exactly the events at positions 1..K, once
   /// each, for K one of these (the old db's or the new one's head; -1: it may be absent).
   std::vector<std::int64_t> qdb_heads;
+  /// The queue that the db with head K records ("": none), for the heads listed here.
+  std::map<std::int64_t, std::string> qdb_queue_of;
+  std::string rebuild_failure;  // the message of the rebuild that failed, if one did
   std::vector<std::string> queues_made;  // queues whose create returned
   std::int64_t absorbed = 0;  // injected failures inside a call that then reported success
   std::vector<std::string> absorbed_what;
@@ -285,8 +288,10 @@ void check_queue(Store& s, const Model& m, bool strict) {
 }
 
 /// The rebuilt query db is the old one or the new one, whole: it opens, passes SQLite's integrity
-/// check, and has applied each event at positions 1..K once, for K one of m.qdb_heads.
-void check_rebuilt_db(const Model& m) {
+/// check, has applied each event at positions 1..K once, for K one of m.qdb_heads, and what it
+/// records agrees: its last position is K, its per-stream checkpoint is the last version of each
+/// stream up to K, and it names the queue of that db (m.qdb_queue_of).
+void check_rebuilt_db(Store& s, const Model& m) {
   const std::string heads = fmt::format("{}", fmt::join(m.qdb_heads, ", "));
   CAPTURE(heads);
   if (!fs::exists(m.qdb) || fs::file_size(m.qdb) == 0) {
@@ -307,6 +312,22 @@ void check_rebuilt_db(const Model& m) {
   CAPTURE(k);
   CHECK_MESSAGE(std::count(m.qdb_heads.begin(), m.qdb_heads.end(), k) == 1,
                 "the query db is neither the old one nor the new one");
+  auto meta = [&](const char* key) {
+    auto q = qdb.prepare_new("SELECT value FROM _esctl_meta WHERE key = ?1");
+    q.bind(1, key);
+    return q.step() && !q.is_null(0) ? std::string(q.text(0)) : std::string();
+  };
+  CHECK_MESSAGE(meta("last_position") == std::to_string(k), "the query db's recorded position is not its head");
+  if (auto it = m.qdb_queue_of.find(k); it != m.qdb_queue_of.end())
+    CHECK_MESSAGE(meta("queue") == it->second, "the query db records another queue");
+  std::map<std::string, std::int64_t> expected, recorded;
+  s.read_all(1, k, EventFilter{}, [&](const EventRef& e) {
+    expected[std::string(e.stream)] = e.version;
+    return true;
+  });
+  auto applied = qdb.prepare_new("SELECT stream, version FROM _esctl_applied");
+  while (applied.step()) recorded[std::string(applied.text(0))] = applied.i64(1);
+  CHECK_MESSAGE(recorded == expected, "the query db's checkpoint disagrees with the events it applied");
 }
 
 void check_store(const std::string& path, const Model& m, bool strict) {
@@ -328,7 +349,7 @@ void check_store(const std::string& path, const Model& m, bool strict) {
   Store s(StoreOptions{path, 5000}, Access::read);
   CHECK(sqlite::connection(s).query_i64("PRAGMA user_version") == kSchemaVersion);
   check_events(s, m);
-  if (!m.qdb_heads.empty()) check_rebuilt_db(m);
+  if (!m.qdb_heads.empty()) check_rebuilt_db(s, m);
   if (m.queue) check_queue(s, m, strict);
   Queues q(s);
   for (const auto& name : m.queues_made) {
@@ -558,14 +579,20 @@ Scenario schema_upgrade() {
 }
 
 /// Rebuilds the query db beside the store at `path` with the counting projection, in small
-/// chunks and batches (more I/O calls to crash at); `queue` as `rebuild --queue`.
-void rebuild_qdb(Store& s, const std::string& qdb, const std::string& queue) {
+/// chunks and batches (more I/O calls to crash at); `queue` as `rebuild --queue`. A failure's
+/// message goes to `m` (if given).
+void rebuild_qdb(Store& s, const std::string& qdb, const std::string& queue, Model* m = nullptr) {
   RebuildOptions o;
   o.db_path = qdb;
   o.queue = queue;
   o.chunk = 8;
   o.batch = 5;
-  rebuild(s, counting_projection(), o);
+  try {
+    rebuild(s, counting_projection(), o);
+  } catch (const Error& e) {
+    if (m) m->rebuild_failure = e.what();
+    throw;
+  }
 }
 
 Scenario rebuild_replacing() {
@@ -580,8 +607,9 @@ Scenario rebuild_replacing() {
           [](const std::string& path, Model& m) {
             m.qdb = path + ".query.db";
             m.qdb_heads = {24, 36};
+            m.qdb_queue_of = {{24, ""}, {36, ""}};
             Store s(StoreOptions{path, 5000}, Access::write);
-            acknowledged(m, [&] { rebuild_qdb(s, m.qdb, ""); });
+            acknowledged(m, [&] { rebuild_qdb(s, m.qdb, "", &m); });
             m.qdb_heads = {36};  // acknowledged: the new db, even after a power loss
           },
           false};
@@ -605,10 +633,11 @@ Scenario rebuild_queue() {
       }
     }
     m.qdb_heads = {8, 20};
+    m.qdb_queue_of = {{8, ""}, {20, "q"}};  // the drain recorded no queue; the rebuild records its --queue
     Store s(StoreOptions{path, 5000}, Access::write);
     // The hand-over settles the queue's events up to the head: the new db has them.
     for (std::int64_t p = 1; p <= 20; ++p) m.maybe_acked.insert(p);
-    acknowledged(m, [&] { rebuild_qdb(s, m.qdb, "q"); });
+    acknowledged(m, [&] { rebuild_qdb(s, m.qdb, "q", &m); });
     m.qdb_heads = {20};
   });
 }
@@ -682,11 +711,12 @@ void power_loss_sweep(const Scenario& sc) {
       std::mt19937_64 rng(base_seed() ^ std::hash<std::string>{}(sc.name) ^ (wal_vfs ? 1 : 2));
       std::int64_t crashed = 0, renames_kept = 0, renames_undone = 0;
       // Always: the first and the last call, total + 1 (the power fails after the run, all of it
-      // acknowledged), and each rename, delete and fsync made outside SQLite and the call after
-      // it (a rename's folder not yet synced). Then every call when there are few, else random ones.
+      // acknowledged), and each rename, delete and fsync made outside SQLite (call c + 1: it
+      // fails, not done) and the call after it (c + 2: done, e.g. a rename whose folder is not
+      // synced yet). Then every call when there are few, else random ones.
       std::vector<std::int64_t> fixed{1, total, total + 1};
       for (auto c : outside)
-        for (auto at : {c, c + 1})
+        for (auto at : {c + 1, c + 2})
           if (at <= total + 1 && std::find(fixed.begin(), fixed.end(), at) == fixed.end()) fixed.push_back(at);
       for (std::int64_t i = 0; i < n; ++i) {
         const auto k = static_cast<std::size_t>(i);
@@ -780,6 +810,8 @@ void io_fault_sweep(const Scenario& sc) {
           if (err) {
             ++failed;
             CAPTURE(err->what());
+            const std::string said = err->what();
+            CHECK_MESSAGE((!said.empty() && said.back() != '.' && said.back() != '\n'), "not a one-line message: ", said);
             if (sw.kind == fault::kLock) CHECK((err->code() == Errc::io || err->code() == Errc::busy));
             else CHECK(err->code() == Errc::io);
           } else if (fired) {
@@ -797,6 +829,26 @@ void io_fault_sweep(const Scenario& sc) {
             if (fs::exists(t.path + suffix)) fs::copy_file(t.path + suffix, now.path + suffix);
           Model m_now = m;
           if (!m_now.qdb.empty()) m_now.qdb = now.path + ".query.db";
+          if (err && m.qdb_heads.size() == 2) {
+            // A failed rebuild says what the query db is now: unchanged (the old db), or already
+            // the rebuilt one (it failed after the rename); else (it failed before it began) the old.
+            const auto& said = m.rebuild_failure;
+            const bool unchanged = said.find("' is unchanged") != std::string::npos;
+            const bool replaced = said.find("' is the rebuilt one") != std::string::npos;
+            if (!said.empty())
+              CHECK_MESSAGE(unchanged != replaced, "a failed rebuild does not say what the query db is now: ", said);
+            m_now.qdb_heads = {replaced ? m.qdb_heads.back() : m.qdb_heads.front()};
+            // Its temporary file is gone, unless deleting it was the call that failed.
+            const auto& failed = fault::failed_calls();
+            const bool delete_failed = std::any_of(failed.begin(), failed.end(), [](const std::string& w) {
+              return w.rfind("delete of .s.db.query.db.rebuild-", 0) == 0;
+            });
+            for (const auto& entry : fs::directory_iterator(t.dir)) {
+              const std::string name = entry.path().filename().string();
+              CAPTURE(name);
+              if (!delete_failed) CHECK_MESSAGE(name.find(".rebuild-") == std::string::npos, "a failed rebuild left its temporary file");
+            }
+          }
           fault::CrashOptions o;
           o.keep = 0;
           fault::reboot(o);
