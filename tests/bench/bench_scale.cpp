@@ -4,11 +4,12 @@
 // pages that fell out of SQLite's page cache) and bytes that came from the disk, minor page
 // faults, and SQLite's own page-cache counters (hits, misses, pages written). Rates depend on
 // the machine's load; the counts do not, so a cost that grows with the store shows up in them
-// even on a busy machine. It also prints the machine's free memory and the page cache charged to
-// the benchmark's memory cgroup before each chunk, and during it the child's major faults, the
-// pages the kernel scanned to reclaim memory and the file pages read back after reclaim evicted
-// them (machine-wide): once the page cache has used up free memory (or the cgroup's limit),
-// every new page of the store costs the kernel a reclaim, in any program.
+// even on a busy machine (the last column is the machine's load average). It also prints the
+// machine's free memory and the page cache charged to the benchmark's memory cgroup before each
+// chunk, and during it the child's major faults, the pages the kernel scanned to reclaim memory
+// and the file pages read back after reclaim evicted them (machine-wide): once the page cache
+// has used up free memory (or the cgroup's limit), every new page of the store costs the kernel
+// a reclaim, in any program.
 // After each chunk it prints the size of each b-tree (dbstat).
 //
 // By default each chunk is imported by a forked child running esctl's own append path (the one
@@ -182,6 +183,15 @@ long cgroup_cache_mb(const Cgroup& cg) {
   while (in >> name >> v)
     if (name == "cache" || name == "file") return static_cast<long>(v >> 20);
   return -1;
+}
+
+/// The machine's 1-minute load average (/proc/loadavg), -1 if unknown: rates are comparable only
+/// at similar loads.
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  in >> load;
+  return load;
 }
 
 long mem_free_mb() {
@@ -407,9 +417,9 @@ int main(int argc, char** argv) {
   if (cg.limit_mb > 0) fmt::print("bench_scale: in a memory cgroup limited to {} MB (page cache counts)\n", cg.limit_mb);
   // x1st: the rate against the first chunk's (load moves it); cpu x1st: the first chunk's CPU time
   // against this one's (so also < 1 when a chunk costs more), which load moves much less.
-  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7}\n",
+  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7} {:>5}\n",
              "chunk", "store MB", "events/s", "x1st", "user s", "sys s", "cpu x1st", "reads", "read MB", "diskMB", "writeMB",
-             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "cgMB", "majflt", "scanned", "refault");
+             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "cgMB", "majflt", "scanned", "refault", "load");
   double first_rate = 0, first_cpu = 0;
   std::error_code no_store;
   std::int64_t last_size = static_cast<std::int64_t>(fs::file_size(store, no_store));
@@ -440,14 +450,14 @@ int main(int argc, char** argv) {
     // SQLite's counters are known only in process (-1: --binary).
     auto count = [](int n) { return n < 0 ? std::string("-") : std::to_string(n); };
     fmt::print("{:>5} {:>8.0f} {:>9.0f} {:>5.2f} {:>6.2f} {:>5.2f} {:>8.2f} {:>7} {:>7.1f} {:>6.1f} {:>7.1f} {:>4.0f} {:>5.1f} {:>7} "
-               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7}\n",
+               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7} {:>5.1f}\n",
                k + 1, static_cast<double>(size) / 1e6, rate, rate / first_rate, r.user, r.sys,
                first_cpu / (r.user + r.sys), r.io.syscr,
                static_cast<double>(std::max(0LL, r.io.rchar - chunk_bytes)) / 1e6,
                static_cast<double>(r.io.read_bytes) / 1e6, static_cast<double>(r.io.wchar) / 1e6, per_event,
                static_cast<double>(r.rss_kb) / 1024.0, r.minflt, count(counters->hit), count(counters->miss),
                count(counters->write), count(counters->spill), free_mb, cg_mb, r.majflt, reclaim_after.scanned - reclaim_before.scanned,
-               reclaim_after.refaults - reclaim_before.refaults);
+               reclaim_after.refaults - reclaim_before.refaults, load_average());
     if (c.sizes) {
       std::string line = "      b-trees MB:";
       for (const auto& [name, mb] : btree_mb(store))
