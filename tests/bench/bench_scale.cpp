@@ -4,9 +4,12 @@
 // pages that fell out of SQLite's page cache) and bytes that came from the disk, minor page
 // faults, and SQLite's own page-cache counters (hits, misses, pages written). Rates depend on
 // the machine's load; the counts do not, so a cost that grows with the store shows up in them
-// even on a busy machine. It also prints the machine's free memory before each chunk and the
-// pages the kernel scanned to reclaim memory during it (machine-wide): once the page cache has
-// used up free memory, every new page of the store costs the kernel a reclaim, in any program.
+// even on a busy machine (the last column is the machine's load average). It also prints the
+// machine's free memory and the page cache charged to the benchmark's memory cgroup before each
+// chunk, and during it the child's major faults, the pages the kernel scanned to reclaim memory
+// and the file pages read back after reclaim evicted them (machine-wide): once the page cache
+// has used up free memory (or the cgroup's limit), every new page of the store costs the kernel
+// a reclaim, in any program.
 // After each chunk it prints the size of each b-tree (dbstat).
 //
 // By default each chunk is imported by a forked child running esctl's own append path (the one
@@ -26,6 +29,10 @@
 // --start K begins with chunk K (0-based): with --dir and --keep, a later run continues a store.
 // --keep also keeps the last chunk's file (chunk.ndjson), e.g. to import it again under strace.
 // The store needs about 230 MB per million events; DIR defaults to a fresh directory in $TMPDIR.
+// Memory pressure on a machine with plenty of RAM: start it in a memory cgroup whose limit is
+// below the store's size (cgroup v1: mkdir a child of the memory controller's cgroup, write the
+// limit to memory.limit_in_bytes and the shell's pid to cgroup.procs); page cache is charged to
+// the cgroup, so the kernel reclaims the store's pages as on a small machine.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sqlite3.h>
@@ -114,18 +121,77 @@ long vm_hwm_kb(pid_t pid) {
   return kb;
 }
 
-/// Pages the kernel scanned to reclaim memory, machine-wide (/proc/vmstat pgscan_kswapd +
-/// pgscan_direct): non-zero while a chunk imports means new page-cache pages (the store's new
-/// pages, the chunk file) cost reclaim, whatever esctl does. And MemFree in MB (/proc/meminfo).
-long long reclaim_scanned() {
+/// Reclaim counters, machine-wide (/proc/vmstat): pages scanned to reclaim memory (pgscan_file +
+/// pgscan_anon: kswapd, direct and cgroup reclaim alike) and file pages read back after reclaim
+/// had evicted them (workingset_refault_file). Non-zero while a chunk imports means new
+/// page-cache pages (the store's new pages, the chunk file) cost reclaim, whatever esctl does.
+struct Reclaim {
+  long long scanned = 0, refaults = 0;
+};
+
+Reclaim reclaim_counters() {
+  Reclaim r;
   std::FILE* f = std::fopen("/proc/vmstat", "r");
-  if (!f) return -1;
+  if (!f) return r;
   char name[64];
-  long long v = 0, sum = 0;
-  while (std::fscanf(f, "%63s %lld", name, &v) == 2)
-    if (std::strcmp(name, "pgscan_kswapd") == 0 || std::strcmp(name, "pgscan_direct") == 0) sum += v;
+  long long v = 0;
+  while (std::fscanf(f, "%63s %lld", name, &v) == 2) {
+    if (std::strcmp(name, "pgscan_file") == 0 || std::strcmp(name, "pgscan_anon") == 0) r.scanned += v;
+    if (std::strcmp(name, "workingset_refault_file") == 0) r.refaults = v;
+  }
   std::fclose(f);
-  return sum;
+  return r;
+}
+
+/// The memory cgroup this process is in: its memory.stat file and its limit in MB (-1: none or
+/// unknown). Run the benchmark in a cgroup with a limit below the store's size to see the import
+/// under memory pressure on a machine with plenty of RAM: page cache is charged to the cgroup.
+struct Cgroup {
+  std::string stat_path;
+  long limit_mb = -1;
+};
+
+Cgroup own_cgroup() {
+  Cgroup cg;
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    std::string dir;
+    if (controllers == "memory") dir = "/sys/fs/cgroup/memory" + path;  // v1
+    else if (controllers.empty() && line.compare(0, 2, "0:") == 0) dir = "/sys/fs/cgroup" + path;  // v2
+    else continue;
+    std::error_code ec;
+    if (!std::filesystem::exists(dir + "/memory.stat", ec)) continue;
+    cg.stat_path = dir + "/memory.stat";
+    std::ifstream lim(dir + (controllers == "memory" ? "/memory.limit_in_bytes" : "/memory.max"));
+    long long bytes = -1;
+    if (lim >> bytes && bytes > 0 && bytes < (1LL << 50)) cg.limit_mb = static_cast<long>(bytes >> 20);
+    if (controllers == "memory") break;  // v1 wins over a v2 line
+  }
+  return cg;
+}
+
+/// MB of page cache charged to the cgroup ("cache" in v1, "file" in v2), -1 if unknown.
+long cgroup_cache_mb(const Cgroup& cg) {
+  if (cg.stat_path.empty()) return -1;
+  std::ifstream in(cg.stat_path);
+  std::string name;
+  long long v = 0;
+  while (in >> name >> v)
+    if (name == "cache" || name == "file") return static_cast<long>(v >> 20);
+  return -1;
+}
+
+/// The machine's 1-minute load average (/proc/loadavg), -1 if unknown: rates are comparable only
+/// at similar loads.
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  in >> load;
+  return load;
 }
 
 long mem_free_mb() {
@@ -347,11 +413,13 @@ int main(int argc, char** argv) {
              c.events, c.streams, c.batch, c.random_ids ? "random ids, " : "",
              c.binary ? "esctl import" : "append path in process",
              c.cache_mb > 0 ? fmt::format(", page cache {} MiB", c.cache_mb) : "", store);
+  const Cgroup cg = own_cgroup();
+  if (cg.limit_mb > 0) fmt::print("bench_scale: in a memory cgroup limited to {} MB (page cache counts)\n", cg.limit_mb);
   // x1st: the rate against the first chunk's (load moves it); cpu x1st: the first chunk's CPU time
   // against this one's (so also < 1 when a chunk costs more), which load moves much less.
-  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
+  fmt::print("{:>5} {:>8} {:>9} {:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>6} {:>7} {:>4} {:>5} {:>7} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7} {:>5}\n",
              "chunk", "store MB", "events/s", "x1st", "user s", "sys s", "cpu x1st", "reads", "read MB", "diskMB", "writeMB",
-             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "scanned");
+             "B/ev", "RSSMB", "minflt", "c.hit", "c.miss", "c.write", "spill", "freeMB", "cgMB", "majflt", "scanned", "refault", "load");
   double first_rate = 0, first_cpu = 0;
   std::error_code no_store;
   std::int64_t last_size = static_cast<std::int64_t>(fs::file_size(store, no_store));
@@ -362,14 +430,15 @@ int main(int argc, char** argv) {
     write_chunk(c, k, chunk);
     *counters = CacheCounters{};
     const long free_mb = mem_free_mb();
-    const long long scanned_before = reclaim_scanned();
+    const long cg_mb = cgroup_cache_mb(cg);
+    const Reclaim reclaim_before = reclaim_counters();
     Run r = c.binary ? run({ESCTL_BIN, "--store", store, "import", chunk, "--batch", std::to_string(c.batch), "-q"})
                      : run_in_process(store, chunk, c.batch, c.cache_mb, counters);
     if (r.status != 0) {
       fmt::print(stderr, "bench_scale: import of chunk {} exited {}\n", k, r.status);
       return 1;
     }
-    const long long scanned = reclaim_scanned() - scanned_before;
+    const Reclaim reclaim_after = reclaim_counters();
     const double rate = static_cast<double>(c.events) / r.wall;
     if (k == c.start) first_rate = rate, first_cpu = r.user + r.sys;
     std::error_code ec;
@@ -381,13 +450,14 @@ int main(int argc, char** argv) {
     // SQLite's counters are known only in process (-1: --binary).
     auto count = [](int n) { return n < 0 ? std::string("-") : std::to_string(n); };
     fmt::print("{:>5} {:>8.0f} {:>9.0f} {:>5.2f} {:>6.2f} {:>5.2f} {:>8.2f} {:>7} {:>7.1f} {:>6.1f} {:>7.1f} {:>4.0f} {:>5.1f} {:>7} "
-               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>7}\n",
+               "{:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>7} {:>5.1f}\n",
                k + 1, static_cast<double>(size) / 1e6, rate, rate / first_rate, r.user, r.sys,
                first_cpu / (r.user + r.sys), r.io.syscr,
                static_cast<double>(std::max(0LL, r.io.rchar - chunk_bytes)) / 1e6,
                static_cast<double>(r.io.read_bytes) / 1e6, static_cast<double>(r.io.wchar) / 1e6, per_event,
                static_cast<double>(r.rss_kb) / 1024.0, r.minflt, count(counters->hit), count(counters->miss),
-               count(counters->write), count(counters->spill), free_mb, scanned);
+               count(counters->write), count(counters->spill), free_mb, cg_mb, r.majflt, reclaim_after.scanned - reclaim_before.scanned,
+               reclaim_after.refaults - reclaim_before.refaults, load_average());
     if (c.sizes) {
       std::string line = "      b-trees MB:";
       for (const auto& [name, mb] : btree_mb(store))
