@@ -7,6 +7,7 @@
 #include "store/postgres/verify.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -32,9 +33,7 @@ class Verifier {
         o_(o),
         report_(report),
         progress_(progress),
-        checks_([this](const char* kind, std::optional<std::int64_t> stream_id, std::optional<std::int64_t> version,
-                       std::optional<std::int64_t> position,
-                       std::string detail) { this->report(kind, stream_id, version, position, std::move(detail)); }) {}
+        checks_(std::bind_front(&Verifier::report, this)) {}
 
   VerifyCounts run() {
     counts_.storage = "PostgreSQL";

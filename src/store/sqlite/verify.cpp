@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <cstdio>
 #include <map>
@@ -88,9 +89,7 @@ class Verifier {
         o_(o),
         report_(report),
         progress_(progress),
-        checks_([this](const char* kind, std::optional<std::int64_t> stream_id, std::optional<std::int64_t> version,
-                       std::optional<std::int64_t> position,
-                       std::string detail) { this->report(kind, stream_id, version, position, std::move(detail)); }) {}
+        checks_(std::bind_front(&Verifier::report, this)) {}
 
   VerifyCounts run() {
     sql::Txn snapshot(db_, sql::Txn::deferred);
