@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "core/error.hpp"
 #include "render/output.hpp"
 #include "render/style.hpp"
 #include "store/store.hpp"
@@ -62,6 +63,16 @@ std::string version_json();
 
 /// Parses a --from/--count style non-negative integer option value, or throws Error(usage).
 std::int64_t parse_count(const std::string& value, const char* option);
+
+/// Which flag sets a setting the layers below name in their own words (core/error.hpp's
+/// SettingError), e.g. {"max attempts", "--max-attempts"}.
+struct FlagName {
+  std::string_view setting;
+  std::string_view flag;
+};
+/// `e` as the command's user sees it: an Error of the same kind whose message names the flag of
+/// `flags` that sets e's setting (unchanged if none does).
+Error with_flag_names(const SettingError& e, std::initializer_list<FlagName> flags);
 
 // One per command file.
 Runner setup_init(CLI::App&);

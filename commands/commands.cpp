@@ -185,6 +185,12 @@ std::int64_t parse_count(const std::string& value, const char* option) {
   return v;
 }
 
+Error with_flag_names(const SettingError& e, std::initializer_list<FlagName> flags) {
+  for (const auto& f : flags)
+    if (f.setting == e.setting()) return Error(e.code(), e.worded(f.flag));
+  return Error(e.code(), e.what());
+}
+
 std::optional<EventTemplate> parse_format(const Context& ctx, const std::string& text, bool given, bool deliveries) {
   if (!given) return std::nullopt;
   if (ctx.json()) throw Error(Errc::usage, "--format and --json cannot be used together");

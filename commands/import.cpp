@@ -136,7 +136,9 @@ Runner setup_import(CLI::App& app) {
         progress.finish();
         if (e.code() != Errc::conflict) throw;
         std::string where = failed < b.line_nos.size() ? fmt::format("line {}: ", b.line_nos[failed]) : "";
-        throw Error(e.code(), fmt::format("{}{}; nothing of this line's batch was written{}", where, e.what(),
+        const auto* setting = dynamic_cast<const SettingError*>(&e);
+        const std::string what = setting ? with_flag_names(*setting, {{"ignoring versions", "--ignore-versions"}}).what() : e.what();
+        throw Error(e.code(), fmt::format("{}{}; nothing of this line's batch was written{}", where, what,
                                           t.batches ? fmt::format(" (committed before it: {})", done_note(t)) : ""));
       }
       for (const auto& a : done) (a.existed ? t.skipped : t.imported) += 1;

@@ -684,7 +684,7 @@ Runner setup_queue(CLI::App& app) {
   del->add_flag("--dry-run", o->dry_run, "Print how many unacked events it would drop; change nothing");
   del->add_flag("--force", o->force, "Delete even if the queue has unacked events");
 
-  return [=](Context& ctx) -> int {
+  auto run_sub = [=](Context& ctx) -> int {
     if (create->parsed()) return run_create(ctx, *o);
     if (ls->parsed()) return run_ls(ctx);
     if (status->parsed()) return run_status(ctx, *o);
@@ -697,6 +697,24 @@ Runner setup_queue(CLI::App& app) {
     if (reset->parsed()) return run_reset(ctx, *o);
     if (del->parsed()) return run_delete(ctx, *o);
     throw Error(Errc::usage, "missing queue subcommand (see 'esctl queue --help')");
+  };
+  // The store and the drain loop name the settings they refuse in their own words; say the flags.
+  return [run_sub](Context& ctx) -> int {
+    try {
+      return run_sub(ctx);
+    } catch (const SettingError& e) {
+      throw with_flag_names(e, {{"from", "--from"},
+                                {"to", "--to"},
+                                {"max attempts", "--max-attempts"},
+                                {"ack timeout", "--ack-timeout"},
+                                {"filter", "--stream, --category or --type"},
+                                {"max", "--max"},
+                                {"lease", "--lease"},
+                                {"delay", "--delay"},
+                                {"batch", "--batch"},
+                                {"parallel", "--parallel"},
+                                {"max events", "--max-events"}});
+    }
   };
 }
 

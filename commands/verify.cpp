@@ -14,8 +14,6 @@
 #include "render/json_object.hpp"
 #include "render/progress.hpp"
 #include "core/names.hpp"
-#include "store/postgres/pg.hpp"
-#include "store/postgres/verify.hpp"
 #include "store/queue.hpp"
 #include "store/store.hpp"
 #include "store/verify.hpp"
@@ -214,8 +212,7 @@ int verify_store_cmd(Context& ctx, const VerifyCli& o) {
     bar.set_total(total);
     bar.update(done, events);
   };
-  VerifyCounts c = pg::is_uri(vo.location) ? pg::verify_store(vo, on_violation, on_progress)
-                                           : verify_store(vo, on_violation, on_progress);
+  VerifyCounts c = verify_store(vo, on_violation, on_progress);
   bar.finish();
   std::string extra = ",\"integrity\":";
   json::append_quoted(extra, c.storage_check);

@@ -1,4 +1,5 @@
-// Errc -> exit code: the single place the exit status table of esctl(1) lives in code.
+// Errc -> exit code: the single place the exit status table of esctl(1) lives in code; and the
+// wording of SettingError's messages.
 #include "core/error.hpp"
 
 namespace esctl {
@@ -33,6 +34,15 @@ const char* errc_name(Errc c) noexcept {
     case Errc::interrupted: return "interrupted";
   }
   return "internal";
+}
+
+std::string SettingError::join(const std::vector<std::string>& parts, std::string_view name) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += name;
+    out += parts[i];
+  }
+  return out;
 }
 
 }  // namespace esctl

@@ -4,6 +4,8 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace esctl {
 
@@ -46,6 +48,27 @@ class Error : public std::runtime_error {
 
  private:
   Errc code_;
+};
+
+/// A failure whose message names a setting the caller chose (a queue's max attempts, a pull's
+/// size, appending with version checks): the layer that throws it names the setting in its own
+/// words ("invalid max attempts 0: ..."); a command that took the setting from a flag words the
+/// message again with the flag (worded("--max-attempts")). So no layer below the commands
+/// names a command-line flag, and users still read the flag they typed.
+class SettingError : public Error {
+ public:
+  /// The message is `parts` joined by `setting` (the setting is named between each two parts).
+  SettingError(Errc code, std::string setting, std::vector<std::string> parts)
+      : Error(code, join(parts, setting)), setting_(std::move(setting)), parts_(std::move(parts)) {}
+  /// The setting's own name, e.g. "max attempts".
+  const std::string& setting() const noexcept { return setting_; }
+  /// The message with the setting named `name` instead.
+  std::string worded(std::string_view name) const { return join(parts_, name); }
+
+ private:
+  static std::string join(const std::vector<std::string>& parts, std::string_view name);
+  std::string setting_;
+  std::vector<std::string> parts_;
 };
 
 /// No connection to a store's server: it was lost (a server restart, a network failure) or

@@ -22,6 +22,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/utf8.hpp"
+
 namespace esctl::json {
 namespace {
 
@@ -78,28 +80,6 @@ std::string describe(Byte c) {
   std::snprintf(buf, sizeof buf, "unescaped control character U+%04X in string", static_cast<unsigned>(c));
   err = Error{offset, buf};
   return kFail;
-}
-
-// Length of the well-formed UTF-8 sequence at p (whose lead byte is >= 0x80), or 0.
-std::size_t utf8_sequence(const Byte* p, const Byte* end) {
-  const Byte lead = p[0];
-  const auto avail = end - p;
-  auto cont = [](Byte b) { return (b & 0xC0) == 0x80; };
-  if (lead < 0xC2) return 0;  // a continuation byte, or C0/C1 which only start overlong forms
-  if (lead < 0xE0) return avail >= 2 && cont(p[1]) ? 2 : 0;
-  if (lead < 0xF0) {
-    // E0 would be overlong below A0; ED from A0 encodes surrogates.
-    const Byte lo = lead == 0xE0 ? 0xA0 : 0x80;
-    const Byte hi = lead == 0xED ? 0x9F : 0xBF;
-    return avail >= 3 && p[1] >= lo && p[1] <= hi && cont(p[2]) ? 3 : 0;
-  }
-  if (lead < 0xF5) {
-    // F0 would be overlong below 90; F4 from 90 is past U+10FFFF.
-    const Byte lo = lead == 0xF0 ? 0x90 : 0x80;
-    const Byte hi = lead == 0xF4 ? 0x8F : 0xBF;
-    return avail >= 4 && p[1] >= lo && p[1] <= hi && cont(p[2]) && cont(p[3]) ? 4 : 0;
-  }
-  return 0;
 }
 
 constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
@@ -196,7 +176,7 @@ std::size_t scan_string(const Byte* in, std::size_t n, std::size_t pos, std::opt
     } else if (c < 0x20) {
       return fail_control(err, p, c);
     } else {
-      const std::size_t len = utf8_sequence(in + p, in + n);
+      const std::size_t len = utf8::sequence_length(in + p, in + n);
       if (len == 0) return fail(err, p, "invalid UTF-8");
       p += len;
     }
@@ -569,7 +549,7 @@ bool valid_utf8(std::string_view s) {
       ++p;
       continue;
     }
-    const std::size_t len = utf8_sequence(p, end);
+    const std::size_t len = utf8::sequence_length(p, end);
     if (len == 0) return false;
     p += len;
   }

@@ -1,35 +1,12 @@
+// The name rules of streams, categories, event types and queues (see names.hpp).
 #include "core/names.hpp"
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/utf8.hpp"
 
 namespace esctl {
-namespace {
-
-// Decodes one UTF-8 sequence at s[i]; returns the code point and advances i, or -1 if invalid.
-long next_code_point(std::string_view s, std::size_t& i) {
-  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  if (c < 0x80) {
-    ++i;
-    return c;
-  }
-  int n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : -1;
-  if (n < 0 || c > 0xf4 || i + static_cast<std::size_t>(n) >= s.size()) return -1;
-  long cp = c & (0x3f >> n);
-  for (int k = 1; k <= n; ++k) {
-    unsigned char cc = b(i + static_cast<std::size_t>(k));
-    if ((cc & 0xc0) != 0x80) return -1;
-    cp = (cp << 6) | (cc & 0x3f);
-  }
-  if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-    return -1;
-  i += static_cast<std::size_t>(n) + 1;
-  return cp;
-}
-
-}  // namespace
 
 std::optional<std::string> stream_name_problem(std::string_view name) {
   if (name.empty()) return "stream names must not be empty";
@@ -37,7 +14,7 @@ std::optional<std::string> stream_name_problem(std::string_view name) {
     return fmt::format("stream names are at most {} bytes, this one has {}", kMaxStreamName, name.size());
   if (name[0] == '$') return "stream names starting with '$' are reserved";
   for (std::size_t i = 0; i < name.size();) {
-    long cp = next_code_point(name, i);
+    long cp = utf8::next_code_point(name, i);
     if (cp < 0) return "stream names must be valid UTF-8";
     if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return "stream names must not contain control characters";
   }
@@ -75,7 +52,7 @@ namespace esctl {
 void check_event_type(std::string_view type) {
   bool ok = !type.empty() && type.size() <= 255;
   for (std::size_t i = 0; ok && i < type.size();) {
-    long cp = next_code_point(type, i);
+    long cp = utf8::next_code_point(type, i);
     ok = cp >= 0x20 && !(cp >= 0x7f && cp <= 0x9f);
   }
   if (!ok)

@@ -432,9 +432,12 @@ void run_worker(Shared& sh, int index) {
 }  // namespace
 
 DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, const HandlerFactory& make_handler) {
-  if (o.batch < 1) throw Error(Errc::usage, fmt::format("invalid --batch {}: a batch holds at least 1 event", o.batch));
-  if (o.parallel < 1) throw Error(Errc::usage, fmt::format("invalid --parallel {}: run at least 1 handler", o.parallel));
-  if (o.max_events && *o.max_events < 0) throw Error(Errc::usage, "invalid --max-events: it must not be negative");
+  if (o.batch < 1)
+    throw SettingError(Errc::usage, "batch", {"invalid ", fmt::format(" {}: a batch holds at least 1 event", o.batch)});
+  if (o.parallel < 1)
+    throw SettingError(Errc::usage, "parallel", {"invalid ", fmt::format(" {}: run at least 1 handler", o.parallel)});
+  if (o.max_events && *o.max_events < 0)
+    throw SettingError(Errc::usage, "max events", {"invalid ", ": it must not be negative"});
   std::int64_t lease_ms, queue_id;
   {
     Store store(store_options, Access::update);

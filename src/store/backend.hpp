@@ -104,12 +104,13 @@ class ReadSnapshot {
   virtual ~ReadSnapshot() = default;
 };
 
-/// The append rules every backend enforces, with one wording (all throw Errc::conflict). `head` is
-/// the stream's last version, -1 when it has no events.
-/// `expect` not met by a stream at `head`:
-void check_expected(std::string_view stream, std::int64_t head, const Expect& expect);
-/// An event asking for `version` that does not follow `head`:
-void check_version_fits(std::string_view stream, std::int64_t head, std::int64_t version);
+/// The append rules every backend enforces, with one wording (all throw Errc::conflict).
+/// `last_version` is the stream's last version (its head), -1 when it has no events.
+/// `expect` not met by a stream at `last_version`:
+void check_expected(std::string_view stream, std::int64_t last_version, const Expect& expect);
+/// An event asking for `version` that does not follow `last_version` (a SettingError naming
+/// "ignoring versions", which appends at the end instead):
+void check_version_fits(std::string_view stream, std::int64_t last_version, std::int64_t version);
 /// An event id already stored with other content (at `position`, `stream` `version`):
 [[noreturn]] void throw_id_conflict(std::string_view id, std::int64_t position, std::string_view stream,
                                     std::int64_t version);

@@ -143,16 +143,17 @@ QueueInfo load_queue(QueueRows& rows, std::string_view name, bool lock = false) 
   return std::move(*q);
 }
 
-std::int64_t resolve(StartPoint p, std::int64_t head, const char* option) {
+// `setting` names the start point in messages: "from" (create) or "to" (reset).
+std::int64_t resolve(StartPoint p, std::int64_t head, const char* setting) {
   switch (p.kind) {
     case StartPoint::start: return 0;
     case StartPoint::end: return head;
     case StartPoint::at:
-      if (p.position < 0) throw Error(Errc::usage, fmt::format("invalid {} position {}", option, p.position));
+      if (p.position < 0) throw SettingError(Errc::usage, setting, {"invalid ", fmt::format(" position {}", p.position)});
       if (p.position > head)
-        throw Error(Errc::usage, fmt::format("{} position {} is beyond the store's head position {} "
-                                             "(use '{} end' to start after the last event)",
-                                             option, p.position, head, option));
+        throw SettingError(Errc::usage, setting,
+                           {"", fmt::format(" position {} is beyond the store's head position {} (use '", p.position, head),
+                            " end' to start after the last event)"});
       return p.position;
   }
   return head;
@@ -698,12 +699,13 @@ Queues::Queues(Store& store) : store_(store) {}
 QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   check_queue_name(spec.name);
   if (spec.max_attempts < 1)
-    throw Error(Errc::usage, fmt::format("invalid --max-attempts {}: a queue needs at least 1 attempt", spec.max_attempts));
+    throw SettingError(Errc::usage, "max attempts",
+                       {"invalid ", fmt::format(" {}: a queue needs at least 1 attempt", spec.max_attempts)});
   if (spec.ack_timeout_ms < 1)
-    throw Error(Errc::usage, "invalid --ack-timeout: it must be longer than 0ms");
+    throw SettingError(Errc::usage, "ack timeout", {"invalid ", ": it must be longer than 0ms"});
   for (const auto* list : {&spec.filter.stream_globs, &spec.filter.categories, &spec.filter.types})
     for (const auto& s : *list)
-      if (s.empty()) throw Error(Errc::usage, "empty --stream, --category or --type value: give a glob, category or type");
+      if (s.empty()) throw SettingError(Errc::usage, "filter", {"empty ", " value: give a glob, category or type"});
   auto& rows = rows_of(store_);
   auto txn = rows.begin(Kind::write);
   auto taken = [&] {
@@ -714,7 +716,7 @@ QueueInfo Queues::create(const QueueSpec& spec, StartPoint from) {
   if (rows.queue_exists(spec.name)) throw taken();
   QueueInfo q;
   q.name = spec.name;
-  q.start_position = resolve(from, rows.last_position(), "--from");
+  q.start_position = resolve(from, rows.last_position(), "from");
   // Ids come from a store-wide counter, not max(id) + 1: never reused, even after a delete.
   auto id = rows.next_counter("queue");
   if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' has no queue counter; run 'esctl verify'", rows.display()));
@@ -812,8 +814,10 @@ std::vector<QueueStatus> Queues::statuses(const Clock& clock) {
 
 PullResult Queues::pull(std::string_view name, const PullOptions& options, const Clock& clock,
                         const Settlement* settle_first, SettleCounts* counts) {
-  if (options.max < 1) throw Error(Errc::usage, fmt::format("invalid --max {}: pull at least 1 event", options.max));
-  if (options.lease_ms && *options.lease_ms < 1) throw Error(Errc::usage, "invalid --lease: it must be longer than 0ms");
+  if (options.max < 1)
+    throw SettingError(Errc::usage, "max", {"invalid ", fmt::format(" {}: pull at least 1 event", options.max)});
+  if (options.lease_ms && *options.lease_ms < 1)
+    throw SettingError(Errc::usage, "lease", {"invalid ", ": it must be longer than 0ms"});
   for (;;) {
     Work w(store_, Kind::write_relaxed, name, clock);
     Session& session = w.session;
@@ -920,7 +924,7 @@ std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector
 std::vector<Target> Queues::nack_targets(std::string_view name, const std::vector<Target>& targets_in,
                                          std::int64_t delay_ms, const std::string& reason, const Clock& clock) {
   auto targets = checked_targets(targets_in);
-  if (delay_ms < 0) throw Error(Errc::usage, "invalid --delay: it must not be negative");
+  if (delay_ms < 0) throw SettingError(Errc::usage, "delay", {"invalid ", ": it must not be negative"});
   Work w(store_, Kind::write_relaxed, name, clock);
   Session& session = w.session;
   const QueueInfo& q = session.queue();
@@ -1023,7 +1027,7 @@ QueueInfo Queues::reset(std::string_view name, StartPoint to) {
   auto& rows = rows_of(store_);
   auto txn = rows.begin(Kind::write);
   QueueInfo q = load_queue(rows, name, true);
-  std::int64_t point = resolve(to, rows.last_position(), "--to");
+  std::int64_t point = resolve(to, rows.last_position(), "to");
   rows.clear_queue(q.id, false);
   rows.restart_queue(q.id, point, rows.clock(Clock::now()).wall_us);
   q = load_queue(rows, name);
@@ -1083,7 +1087,7 @@ ResetImpact reset_impact(Store& store, std::string_view name, StartPoint to) {
   const QueueInfo& q = w.session.queue();
   const std::int64_t head = w.rows.last_position();
   ResetImpact r;
-  r.point = resolve(to, head, "--to");
+  r.point = resolve(to, head, "to");
   auto flying = in_flight_positions(w.session, w.rows);
   // Unacked: in flight (all at or below the cursor) or new (matching, after the cursor).
   r.skipped = count_between(flying, INT64_MIN, r.point) + count_matching(store, w.rows, q, q.cursor, r.point);

@@ -1,4 +1,4 @@
-// The backend-neutral store: opens the backend a location names, and writes once what every
+// The backend-neutral store: opens (and verifies) the backend a location names, and writes once what every
 // backend shares: filtered reads (one per-stream filter cache), the last-n read, and the time
 // search over the prefix of the store whose recorded_at is in order. No SQL here.
 #include "store/store.hpp"
@@ -10,8 +10,11 @@
 #include "core/error.hpp"
 #include "core/signals.hpp"
 #include "store/postgres/backend.hpp"
-#include "store/postgres/pg.hpp"
+#include "store/location.hpp"
+#include "store/postgres/verify.hpp"
 #include "store/sqlite/event_store.hpp"
+#include "store/sqlite/verify.hpp"
+#include "store/verify.hpp"
 
 namespace esctl {
 namespace {
@@ -28,10 +31,15 @@ std::vector<BackendLibrary> backend_libraries() {
 
 // The one place that knows every backend: a location's form names its backend.
 Store::Store(const StoreOptions& options, Access access) : options_(options) {
-  backend_ = pg::is_uri(options_.location) ? pg::open(options_, access) : sqlite::open(options_, access);
+  backend_ = is_postgres_uri(options_.location) ? pg::open(options_, access) : sqlite::open(options_, access);
 }
 
 Store::~Store() = default;
+
+VerifyCounts verify_store(const VerifyOptions& o, const ViolationFn& on_violation, const ProgressFn& on_progress) {
+  return is_postgres_uri(o.location) ? pg::verify_store(o, on_violation, on_progress)
+                                     : sqlite::verify_store(o, on_violation, on_progress);
+}
 
 std::string_view Store::stream_name(std::int64_t stream_id) { return backend_->stream_name(stream_id); }
 
@@ -156,28 +164,29 @@ StoreStats Store::stats() { return backend_->stats(); }
 void Store::reclaim_log() { backend_->reclaim_log(); }
 
 namespace {
-std::string head_text(std::int64_t head) {
-  return head < 0 ? "does not exist" : fmt::format("is at version {}", head);
+std::string version_text(std::int64_t last_version) {
+  return last_version < 0 ? "does not exist" : fmt::format("is at version {}", last_version);
 }
 }  // namespace
 
-void check_expected(std::string_view stream, std::int64_t head, const Expect& expect) {
-  bool ok = expect.kind == Expect::none     ? head < 0
-            : expect.kind == Expect::exists ? head >= 0
-                                            : head == expect.value;
+void check_expected(std::string_view stream, std::int64_t last_version, const Expect& expect) {
+  bool ok = expect.kind == Expect::none     ? last_version < 0
+            : expect.kind == Expect::exists ? last_version >= 0
+                                            : last_version == expect.value;
   if (ok) return;
   std::string want = expect.kind == Expect::none     ? "to not exist"
                      : expect.kind == Expect::exists ? "to exist"
                                                      : fmt::format("to be at version {}", expect.value);
-  throw Error(Errc::conflict,
-              fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", stream, head_text(head), want));
+  throw Error(Errc::conflict, fmt::format("stream '{}' {}, expected it {} (expected-version conflict)", stream,
+                                          version_text(last_version), want));
 }
 
-void check_version_fits(std::string_view stream, std::int64_t head, std::int64_t version) {
-  if (version == head + 1) return;
-  throw Error(Errc::conflict, fmt::format("stream '{}' {}, so the event for version {} does not fit "
-                                          "(expected-version conflict; --ignore-versions appends at the end)",
-                                          stream, head_text(head), version));
+void check_version_fits(std::string_view stream, std::int64_t last_version, std::int64_t version) {
+  if (version == last_version + 1) return;
+  throw SettingError(Errc::conflict, "ignoring versions",
+                     {fmt::format("stream '{}' {}, so the event for version {} does not fit (expected-version conflict; ",
+                                  stream, version_text(last_version), version),
+                      " appends at the end)"});
 }
 
 void throw_id_conflict(std::string_view id, std::int64_t position, std::string_view stream, std::int64_t version) {

@@ -38,7 +38,7 @@ using ViolationFn = std::function<void(const Violation&)>;
 /// Progress of the event scan: up to position `done` of `total`, `events` events read.
 using ProgressFn = std::function<void(std::int64_t done, std::int64_t total, std::int64_t events)>;
 
-/// Checks the store at `o.path` and calls `on_violation` once per finding, in the order found.
+/// Checks the store at `o.location` (with the backend its form names) and calls `on_violation` once per finding, in the order found.
 /// Without narrowing: the backend's storage check, every event, stream, id and queue. With
 /// `o.stream` and/or `o.queues`: only those (and the triggers); the storage check only with
 /// `o.full`. Everything is read in one snapshot, so concurrent appenders cause no findings.

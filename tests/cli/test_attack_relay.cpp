@@ -229,7 +229,7 @@ void attack_relay(int kills, bool whole_service) {
 
 }  // namespace
 
-TEST_SUITE("cli/attack_relay" * needs_queues()) {
+TEST_SUITE("cli/attack_relay") {
   // the relay's handler names its target store by a path the PostgreSQL run does not map
   TEST_CASE("a relay between stores killed with kill -9 at random moments copies every event exactly once, in order" *
             sqlite_only()) {

@@ -46,7 +46,7 @@ struct Fixture {
 
 }  // namespace
 
-TEST_SUITE("cli/check" * needs_queues()) {
+TEST_SUITE("cli/check") {
   TEST_CASE("without thresholds every queue is ok and the exit status is 0") {
     Fixture f;
     auto r = f.e({"check"});

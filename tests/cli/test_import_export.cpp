@@ -237,6 +237,7 @@ TEST_SUITE("cli/import_export") {
     CHECK(r.status == 3);
     CHECK(contains(r.err, "line 2"));
     CHECK(contains(r.err, "stream 's-1' is at version 0"));
+    CHECK(contains(r.err, "(expected-version conflict; --ignore-versions appends at the end)"));  // the flag, not the store's words
     CHECK(event_count(store) == 1);
     r = import(store, {}, line("s-1", "T", "{}", ",\"version\":1") + line("s-1", "T", "{}", ",\"version\":2"));
     CHECK(r.status == 0);

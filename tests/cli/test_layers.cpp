@@ -100,10 +100,45 @@ TEST_SUITE("cli/layers" * store_free()) {
     check_layer("src/store/sqlite", {"core/", "store/"});
   }
 
-  TEST_CASE("the drain layer runs no SQL of its own: it includes no backend") {
-    check_layer("src/drain", {"core/", "store/", "projection/", "drain/"}, {"sqlite3.h"});
-    for (const auto& i : includes_in("src/drain"))
+  TEST_CASE("the PostgreSQL backend includes only core, the store and itself") {
+    check_layer("src/store/postgres", {"core/", "store/"}, {"sqlite3.h"});
+    for (const auto& i : includes_in("src/store/postgres"))
       CHECK_MESSAGE(!starts(i.target, "store/sqlite/"), i.file, " includes ", i.target);
+  }
+
+  TEST_CASE("the drain layer runs no SQL of its own: it includes no backend") {
+    check_layer("src/drain", {"core/", "store/", "projection/", "drain/"}, {"sqlite3.h", "libpq-fe.h"});
+    for (const auto& i : includes_in("src/drain"))
+      CHECK_MESSAGE((!starts(i.target, "store/sqlite/") && !starts(i.target, "store/postgres/")), i.file, " includes ",
+                    i.target);
+  }
+
+  TEST_CASE("the drain layer holds no SQL text") {
+    const std::regex sql(R"re("\s*(SELECT|INSERT|UPDATE|DELETE|PRAGMA|BEGIN|CREATE)\s)re");
+    int files = 0;
+    for (const auto& f : fs::directory_iterator(kSrc + "/src/drain")) {
+      if (!f.is_regular_file()) continue;
+      ++files;
+      CHECK_MESSAGE(!std::regex_search(read_file(f.path().string()), sql), "src/drain/", f.path().filename().string(),
+                    " has SQL text");
+    }
+    CHECK(files > 4);
+  }
+
+  TEST_CASE("process handling lives in the drain layer, not in the store") {
+    const std::regex spawn(R"re(\b(posix_spawn\w*|waitpid|fork|pipe2)\s*\()re");
+    for (const auto& f : fs::recursive_directory_iterator(kSrc + "/src/store")) {
+      if (!f.is_regular_file()) continue;
+      CHECK_MESSAGE(!std::regex_search(read_file(f.path().string()), spawn), f.path().string(), " handles processes");
+    }
+  }
+
+  TEST_CASE("the public store has no accessor to a backend's connection") {
+    for (const char* header : {"/src/store/store.hpp", "/src/store/backend.hpp", "/src/store/queue.hpp"}) {
+      const std::string text = read_file(kSrc + header);
+      CHECK_MESSAGE(!std::regex_search(text, std::regex(R"re(\bdb\s*\(\s*\))re")), header, " has a db() accessor");
+      CHECK_MESSAGE(text.find("sqlite3") == std::string::npos, header, " names SQLite's API");
+    }
   }
 
   TEST_CASE("projections use the store and, for their query dbs, only the SQLite connection wrapper") {
@@ -116,6 +151,20 @@ TEST_SUITE("cli/layers" * store_free()) {
   TEST_CASE("commands reach the store through its neutral interface only") {
     check_layer("commands", {"core/", "store/", "render/", "drain/", "projection/", "commands/"}, {"sqlite3.h"});
     for (const auto& i : includes_in("commands"))
-      CHECK_MESSAGE(!starts(i.target, "store/sqlite/"), i.file, " includes ", i.target);
+      CHECK_MESSAGE((!starts(i.target, "store/sqlite/") && !starts(i.target, "store/postgres/")), i.file, " includes ",
+                    i.target);
+  }
+
+  TEST_CASE("every file and folder ARCHITECTURE.md names exists") {
+    const std::string text = read_file(kSrc + "/ARCHITECTURE.md");
+    const std::regex path(R"re(\b((?:src|commands|tests)/[A-Za-z0-9_./]*[A-Za-z0-9_/]))re");
+    int named = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), path); it != std::sregex_iterator(); ++it) {
+      std::string p = (*it)[1].str();
+      if (p.find("NAME") != std::string::npos) continue;  // a placeholder: commands/NAME.cpp
+      ++named;
+      CHECK_MESSAGE(fs::exists(kSrc + "/" + p), "ARCHITECTURE.md names ", p, ", which does not exist");
+    }
+    CHECK(named > 20);
   }
 }

@@ -110,7 +110,7 @@ TEST_SUITE("cli/output") {
     CHECK_FALSE(has_escape(json.out));
   }
 
-  TEST_CASE("progress is drawn on a terminal's stderr for import, drain, rebuild and verify, never when piped or with -q" * needs_queues()) {
+  TEST_CASE("progress is drawn on a terminal's stderr for import, drain, rebuild and verify, never when piped or with -q") {
     TempDir dir;
     const std::string store = dir / "s.db", input = dir / "in.ndjson", proj = dir / "p.sql";
     std::string nd;

@@ -84,7 +84,7 @@ std::string dump(const std::string& db) { return sql(db, ".dump items totals"); 
 
 }  // namespace
 
-TEST_SUITE("cli/projection" * needs_queues()) {
+TEST_SUITE("cli/projection") {
   TEST_CASE("an incremental drain builds the same query db as a rebuild of the same store") {
     Env e;
     e.ok({"queue", "create", "carts", "--from", "start", "--category", "cart"});
@@ -314,7 +314,7 @@ std::string figures(const json& status) {
 
 }  // namespace
 
-TEST_SUITE("cli/projection" * needs_queues()) {
+TEST_SUITE("cli/projection") {
   TEST_CASE("a drainer left on the replaced file reopens the new one and never rolls back another writer's journal") {
     Env e;
     e.ok({"queue", "create", "carts", "--from", "start"});

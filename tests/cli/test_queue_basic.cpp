@@ -45,7 +45,7 @@ struct Store {
 
 }  // namespace
 
-TEST_SUITE("cli/queue_basic" * needs_queues()) {
+TEST_SUITE("cli/queue_basic") {
   TEST_CASE("a queue created with the default --from end does not deliver events appended before it") {
     Store s;
     s.append("order-1");
@@ -108,6 +108,26 @@ TEST_SUITE("cli/queue_basic" * needs_queues()) {
     auto r = s.q({"create", "ok.name_1-x"});
     CHECK(r.status == 3);
     CHECK(r.err.find("already exists") != std::string::npos);
+  }
+
+  TEST_CASE("a value the store refuses is reported with the flag that gave it (values the command refuses itself: below)") {
+    Store s;
+    s.append("a-1");
+    s.ok({"create", "q"});
+    auto err = [&](std::vector<std::string> args) {
+      auto r = s.q(std::move(args));
+      CHECK(r.status == 2);
+      return r.err;
+    };
+    CHECK(contains(err({"create", "b", "--ack-timeout", "0ms"}), "invalid --ack-timeout: it must be longer than 0ms"));
+    CHECK(contains(err({"create", "c", "--type", ""}),
+                   "empty --stream, --category or --type value: give a glob, category or type"));
+    CHECK(contains(err({"create", "d", "--from", "9"}),
+                   "--from position 9 is beyond the store's head position 1 (use '--from end' to start after the last event)"));
+    CHECK(contains(err({"reset", "q", "--to", "9"}),
+                   "--to position 9 is beyond the store's head position 1 (use '--to end' to start after the last event)"));
+    CHECK(s.status("q")["cursor"] == 1);
+    CHECK(lines(s.ok({"ls", "--json"}).out).size() == 1);  // q alone: nothing was created
   }
 
   TEST_CASE("bad option values exit 2 and change nothing") {

@@ -18,7 +18,7 @@
 using namespace esctl::test;
 using nlohmann::json;
 
-TEST_SUITE("cli/queue_crash" * needs_queues()) {
+TEST_SUITE("cli/queue_crash") {
   TEST_CASE("kill -9 of the drainer at random points loses nothing and keeps per-stream order") {
     TempDir dir;
     const std::string store = dir / "events.db", log = dir / "log";

@@ -49,7 +49,7 @@ std::string pos(const json& e) { return std::to_string(e["position"].get<std::in
 
 }  // namespace
 
-TEST_SUITE("cli/queue_delivery" * needs_queues()) {
+TEST_SUITE("cli/queue_delivery") {
   TEST_CASE("an expired lease comes back with the next attempt") {
     Store s;
     s.ok({"create", "q", "--ack-timeout", "200ms"});

@@ -117,7 +117,7 @@ std::string on_terminal(const std::string& script, const std::map<std::string, s
 
 }  // namespace
 
-TEST_SUITE("cli/queue_drain" * needs_queues()) {
+TEST_SUITE("cli/queue_drain") {
   TEST_CASE("drain --exec pipes each batch as NDJSON with attempt, acks on exit 0, and ends at lag 0") {
     Store s;
     s.fill(3, 4);

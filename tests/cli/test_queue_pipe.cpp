@@ -89,7 +89,7 @@ bool eventually(F pred) {
 
 }  // namespace
 
-TEST_SUITE("cli/queue_pipe" * needs_queues()) {
+TEST_SUITE("cli/queue_pipe") {
   TEST_CASE("drain --pipe keeps one handler for every batch, acks what it answers, and ends at lag 0") {
     Store s;
     s.fill(5, 6);

@@ -395,7 +395,7 @@ std::string queue_figures(const std::string& store, const std::string& queue) {
 }  // namespace
 
 TEST_SUITE("cli/rebuild") {
-  TEST_CASE("rebuilds of one db do not overlap: a second gives up after --busy-timeout (exit 7) or waits, no gap" * needs_queues()) {
+  TEST_CASE("rebuilds of one db do not overlap: a second gives up after --busy-timeout (exit 7) or waits, no gap") {
     Fixture f;
     std::string slow = f.dir / "slow.sql", fast = f.dir / "fast.sql";
     write_file(slow, kSlow);
@@ -443,7 +443,7 @@ TEST_SUITE("cli/rebuild") {
     CHECK(scalar(f.db, "SELECT count(*) FROM t") == "308\n");
   }
 
-  TEST_CASE("rebuild --queue of a db fed from another queue exits 3 naming both, and changes nothing" * needs_queues()) {
+  TEST_CASE("rebuild --queue of a db fed from another queue exits 3 naming both, and changes nothing") {
     Fixture f;
     REQUIRE(run({"--store", f.store, "queue", "create", "orders-view", "--from", "start"}).status == 0);
     REQUIRE(run({"--store", f.store, "queue", "create", "billing", "--from", "start"}).status == 0);
@@ -478,7 +478,7 @@ TEST_SUITE("cli/rebuild") {
     CHECK(scalar(f.dir / "b.db", "SELECT value FROM _esctl_meta WHERE key = 'queue'") == "billing\n");
   }
 
-  TEST_CASE("rebuild --queue --dry-run prints how many unacked events the hand-over would settle, and writes nothing" * needs_queues()) {
+  TEST_CASE("rebuild --queue --dry-run prints how many unacked events the hand-over would settle, and writes nothing") {
     Fixture f;
     REQUIRE(run({"--store", f.store, "queue", "create", "q", "--from", "start"}).status == 0);
     import(f.store, 10, 2);

@@ -25,4 +25,14 @@ TEST_SUITE("core/error") {
       for (auto b : all)
         if (a != b) CHECK(std::string(errc_name(a)) != errc_name(b));
   }
+
+  TEST_CASE("a SettingError names its setting in its own words, and in the words a command gives it") {
+    SettingError e(Errc::usage, "max attempts", {"invalid ", " 0: a queue needs at least 1 attempt"});
+    CHECK(e.code() == Errc::usage);
+    CHECK(e.setting() == "max attempts");
+    CHECK(std::string(e.what()) == "invalid max attempts 0: a queue needs at least 1 attempt");
+    CHECK(e.worded("--max-attempts") == "invalid --max-attempts 0: a queue needs at least 1 attempt");
+    SettingError twice(Errc::usage, "from", {"", " position 9 is beyond (use '", " end')"});
+    CHECK(twice.worded("--from") == "--from position 9 is beyond (use '--from end')");
+  }
 }

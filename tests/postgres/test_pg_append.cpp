@@ -10,6 +10,7 @@
 
 #include "core/uuid.hpp"
 #include "store/postgres/store.hpp"
+#include "store/store.hpp"
 #include "support/pg_db.hpp"
 
 using namespace esctl;
@@ -26,9 +27,11 @@ NewEvent event(std::string stream, std::string data = "{}", std::optional<Uuid> 
   return e;
 }
 
-std::vector<Event> all_events(pg::PgStore& s) {
+// Every event of the store at `uri`, read through the backend-neutral Store.
+std::vector<Event> all_events(const std::string& uri) {
+  Store s(StoreOptions{uri, 5000}, Access::read);
   std::vector<Event> out;
-  s.read_all(1, std::nullopt, [&](const EventRef& e) {
+  s.read_all(1, std::nullopt, EventFilter{}, [&](const EventRef& e) {
     out.push_back(Event::from(e));
     return true;
   });
@@ -39,7 +42,7 @@ std::vector<Event> all_events(pg::PgStore& s) {
 
 TEST_CASE("pg: append assigns versions and positions and reads give the events back byte for byte") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   const std::string data = R"({"b":1,"a":2.50,"s":"\u00e9\"\\","n":[1e3,-0]})";
   auto a = s.append({event("order-1", data), event("order-2"), event("order-1")});
   REQUIRE(a.size() == 3);
@@ -48,7 +51,7 @@ TEST_CASE("pg: append assigns versions and positions and reads give the events b
   CHECK(a[1].version == 0);
   CHECK(a[2].version == 1);
   CHECK(a[2].position == 3);
-  auto all = all_events(s);
+  auto all = all_events(db.uri());
   REQUIRE(all.size() == 3);
   CHECK(all[0].data == data);
   CHECK(all[0].stream == "order-1");
@@ -66,7 +69,7 @@ TEST_CASE("pg: append assigns versions and positions and reads give the events b
 
 TEST_CASE("pg: expected versions and idempotency by id and all-or-nothing batches") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   const Uuid id = new_uuid_v7();
   auto first = s.append({event("a", R"({"x":1})", id)}, Expect{Expect::none});
   CHECK_FALSE(first[0].existed);
@@ -108,17 +111,17 @@ TEST_CASE("pg: expected versions and idempotency by id and all-or-nothing batche
 
 TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and each stream's versions contiguous and a reader following position > last never sees a gap") {
   TempDatabase db;
-  { pg::PgStore init(db.uri(), 5000, pg::Intent::write); }
+  { pg::PgStore init(db.uri(), 5000, Access::write); }
   constexpr int kWriters = 8, kAppends = 150;
   constexpr std::int64_t kTotal = kWriters * kAppends * 2;  // every append writes 2 events
   std::atomic<int> failures{0};
   std::atomic<bool> reader_ok{true};
   std::string reader_problem;
   std::thread reader([&] {
-    pg::PgStore r(db.uri(), 5000, pg::Intent::read);
+    Store r(StoreOptions{db.uri(), 5000}, Access::read);
     std::int64_t last = 0;
     while (last < kTotal && reader_ok) {
-      r.read_all(last + 1, std::nullopt, [&](const EventRef& e) {
+      r.read_all(last + 1, std::nullopt, EventFilter{}, [&](const EventRef& e) {
         if (e.position != last + 1) {  // dense and in commit order: nothing can appear below it later
           reader_problem = "after position " + std::to_string(last) + " the reader saw " + std::to_string(e.position);
           reader_ok = false;
@@ -133,7 +136,7 @@ TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and eac
   for (int w = 0; w < kWriters; ++w)
     writers.emplace_back([&, w] {
       try {
-        pg::PgStore s(db.uri(), 30000, pg::Intent::write);
+        pg::PgStore s(db.uri(), 30000, Access::write);
         for (int i = 0; i < kAppends; ++i)
           s.append({event("own-" + std::to_string(w), "{\"i\":" + std::to_string(i) + "}"), event("shared")});
       } catch (const std::exception& e) {
@@ -145,8 +148,8 @@ TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and eac
   reader.join();
   CHECK(failures == 0);
   CHECK_MESSAGE(reader_ok, reader_problem);
-  pg::PgStore s(db.uri(), 5000, pg::Intent::read);
-  auto all = all_events(s);
+  pg::PgStore s(db.uri(), 5000, Access::read);
+  auto all = all_events(db.uri());
   REQUIRE(all.size() == static_cast<std::size_t>(kTotal));
   std::map<std::string, std::int64_t> next_version;
   for (std::size_t i = 0; i < all.size(); ++i) {
@@ -161,12 +164,12 @@ TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and eac
 TEST_CASE("pg: a 32-way expected-version race has exactly one winner") {
   TempDatabase db;
   {
-    pg::PgStore init(db.uri(), 5000, pg::Intent::write);
+    pg::PgStore init(db.uri(), 5000, Access::write);
     init.append({event("race")});
   }
   constexpr int kRacers = 32;
   std::vector<std::unique_ptr<pg::PgStore>> stores;
-  for (int i = 0; i < kRacers; ++i) stores.push_back(std::make_unique<pg::PgStore>(db.uri(), 30000, pg::Intent::write));
+  for (int i = 0; i < kRacers; ++i) stores.push_back(std::make_unique<pg::PgStore>(db.uri(), 30000, Access::write));
   std::barrier start(kRacers);
   std::atomic<int> won{0}, conflicts{0}, other{0};
   std::vector<std::thread> threads;

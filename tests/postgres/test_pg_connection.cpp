@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "store/location.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/postgres/schema.hpp"
 #include "store/postgres/store.hpp"
@@ -43,18 +44,19 @@ void wait_for_row(pg::Conn& c, const char* sql, const std::vector<pg::Param>& pa
 
 }  // namespace
 
-TEST_CASE("pg: redact_uri drops the password of the user part and of a password parameter") {
-  CHECK(pg::redact_uri("postgresql://app:s3cret@db.example:5432/events?sslmode=require") ==
+TEST_CASE("pg: display_location drops the password of the user part and of a password parameter") {
+  CHECK(display_location("postgresql://app:s3cret@db.example:5432/events?sslmode=require") ==
         "postgresql://app@db.example:5432/events?sslmode=require");
-  CHECK(pg::redact_uri("postgres://app@db/events") == "postgres://app@db/events");
-  CHECK(pg::redact_uri("postgresql://db/events?password=s3cret&sslmode=require") ==
+  CHECK(display_location("postgres://app@db/events") == "postgres://app@db/events");
+  CHECK(display_location("postgresql://db/events?password=s3cret&sslmode=require") ==
         "postgresql://db/events?sslmode=require");
-  CHECK(pg::redact_uri("postgresql://a:p%40ss@h/d?password=x") == "postgresql://a@h/d");
-  CHECK(pg::redact_uri("postgresql:///events?host=/run/pg") == "postgresql:///events?host=/run/pg");
-  CHECK(pg::is_uri("postgresql://x"));
-  CHECK(pg::is_uri("postgres://x"));
-  CHECK_FALSE(pg::is_uri("events.db"));
-  CHECK_FALSE(pg::is_uri("postgresql:/x"));
+  CHECK(display_location("postgresql://a:p%40ss@h/d?password=x") == "postgresql://a@h/d");
+  CHECK(display_location("postgresql:///events?host=/run/pg") == "postgresql:///events?host=/run/pg");
+  CHECK(is_postgres_uri("postgresql://x"));
+  CHECK(is_postgres_uri("postgres://x"));
+  CHECK_FALSE(is_postgres_uri("events.db"));
+  CHECK_FALSE(is_postgres_uri("postgresql:/x"));
+  CHECK(display_location("dir/events.db") == "dir/events.db");
 }
 
 TEST_CASE("pg: an unreachable server is named without the password as an operational failure (exit 1)") {
@@ -81,19 +83,19 @@ TEST_CASE("pg: a server error about the connection never shows the password") {
 
 TEST_CASE("pg: reading a database without a store is not found and creates nothing / init creates it") {
   TempDatabase db;
-  auto e = error_of([&] { pg::PgStore s(db.uri(), 1000, pg::Intent::read); });
+  auto e = error_of([&] { pg::PgStore s(db.uri(), 1000, Access::read); });
   CHECK(e.code() == Errc::not_found);
   CHECK(exit_code_for(e.code()) == 4);
-  auto e2 = error_of([&] { pg::PgStore s(db.uri(), 1000, pg::Intent::update); });
+  auto e2 = error_of([&] { pg::PgStore s(db.uri(), 1000, Access::update); });
   CHECK(e2.code() == Errc::not_found);
   pg::Conn c(db.uri(), 1000);
   CHECK(c.exec("SELECT 1 FROM pg_namespace WHERE nspname = 'esctl'").rows() == 0);
   {
-    pg::PgStore s(db.uri(), 1000, pg::Intent::write);
+    pg::PgStore s(db.uri(), 1000, Access::write);
     CHECK(s.head_position() == 0);
   }
   CHECK(c.exec("SELECT schema_version FROM esctl.store").i64(0, 0) == pg::kSchemaVersion);
-  pg::PgStore again(db.uri(), 1000, pg::Intent::read);
+  pg::PgStore again(db.uri(), 1000, Access::read);
   CHECK(again.head_position() == 0);
 }
 
@@ -102,14 +104,14 @@ TEST_CASE("pg: an empty esctl schema (made by a DBA) is used / a foreign one is 
     TempDatabase db;
     pg::Conn c(db.uri(), 1000);
     c.exec_script("CREATE SCHEMA esctl");
-    pg::PgStore s(db.uri(), 1000, pg::Intent::write);
+    pg::PgStore s(db.uri(), 1000, Access::write);
     CHECK(s.append({event("a")}).size() == 1);
   }
   SUBCASE("foreign") {
     TempDatabase db;
     pg::Conn c(db.uri(), 1000);
     c.exec_script("CREATE SCHEMA esctl; CREATE TABLE esctl.things (x int); INSERT INTO esctl.things VALUES (7)");
-    for (auto intent : {pg::Intent::write, pg::Intent::read}) {
+    for (auto intent : {Access::write, Access::read}) {
       auto e = error_of([&] { pg::PgStore s(db.uri(), 1000, intent); });
       CHECK(e.code() == Errc::corrupt);
       CHECK(std::string(e.what()).find("not an esctl store") != std::string::npos);
@@ -119,10 +121,10 @@ TEST_CASE("pg: an empty esctl schema (made by a DBA) is used / a foreign one is 
   }
   SUBCASE("newer") {
     TempDatabase db;
-    { pg::PgStore s(db.uri(), 1000, pg::Intent::write); }
+    { pg::PgStore s(db.uri(), 1000, Access::write); }
     pg::Conn c(db.uri(), 1000);
     c.exec("UPDATE esctl.store SET schema_version = $1", {pg::kSchemaVersion + 1});
-    auto e = error_of([&] { pg::PgStore s(db.uri(), 1000, pg::Intent::write); });
+    auto e = error_of([&] { pg::PgStore s(db.uri(), 1000, Access::write); });
     CHECK(e.code() == Errc::corrupt);
     CHECK(std::string(e.what()).find("newer than this esctl understands") != std::string::npos);
     CHECK(c.exec("SELECT count(*) FROM esctl.events").i64(0, 0) == 0);
@@ -136,7 +138,7 @@ TEST_CASE("pg: concurrent creators of one store: one creates it and the others u
   for (int i = 0; i < 6; ++i)
     threads.emplace_back([&] {
       try {
-        pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+        pg::PgStore s(db.uri(), 5000, Access::write);
         s.append({event("s")});
         ++ok;
       } catch (const std::exception& e) {
@@ -145,13 +147,13 @@ TEST_CASE("pg: concurrent creators of one store: one creates it and the others u
     });
   for (auto& t : threads) t.join();
   CHECK(ok == 6);
-  pg::PgStore s(db.uri(), 1000, pg::Intent::read);
+  pg::PgStore s(db.uri(), 1000, Access::read);
   CHECK(s.head_position() == 6);
 }
 
 TEST_CASE("pg: an append that cannot get the position lock within the busy timeout is busy (exit 7) / writing nothing") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 300, pg::Intent::write);
+  pg::PgStore s(db.uri(), 300, Access::write);
   s.append({event("a")});
   pg::Conn holder(db.uri(), 1000);
   pg::Txn hold(holder);
@@ -167,7 +169,7 @@ TEST_CASE("pg: an append that cannot get the position lock within the busy timeo
 
 TEST_CASE("pg: a connection lost while COMMIT runs: the outcome is unknown (exit 1) and it may have committed or not") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   pg::Conn admin(db.uri(), 5000);
   // A deferred trigger runs inside COMMIT; it waits for an advisory lock the test holds, so the
   // appender is reliably inside its COMMIT when the test kills its session.
@@ -198,7 +200,7 @@ TEST_CASE("pg: a connection lost while COMMIT runs: the outcome is unknown (exit
 
 TEST_CASE("pg: a connection lost before COMMIT fails the append with the connection named / nothing is stored") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   pg::Conn admin(db.uri(), 5000);
   pg::Txn hold(admin);
   admin.exec("SELECT value FROM esctl.counters WHERE name = 'position' FOR UPDATE");

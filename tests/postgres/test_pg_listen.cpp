@@ -24,7 +24,7 @@ NewEvent event(std::string stream) {
 
 TEST_CASE("pg: a committed append wakes a listener / a rolled-back one does not") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   pg::Listener l(db.uri(), 5000);
   l.set_recheck_ms(600000);
   CHECK(l.wait(50) == pg::Woke::timeout);
@@ -39,7 +39,7 @@ TEST_CASE("pg: a committed append wakes a listener / a rolled-back one does not"
 
 TEST_CASE("pg: the periodic re-check wakes a listener without notifications") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   pg::Listener l(db.uri(), 5000);
   l.set_recheck_ms(20);
   CHECK(l.wait(-1) == pg::Woke::changed);
@@ -47,7 +47,7 @@ TEST_CASE("pg: the periodic re-check wakes a listener without notifications") {
 
 TEST_CASE("pg: a listener whose connection is killed reconnects / reports it / and wakes its caller") {
   TempDatabase db;
-  pg::PgStore s(db.uri(), 5000, pg::Intent::write);
+  pg::PgStore s(db.uri(), 5000, Access::write);
   std::vector<std::string> reports;
   pg::Listener l(db.uri(), 5000, [&](const std::string& m) { reports.push_back(m); });
   l.set_recheck_ms(600000);

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "store/location.hpp"
 #include "store/postgres/pg.hpp"
 #include "support/pg_db.hpp"
 
@@ -157,7 +158,7 @@ bool postgres_backend() {
   static const bool on = [] {
     const char* b = std::getenv("ESCTL_TEST_BACKEND");
     if (!b || !*b || std::string_view(b) == "sqlite") return false;
-    if (std::string_view(b) != "postgres" && !pg::is_uri(b))
+    if (std::string_view(b) != "postgres" && !is_postgres_uri(b))
       throw std::runtime_error("ESCTL_TEST_BACKEND must be sqlite or postgres, not " + std::string(b));
     if (pg_server_uri().empty())
       throw std::runtime_error("ESCTL_TEST_BACKEND=postgres needs ESCTL_TEST_PG (the URI of the test server)");
@@ -168,14 +169,10 @@ bool postgres_backend() {
 
 doctest::skip sqlite_only() { return doctest::skip(postgres_backend()); }
 
-bool backend_has_queues() { return true; }
-
-doctest::skip needs_queues() { return doctest::skip(!backend_has_queues()); }
-
 doctest::skip store_free() { return doctest::skip(postgres_backend()); }
 
 std::string store_location(const std::string& path) {
-  if (!postgres_backend() || path.empty() || pg::is_uri(path)) return path;
+  if (!postgres_backend() || path.empty() || is_postgres_uri(path)) return path;
   const std::string key = std::filesystem::absolute(path).lexically_normal().string();
   auto& dbs = store_databases();
   auto it = dbs.find(key);
@@ -205,7 +202,7 @@ Result sh(const std::string& script, const RunOptions& opt) {
   // Store paths handed over in variables (`--store "$STORE"`) are mapped as well.
   if (postgres_backend())
     for (auto& [key, value] : o.env)
-      if (key != "ESCTL_STORE" && !value.empty() && !pg::is_uri(value) &&
+      if (key != "ESCTL_STORE" && !value.empty() && !is_postgres_uri(value) &&
           store_databases().count(std::filesystem::absolute(value).lexically_normal().string()))
         value = store_location(value);
   // PostgreSQL backend: the store paths the script names are replaced by their databases' URIs:
@@ -219,7 +216,7 @@ Result sh(const std::string& script, const RunOptions& opt) {
       const auto& m = *it;
       const std::string path = m[2].matched ? m[2].str() : m[3].matched ? m[3].str() : m[4].str();
       mapped.append(from, m[0].first).append(m[1].str());
-      mapped += pg::is_uri(path) || path.empty() ? m[0].str().substr(m[1].length()) : "'" + store_location(path) + "'";
+      mapped += is_postgres_uri(path) || path.empty() ? m[0].str().substr(m[1].length()) : "'" + store_location(path) + "'";
       from = m[0].second;
     }
     mapped.append(from, text.cend());

@@ -52,10 +52,6 @@ std::string store_location(const std::string& path);
 /// sqlite_only(): the test is about SQLite files (WAL, file modes and locks, foreign or
 /// damaged files, sqlite3 edits, schema upgrades of old files); skipped on PostgreSQL.
 doctest::skip sqlite_only();
-/// needs_queues(): the test uses projector queues; skipped where backend_has_queues() is false.
-doctest::skip needs_queues();
-/// Whether the backend under test has projector queues (PostgreSQL stores: not yet).
-bool backend_has_queues();
 /// store_free(): the test runs no store at all (docs, layering, --help); it runs in the SQLite
 /// pass only, since a second backend would run the very same thing again.
 doctest::skip store_free();

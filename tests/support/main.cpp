@@ -1,5 +1,5 @@
 // The one doctest main for each test program. A test program asked to run only tests that
-// their backend decorators skip (tests/support/cli.hpp: sqlite_only(), needs_queues()) exits
+// their backend decorators skip (tests/support/cli.hpp: sqlite_only(), store_free()) exits
 // 77, which CTest reports as skipped rather than passed.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>

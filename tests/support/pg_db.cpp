@@ -7,6 +7,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "store/location.hpp"
 #include "store/postgres/pg.hpp"
 
 namespace esctl::test {
@@ -16,7 +17,7 @@ std::string pg_server_uri() {
   if (uri && *uri) return uri;
   // ESCTL_TEST_BACKEND may name the server itself (one variable for CTest's second run).
   const char* backend = std::getenv("ESCTL_TEST_BACKEND");
-  if (backend && pg::is_uri(backend)) return backend;
+  if (backend && is_postgres_uri(backend)) return backend;
   return "";
 }
 

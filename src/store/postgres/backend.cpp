@@ -15,6 +15,7 @@
 
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
+#include "store/location.hpp"
 #include "store/postgres/listen.hpp"
 #include "store/postgres/queue_rows.hpp"
 
@@ -88,8 +89,7 @@ class PgChangeSource final : public ChangeSource {
 }  // namespace
 
 std::unique_ptr<StoreBackend> open(const StoreOptions& options, Access access) {
-  const Intent intent = access == Access::read ? Intent::read : access == Access::write ? Intent::write : Intent::update;
-  return std::make_unique<PgBackend>(options.location, options.busy_timeout_ms, intent);
+  return std::make_unique<PgBackend>(options.location, options.busy_timeout_ms, access);
 }
 
 std::string library_version() {
@@ -97,11 +97,11 @@ std::string library_version() {
   return fmt::format("{}.{}", v / 10000, v % 10000);
 }
 
-PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent)
+PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Access access)
     : uri_(uri),
       busy_timeout_ms_(busy_timeout_ms),
-      intent_(intent),
-      store_(std::make_unique<PgStore>(uri, busy_timeout_ms, intent)) {}
+      access_(access),
+      store_(std::make_unique<PgStore>(uri, busy_timeout_ms, access)) {}
 
 bool PgBackend::connection_failed() const {
   const std::string& state = store_->conn().last_sqlstate();
@@ -110,13 +110,13 @@ bool PgBackend::connection_failed() const {
 }
 
 void PgBackend::reconnect() {
-  const auto display = redact_uri(uri_);
+  const auto display = display_location(uri_);
   std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
   int backoff_ms = 100, waited_ms = 0;
   for (;;) {
     check_interrupted();
     try {
-      store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, intent_);
+      store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, access_);
       std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
       return;
     } catch (const Error& e) {

@@ -23,8 +23,8 @@ class ReadScope;
 
 class PgBackend final : public StoreBackend {
  public:
-  /// Connects to `uri` and checks (Intent::write: creates) its esctl schema.
-  PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent);
+  /// Connects to `uri` and checks (Access::write: creates) its esctl schema.
+  PgBackend(const std::string& uri, int busy_timeout_ms, Access access);
   ~PgBackend() override;
 
   std::vector<Appended> append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
@@ -66,7 +66,7 @@ class PgBackend final : public StoreBackend {
 
   std::string uri_;
   int busy_timeout_ms_;
-  Intent intent_;
+  Access access_;
   std::unique_ptr<PgStore> store_;
   bool snapshot_open_ = false;
   std::vector<std::string> names_;  // stream id -> name ("" = not fetched)

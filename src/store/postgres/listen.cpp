@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "core/signals.hpp"
+#include "store/location.hpp"
 
 namespace esctl::pg {
 namespace {
@@ -43,11 +44,11 @@ bool Listener::try_connect() {
     c->exec_script(fmt::format("LISTEN {}", kEventsChannel).c_str());
     conn_ = std::move(c);
     backoff_ms_ = 100;
-    if (report_) report_(fmt::format("reconnected to the PostgreSQL server of '{}'", redact_uri(uri_)));
+    if (report_) report_(fmt::format("reconnected to the PostgreSQL server of '{}'", display_location(uri_)));
     return true;
   } catch (const Error& e) {
     if (e.code() != Errc::io) throw;
-    next_attempt_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+    next_attempt_ = Steady::now() + std::chrono::milliseconds(backoff_ms_);
     backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
     return false;
   }
@@ -57,9 +58,9 @@ bool Listener::drain() {
   PGconn* c = conn_->raw();
   if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
     if (report_)
-      report_(fmt::format("lost the connection to the PostgreSQL server of '{}'; reconnecting", redact_uri(uri_)));
+      report_(fmt::format("lost the connection to the PostgreSQL server of '{}'; reconnecting", display_location(uri_)));
     conn_.reset();
-    next_attempt_ = Clock::now();
+    next_attempt_ = Steady::now();
     return false;
   }
   bool any = false;
@@ -71,7 +72,7 @@ bool Listener::drain() {
 }
 
 Woke Listener::wait(int timeout_ms) {
-  const auto start = Clock::now();
+  const auto start = Steady::now();
   sigset_t stop, old;
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
@@ -79,16 +80,16 @@ Woke Listener::wait(int timeout_ms) {
   std::vector<pollfd> fds;
   for (;;) {
     if (interrupted()) return Woke::interrupted;
-    auto now = Clock::now();
+    auto now = Steady::now();
     if (!conn_ && now >= next_attempt_ && try_connect()) {
-      last_wake_ = Clock::now();
+      last_wake_ = Steady::now();
       return Woke::changed;  // notifications may have been missed while disconnected
     }
     if (conn_ && drain()) {
-      last_wake_ = Clock::now();
+      last_wake_ = Steady::now();
       return Woke::changed;
     }
-    now = Clock::now();
+    now = Steady::now();
     if (ms_between(last_wake_, now) >= recheck_ms_) {
       last_wake_ = now;
       return Woke::changed;
@@ -116,7 +117,7 @@ Woke Listener::wait(int timeout_ms) {
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (rc < 0) {
       if (err == EINTR) continue;
-      throw Error(Errc::io, fmt::format("cannot wait for changes to store '{}': {}", redact_uri(uri_), std::strerror(err)));
+      throw Error(Errc::io, fmt::format("cannot wait for changes to store '{}': {}", display_location(uri_), std::strerror(err)));
     }
     for (std::size_t i = conn_ ? 1 : 0; i < fds.size(); ++i)
       if (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)) return Woke::hangup;

@@ -49,7 +49,7 @@ class Listener {
   int backend_pid() const;
 
  private:
-  using Clock = std::chrono::steady_clock;
+  using Steady = std::chrono::steady_clock;  // not queue.hpp's Clock: durations here only
   bool try_connect();
   bool drain();  // consumes input; true if a notification arrived; resets conn_ when lost
 
@@ -60,8 +60,8 @@ class Listener {
   std::vector<int> hangup_fds_;
   int recheck_ms_ = 2000;
   int backoff_ms_ = 100;
-  Clock::time_point next_attempt_{};
-  Clock::time_point last_wake_ = Clock::now();
+  Steady::time_point next_attempt_{};
+  Steady::time_point last_wake_ = Steady::now();
 };
 
 }  // namespace esctl::pg

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "store/location.hpp"
+
 namespace esctl::pg {
 namespace {
 
@@ -32,16 +34,10 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-std::size_t scheme_length(std::string_view uri) {
-  for (std::string_view scheme : {"postgresql://", "postgres://"})
-    if (uri.substr(0, scheme.size()) == scheme) return scheme.size();
-  return 0;
-}
-
 // The passwords a URI carries (user-info and `password=` parameters), decoded.
 std::vector<std::string> passwords_of(std::string_view uri) {
   std::vector<std::string> out;
-  const std::size_t start = scheme_length(uri);
+  const std::size_t start = postgres_scheme_length(uri);
   if (start == 0) return out;
   // As libpq: the user part ends at the first '@' met before any '/'.
   std::size_t p = start;
@@ -69,38 +65,6 @@ std::string trim(std::string s) {
 }
 
 }  // namespace
-
-bool is_uri(std::string_view location) { return scheme_length(location) > 0; }
-
-std::string redact_uri(std::string_view uri) {
-  const std::size_t start = scheme_length(uri);
-  if (start == 0) return std::string(uri);
-  std::string out(uri.substr(0, start));
-  std::size_t p = start;
-  while (p < uri.size() && uri[p] != '@' && uri[p] != '/') ++p;
-  std::size_t rest = start;
-  if (p < uri.size() && uri[p] == '@') {
-    std::string_view info = uri.substr(start, p - start);
-    out += info.substr(0, info.find(':'));
-    out += '@';
-    rest = p + 1;
-  }
-  std::string_view tail = uri.substr(rest);
-  auto q = tail.find('?');
-  out += tail.substr(0, q);
-  if (q == std::string_view::npos) return out;
-  std::string_view query = tail.substr(q + 1);
-  std::string kept;
-  while (true) {
-    auto amp = query.find('&');
-    std::string_view kv = query.substr(0, amp);
-    if (!kv.empty() && kv.substr(0, 9) != "password=") kept.append(kept.empty() ? "" : "&").append(kv);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  if (!kept.empty()) out.append("?").append(kept);
-  return out;
-}
 
 // ---- Result ----
 
@@ -150,7 +114,7 @@ std::optional<std::int64_t> Result::opt_i64(int row, int col) const {
 
 // ---- Conn ----
 
-Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(redact_uri(uri)), busy_timeout_ms_(busy_timeout_ms) {
+Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(display_location(uri)), busy_timeout_ms_(busy_timeout_ms) {
   auto pw = passwords_of(uri);
   if (!pw.empty()) password_ = pw.back();
   // Keywords before dbname are defaults the URI may override; those after it always apply.

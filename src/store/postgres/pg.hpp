@@ -16,12 +16,6 @@ struct pg_result;
 
 namespace esctl::pg {
 
-/// True if `location` is a PostgreSQL connection URI (`postgresql://` or `postgres://`).
-bool is_uri(std::string_view location);
-/// `uri` without its password (the `:secret` of the user part, and any `password=` parameter):
-/// the only form in which esctl prints a connection URI.
-std::string redact_uri(std::string_view uri);
-
 /// One statement parameter, sent as text; SQL NULL when constructed from std::nullopt.
 class Param {
  public:

@@ -190,8 +190,8 @@ int check_store(Conn& conn) {
 }
 
 // Brings a store of an older version up to this one; readers use an older store as it is.
-void migrate(Conn& conn, Intent intent) {
-  if (intent == Intent::read) return;
+void migrate(Conn& conn, Access access) {
+  if (access == Access::read) return;
   Txn txn(conn);
   conn.exec("SELECT pg_advisory_xact_lock($1::bigint)", {kCreateLockKey});
   if (check_store(conn) == 1) conn.exec_script(kMigrateFrom1);  // another session may have done it
@@ -200,17 +200,17 @@ void migrate(Conn& conn, Intent intent) {
 
 }  // namespace
 
-void prepare_schema(Conn& conn, Intent intent) {
+void prepare_schema(Conn& conn, Access access) {
   Found f = look(conn);
   if (f.store_table) {
-    if (check_store(conn) < kSchemaVersion) migrate(conn, intent);
+    if (check_store(conn) < kSchemaVersion) migrate(conn, access);
     return;
   }
   if (f.schema && !f.empty)
     throw Error(Errc::corrupt, fmt::format("database '{}' has a schema 'esctl' that is not an esctl store; refusing "
                                            "to touch it (choose another database with --store)",
                                            conn.display()));
-  if (intent != Intent::write)
+  if (access != Access::write)
     throw Error(Errc::not_found, fmt::format("no store at '{}' (the database has no esctl schema; create one with "
                                              "'esctl init')",
                                              conn.display()));

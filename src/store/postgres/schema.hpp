@@ -2,24 +2,18 @@
 // recognising it, and refusing what is not one.
 #pragma once
 #include "store/postgres/pg.hpp"
+#include "store/store.hpp"
 
 namespace esctl::pg {
 
 /// The version of the `esctl` schema this esctl creates and understands.
 inline constexpr int kSchemaVersion = 2;
 
-/// What opening a store may do when the database has no `esctl` schema yet.
-enum class Intent {
-  read,    ///< the store must exist (else Errc::not_found)
-  write,   ///< created with its schema if it does not exist
-  update,  ///< may write, but must exist (else Errc::not_found): nothing is created
-};
-
 /// Checks that `conn`'s database holds an esctl store of this schema version, creating it
-/// (Intent::write) if the database has no `esctl` schema or an empty one. An `esctl` schema
+/// (Access::write) if the database has no `esctl` schema or an empty one. An `esctl` schema
 /// that is not an esctl store, or of a newer version, is refused (Errc::corrupt) and never
 /// modified. Concurrent creators are serialised: one creates, the others find it done. A store
-/// of an older version is migrated to this one unless `intent` is read (readers use it as is).
-void prepare_schema(Conn& conn, Intent intent);
+/// of an older version is migrated to this one unless `access` is read (readers use it as is).
+void prepare_schema(Conn& conn, Access access);
 
 }  // namespace esctl::pg

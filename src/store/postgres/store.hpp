@@ -32,17 +32,10 @@ struct PgStats {
   std::int64_t head_position = 0;
 };
 
-/// Where the events recorded within a time range can be (as the SQLite store's TimeSpan).
-struct PgTimeSpan {
-  std::int64_t from = 1;
-  std::int64_t to = INT64_MAX;
-  std::int64_t ordered_through = 0;
-};
-
 class PgStore {
  public:
-  /// Connects to `uri` and checks (or, for Intent::write, creates) its esctl schema.
-  PgStore(const std::string& uri, int busy_timeout_ms, Intent intent);
+  /// Connects to `uri` and checks (or, for Access::write, creates) its esctl schema.
+  PgStore(const std::string& uri, int busy_timeout_ms, Access access);
 
   Conn& conn() { return conn_; }
 
@@ -57,27 +50,6 @@ class PgStore {
   std::vector<Appended> append(const std::vector<NewEvent>& events, const Expect& expect = {},
                                bool check_versions = true, std::size_t* failed_at = nullptr);
 
-  /// Events with position >= `from` in position order that pass `filter`, at most `count`,
-  /// up to the head as of the call (so that a read under constant appends ends). Read in
-  /// chunks, one statement each: no transaction stays open while `fn` works.
-  void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
-                const EventCallback& fn);
-  void read_all(std::int64_t from, std::optional<std::int64_t> count, const EventCallback& fn) {
-    read_all(from, count, EventFilter{}, fn);
-  }
-  /// The last `count` events passing `filter`, oldest first.
-  void read_last(std::int64_t count, const EventFilter& filter, const EventCallback& fn);
-  /// Narrows a --since/--until range (inclusive, µs) to positions over the prefix whose
-  /// recorded_at is known to be in order (esctl.time_order).
-  PgTimeSpan time_span(std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us);
-  /// As read_all, but only events with since_us <= recorded_at <= until_us.
-  void read_all_in_time(std::int64_t from, std::optional<std::int64_t> count, const EventFilter& filter,
-                        std::optional<std::int64_t> since_us, std::optional<std::int64_t> until_us,
-                        const EventCallback& fn);
-  /// The event at `position`, or with id `id` (16 raw bytes): calls fn once and returns true,
-  /// or returns false if there is none.
-  bool read_event_at(std::int64_t position, const EventCallback& fn);
-  bool read_event_by_id(std::string_view id, const EventCallback& fn);
   /// Streams by name, optionally of one category and/or with a name prefix (exact bytes).
   std::vector<StreamInfo> streams(std::optional<std::string> category, std::optional<std::string> prefix);
   PgStats stats();
@@ -96,8 +68,6 @@ class PgStore {
   bool emit(Result& r, const EventCallback& fn);
 
   Conn conn_;
-  std::vector<signed char> stream_ok_;  // read_all's filter cache, per stream id: 0 unknown, 1/-1
-  EventFilter stream_ok_filter_;
 };
 
 /// A PostgreSQL array literal of `items` (for `$1::text[]` and the like): every element quoted.

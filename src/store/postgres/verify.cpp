@@ -1,39 +1,27 @@
 // verify_store for PostgreSQL stores (see verify.hpp). One REPEATABLE READ, READ ONLY
 // transaction, so concurrent appends cause no findings and nothing is written. The events are
-// read once in position order through a server-side cursor (bounded memory); per stream the
-// checker keeps the next expected version, where the highest version is, and the "holes":
-// versions skipped when a higher one appeared, which are a version_order finding if they turn up
-// later and a version_gap at the end if they never do. Positions must be dense from 1 up to the
-// store's position counter, since appends take them from it one transaction at a time.
+// read once in position order through a server-side cursor (bounded memory) and fed to the
+// backend-neutral LogicalChecks (store/verify_checks.hpp), with positions expected dense from 1
+// up to the store's position counter, since appends take them from it one transaction at a time.
+// This file adds the catalog checks (unique indexes, triggers) and the position counter.
 #include "store/postgres/verify.hpp"
 
 #include <algorithm>
-#include <map>
-#include <memory>
+#include <functional>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "core/json_text.hpp"
-#include "core/names.hpp"
 #include "core/signals.hpp"
 #include "store/postgres/store.hpp"
+#include "store/verify_checks.hpp"
 
 namespace esctl::pg {
 namespace {
 
 constexpr int kFetch = 2000;
-constexpr std::size_t kMaxHoles = 100000;  // across all streams; beyond it order damage is only summarised
-
-struct StreamState {
-  std::int64_t next = 0;           // one above the highest version seen
-  std::int64_t head_position = 0;  // position of version next-1
-  std::int64_t events = 0;
-  bool missing_reported = false;
-  std::unique_ptr<std::map<std::int64_t, std::pair<std::int64_t, std::int64_t>>> holes;  // lo -> (hi, after_position)
-};
-
 struct StreamRow {
   std::string name, category;
 };
@@ -41,7 +29,11 @@ struct StreamRow {
 class Verifier {
  public:
   Verifier(PgStore& store, const VerifyOptions& o, const ViolationFn& report, const ProgressFn& progress)
-      : conn_(store.conn()), o_(o), report_(report), progress_(progress) {}
+      : conn_(store.conn()),
+        o_(o),
+        report_(report),
+        progress_(progress),
+        checks_(std::bind_front(&Verifier::report, this)) {}
 
   VerifyCounts run() {
     counts_.storage = "PostgreSQL";
@@ -78,8 +70,13 @@ class Verifier {
 
   void load_streams() {
     auto r = conn_.exec("SELECT id, name, category FROM esctl.streams");
-    for (int i = 0; i < r.rows(); ++i)
+    std::int64_t max_id = 0;
+    for (int i = 0; i < r.rows(); ++i) max_id = std::max(max_id, r.i64(i, 0));
+    checks_.expect_streams(r.rows(), max_id);
+    for (int i = 0; i < r.rows(); ++i) {
       streams_.emplace(r.i64(i, 0), StreamRow{std::string(r.text(i, 1)), std::string(r.text(i, 2))});
+      checks_.stream_row(r.i64(i, 0));
+    }
   }
 
   void resolve_targets() {
@@ -125,17 +122,17 @@ class Verifier {
     }
   }
 
-  StreamState& state(std::int64_t sid) { return states_[sid]; }
+  // The highest position in the snapshot (0: no events).
+  std::int64_t last_position() {
+    return conn_.exec("SELECT coalesce(max(position), 0) FROM esctl.events").i64(0, 0);
+  }
 
   void scan_events() {
-    head_position_ = conn_.exec("SELECT coalesce(max(position), 0) FROM esctl.events").i64(0, 0);
-    std::optional<std::int64_t> ordered_through, claimed_max;
+    store_last_ = last_position();
     if (!only_stream_) {
       auto t = conn_.exec("SELECT ordered_through, max_recorded_at FROM esctl.time_order WHERE id = 1");
-      if (t.rows() == 1) {
-        ordered_through = t.i64(0, 0);
-        claimed_max = t.i64(0, 1);
-      }
+      if (t.rows() == 1) checks_.claim_time_order(t.i64(0, 0), t.i64(0, 1));
+      checks_.expect_dense_positions();
     }
     if (only_stream_)
       conn_.exec("DECLARE esctl_verify NO SCROLL CURSOR FOR SELECT position, stream_id, version, data, meta, recorded_at "
@@ -145,131 +142,38 @@ class Verifier {
       conn_.exec("DECLARE esctl_verify NO SCROLL CURSOR FOR SELECT position, stream_id, version, data, meta, recorded_at "
                  "FROM esctl.events ORDER BY position");
     const std::string fetch = fmt::format("FETCH {} FROM esctl_verify", kFetch);
-    std::int64_t last = 0, seen_max = INT64_MIN;
-    bool order_reported = false;
     for (;;) {
       auto r = conn_.exec(fetch.c_str());
       if (r.rows() == 0) break;
       for (int i = 0; i < r.rows(); ++i) {
-        const std::int64_t p = r.i64(i, 0), sid = r.i64(i, 1), v = r.i64(i, 2), at = r.i64(i, 5);
+        const std::int64_t p = r.i64(i, 0), sid = r.i64(i, 1), v = r.i64(i, 2);
         ++counts_.events;
-        if (!only_stream_ && p != last + 1)
-          report("position_gap", sid, v, p,
-                 p == last + 2 ? fmt::format("position {} is missing: positions are dense from 1", last + 1)
-                 : p > last + 2 ? fmt::format("positions {}..{} are missing: positions are dense from 1", last + 1, p - 1)
-                              : fmt::format("position {} is not above the previous one, {}", p, last));
-        last = p;
-        if (ordered_through && p <= *ordered_through) {
-          if (at < seen_max && !order_reported) {
-            order_reported = true;
-            report("time_order", sid, v, p,
-                   fmt::format("recorded_at goes back here, but time_order says it does not up to position {}; "
-                               "--since/--until may miss events",
-                               *ordered_through));
-          }
-          seen_max = std::max(seen_max, at);
-        }
-        StreamState& st = state(sid);
-        ++st.events;
-        if (!streams_.count(sid) && !st.missing_reported) {
-          st.missing_reported = true;
-          report("stream_missing", std::nullopt, v, p,
-                 fmt::format("the event belongs to stream id {}, which has no row in esctl.streams", sid));
-        }
-        check_order(st, sid, v, p);
-        for (int col : {3, 4})
-          if (auto err = json::validate(r.text(i, col)))
-            report("json_invalid", sid, v, p,
-                   fmt::format("{} is not valid JSON: {} at byte {}", col == 3 ? "data" : "meta", err->message, err->offset));
+        checks_.event(p, sid, v, r.i64(i, 5));
+        checks_.payload(p, sid, v, r.text(i, 3), r.text(i, 4));
       }
       check_interrupted();
-      if (progress_) progress_(last, head_position_, counts_.events);
+      if (progress_) progress_(checks_.last_position(), store_last_, counts_.events);
     }
     conn_.exec("CLOSE esctl_verify");
-    if (progress_) progress_(head_position_, head_position_, counts_.events);
-    if (ordered_through && !order_reported &&
-        (*ordered_through > last || (*ordered_through > 0 && seen_max != *claimed_max)))
-      report("time_order", std::nullopt, std::nullopt, std::nullopt,
-             fmt::format("time_order says recorded_at is in order through position {} with a largest value of {}, "
-                         "but the events say otherwise; --since/--until may miss events",
-                         *ordered_through, *claimed_max));
+    if (progress_) progress_(store_last_, store_last_, counts_.events);
     if (!only_stream_) {
       auto c = conn_.exec("SELECT value FROM esctl.counters WHERE name = 'position'");
       if (c.rows() != 1)
         report("position_counter", std::nullopt, std::nullopt, std::nullopt,
                "the position counter row is missing: appends cannot take positions");
-      else if (c.i64(0, 0) != last)
+      else if (c.i64(0, 0) != checks_.last_position())
         report("position_counter", std::nullopt, std::nullopt, std::nullopt,
-               fmt::format("the position counter says {}, but the last event is at position {}", c.i64(0, 0), last));
+               fmt::format("the position counter says {}, but the last event is at position {}", c.i64(0, 0),
+                           checks_.last_position()));
     }
-    report_gaps();
-  }
-
-  void check_order(StreamState& st, std::int64_t sid, std::int64_t v, std::int64_t p) {
-    if (v == st.next) {
-      st.next = v + 1;
-      st.head_position = p;
-      return;
-    }
-    if (v < 0) {
-      report("version_invalid", sid, v, p, fmt::format("version {} is negative; versions start at 0", v));
-      return;
-    }
-    if (v > st.next) {
-      if (holes_ < kMaxHoles) {
-        if (!st.holes) st.holes = std::make_unique<std::map<std::int64_t, std::pair<std::int64_t, std::int64_t>>>();
-        st.holes->emplace(st.next, std::make_pair(v - 1, p));
-        ++holes_;
-      } else {
-        report("version_gap", sid, st.next, p, fmt::format("versions {}..{} are missing before this event", st.next, v - 1));
-      }
-      st.next = v + 1;
-      st.head_position = p;
-      return;
-    }
-    // v < next: either it fills (part of) a hole, arriving after a higher version, or it is a repeat.
-    if (st.holes) {
-      auto it = st.holes->upper_bound(v);
-      if (it != st.holes->begin()) {
-        --it;
-        const std::int64_t lo = it->first, hi = it->second.first, after = it->second.second;
-        if (v <= hi) {
-          report("version_order", sid, v, p,
-                 fmt::format("version {} is at position {}, after a higher version at position {}", v, p, after));
-          st.holes->erase(it);
-          --holes_;
-          if (lo < v) {
-            st.holes->emplace(lo, std::make_pair(v - 1, after));
-            ++holes_;
-          }
-          if (v < hi) {
-            st.holes->emplace(v + 1, std::make_pair(hi, after));
-            ++holes_;
-          }
-          return;
-        }
-      }
-    }
-    report("version_duplicate", sid, v, p, fmt::format("version {} of the stream is stored more than once", v));
-  }
-
-  void report_gaps() {
-    for (auto& [sid, st] : states_)
-      if (st.holes)
-        for (const auto& [lo, h] : *st.holes)
-          report("version_gap", sid, lo, h.second,
-                 lo == h.first ? fmt::format("version {} is missing", lo)
-                               : fmt::format("versions {}..{} are missing", lo, h.first));
+    checks_.end_scan(true);
   }
 
   void check_streams() {
     for (const auto& [id, row] : streams_) {
       if (only_stream_ && id != *only_stream_) continue;
       ++counts_.streams;
-      if (row.category != category_of(row.name))
-        report("stream_category", id, std::nullopt, std::nullopt,
-               fmt::format("category is '{}', but the category of '{}' is '{}'", row.category, row.name,
-                           category_of(row.name)));
+      checks_.stream_category(id, row.name, row.category);
     }
   }
 
@@ -280,29 +184,8 @@ class Verifier {
                  ? conn_.exec("SELECT stream_id, head, head_position FROM esctl.stream_heads WHERE stream_id = $1",
                               {*only_stream_})
                  : conn_.exec("SELECT stream_id, head, head_position FROM esctl.stream_heads");
-    std::unordered_map<std::int64_t, bool> has_head;
-    for (int i = 0; i < r.rows(); ++i) {
-      const std::int64_t id = r.i64(i, 0), head = r.i64(i, 1), head_position = r.i64(i, 2);
-      has_head[id] = true;
-      auto it = states_.find(id);
-      if (it == states_.end() || it->second.events == 0) {
-        report("stream_head", id, head, head_position,
-               fmt::format("a head row says version {} at position {}, but the stream has no events", head, head_position));
-        continue;
-      }
-      const StreamState& st = it->second;
-      const std::int64_t last = st.next - 1;
-      std::string detail;
-      if (head != last) detail = fmt::format("head is {}, but the highest version is {}", head, last);
-      if (head_position != st.head_position)
-        detail += fmt::format("{}head_position is {}, but version {} is at position {}", detail.empty() ? "" : "; ",
-                              head_position, last, st.head_position);
-      if (!detail.empty()) report("stream_head", id, last, st.head_position, std::move(detail));
-    }
-    for (const auto& [id, st] : states_)
-      if (st.events > 0 && !has_head.count(id))
-        report("stream_head", id, st.next - 1, st.head_position,
-               fmt::format("the stream has events up to version {}, but no head row", st.next - 1));
+    for (int i = 0; i < r.rows(); ++i) checks_.head_row(r.i64(i, 0), r.i64(i, 1), r.i64(i, 2));
+    checks_.end_heads();
   }
 
   // Ids are unique by an index; this finds duplicates even if that index was dropped.
@@ -314,43 +197,30 @@ class Verifier {
         "FROM esctl.events e WHERE e.id IN (SELECT id FROM esctl.events GROUP BY id HAVING count(*) > 1) "
         "ORDER BY e.position LIMIT 1000");
     for (int i = 0; i < r.rows(); ++i)
-      report("id_duplicate", r.i64(i, 1), r.i64(i, 2), r.i64(i, 0),
-             fmt::format("id {} is also the id of the event at position {}", r.text(i, 3), r.text(i, 4)));
+      checks_.id_duplicate(r.i64(i, 1), r.i64(i, 2), r.i64(i, 0), r.text(i, 3), r.i64(i, 4));
   }
 
   // Queues: the cursor is within the store, and every event in flight (item rows) exists, in the
   // stream the row says, at or below the cursor.
   void check_queues() {
-    const std::int64_t head = conn_.exec("SELECT coalesce(max(position), 0) FROM esctl.events").i64(0, 0);
+    const std::int64_t last = last_position();
     auto q = conn_.exec("SELECT id, name, cursor FROM esctl.queues ORDER BY name");
     for (int i = 0; i < q.rows(); ++i) {
       const std::int64_t qid = q.i64(i, 0), cursor = q.i64(i, 2);
       if (!queue_ids_.empty() && std::find(queue_ids_.begin(), queue_ids_.end(), qid) == queue_ids_.end()) continue;
       ++counts_.queues;
       const std::string name(q.text(i, 1));
-      if (cursor > head)
-        report("queue_cursor", std::nullopt, std::nullopt, cursor,
-               fmt::format("queue '{}' has cursor {}, past the store's head position {}", name, cursor, head));
-      if (cursor < 0)
-        report("queue_cursor", std::nullopt, std::nullopt, cursor, fmt::format("queue '{}' has a negative cursor {}", name, cursor));
+      checks_.queue_cursor(name, cursor, last);
       auto items = conn_.exec(
           "SELECT qi.position, qi.stream_id, e.stream_id, e.version FROM esctl.queue_items qi "
           "LEFT JOIN esctl.events e ON e.position = qi.position WHERE qi.queue_id = $1 ORDER BY qi.position",
           {qid});
       for (int j = 0; j < items.rows(); ++j) {
         ++counts_.queue_items;
-        const std::int64_t pos = items.i64(j, 0), sid = items.i64(j, 1);
-        if (items.is_null(j, 2)) {
-          report("queue_item", std::nullopt, std::nullopt, pos,
-                 fmt::format("queue '{}' has an item at position {}, but there is no event at that position", name, pos));
-          continue;
-        }
-        const std::int64_t esid = items.i64(j, 2), v = items.i64(j, 3);
-        if (sid != esid)
-          report("queue_item", esid, v, pos,
-                 fmt::format("queue '{}' item: says stream id {}, but the event belongs to stream id {}", name, sid, esid));
-        if (pos > cursor)
-          report("queue_item", esid, v, pos, fmt::format("queue '{}' item: is past the queue's cursor {}", name, cursor));
+        const std::int64_t pos = items.i64(j, 0);
+        std::optional<LogicalChecks::StoredEvent> stored;
+        if (!items.is_null(j, 2)) stored = LogicalChecks::StoredEvent{items.i64(j, 2), items.i64(j, 3), {}, {}};
+        checks_.in_flight(name, "item", pos, items.i64(j, 1), stored, nullptr, cursor);
       }
     }
   }
@@ -359,19 +229,18 @@ class Verifier {
   const VerifyOptions& o_;
   const ViolationFn& report_;
   const ProgressFn& progress_;
+  LogicalChecks checks_;
   VerifyCounts counts_;
   std::unordered_map<std::int64_t, StreamRow> streams_;
   std::optional<std::int64_t> only_stream_;
   std::vector<std::int64_t> queue_ids_;
-  std::map<std::int64_t, StreamState> states_;  // ordered: findings come out in stream id order
-  std::size_t holes_ = 0;
-  std::int64_t head_position_ = 0;
+  std::int64_t store_last_ = 0;  // the store's last position (its head position), for progress
 };
 
 }  // namespace
 
 VerifyCounts verify_store(const VerifyOptions& o, const ViolationFn& on_violation, const ProgressFn& on_progress) {
-  PgStore store(o.location, o.busy_timeout_ms, Intent::read);
+  PgStore store(o.location, o.busy_timeout_ms, Access::read);
   Verifier v(store, o, on_violation, on_progress);
   return v.run();
 }

@@ -20,7 +20,7 @@
 #include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/time.hpp"
-#include "store/postgres/pg.hpp"
+#include "store/location.hpp"
 #include "store/sqlite/change_waiter.hpp"
 #include "store/sqlite/queue_rows.hpp"
 #include "store/sqlite/schema.hpp"
@@ -166,7 +166,7 @@ sql::Db& connection(Store& store) {
   auto* s = dynamic_cast<SqliteStore*>(&store.backend());
   if (!s)
     throw Error(Errc::io, fmt::format("store '{}' is not a SQLite file: this needs one",
-                                      pg::redact_uri(store.location())));
+                                      display_location(store.location())));
   return s->db();
 }
 

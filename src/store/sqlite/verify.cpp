@@ -1,26 +1,20 @@
-// Store verification. Everything runs in one read transaction (one snapshot), so appends that
-// commit meanwhile are simply not seen, and nothing is ever written.
-//
-// The event scan reads the events table once in position order and keeps, per stream, the next
-// expected version, the position and recorded_at of the highest version seen, and the "holes":
-// versions skipped when a higher one appeared. In a sound store the versions of a stream arrive
-// as 0, 1, 2, ... in position order. When a version v arrives:
-//   v == next        in order; its prev must be the position of version v-1 (known: the head).
-//   v >  next        versions next..v-1 become a hole: a gap, unless they turn up later.
-//   v <  next, in a hole   it came after a higher version: version_order (the hole shrinks).
-//   v <  next, otherwise   seen before: version_duplicate.
-// Holes left at the end are version_gap. Anomalous events get their prev link checked by a
-// lookup of the row it points to. Events whose version is a multiple of 64 are looked up in the
-// partial "marks" index the read path relies on. Ids are checked with one ordered scan of their
-// unique index (adjacent duplicates; entry count = event count). Memory: one small state per
-// stream, plus holes only where a stream is damaged (capped).
-#include "store/verify.hpp"
+// verify_store for SQLite store files (see store/verify.hpp). Everything runs in one read
+// transaction (one snapshot), so appends that commit meanwhile are simply not seen, and nothing is
+// ever written. The logical checks are the backend-neutral LogicalChecks (store/verify_checks.hpp),
+// fed by one read of the events table in position order; this file adds what only a SQLite file
+// has: the integrity pragma, the schema objects and triggers, the prev links (checked against the
+// position of version v-1 the scan knows, or by a lookup for anomalous events), the partial
+// "marks" index the read path relies on (events whose version is a multiple of 64 are looked up
+// in it), ids checked with one ordered scan of their unique index (adjacent duplicates; entry
+// count = event count), and the queue rows' own layout (lease runs, head flags).
+#include "store/sqlite/verify.hpp"
 
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <cstdio>
 #include <map>
@@ -32,41 +26,18 @@
 #include "core/varint.hpp"
 #include "core/error.hpp"
 #include "core/filter.hpp"
-#include "core/json_text.hpp"
-#include "core/names.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
 #include "store/sqlite/event_store.hpp"
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/sqlite.hpp"
+#include "store/verify_checks.hpp"
 
-namespace esctl {
+namespace esctl::sqlite {
 namespace {
 
 constexpr std::int64_t kMarkEvery = 64;
-constexpr std::size_t kMaxHoles = 100000;  // across all streams; beyond it order damage is only summarised
 constexpr int kIntegrityMessages = 100;
-
-struct Hole {
-  std::int64_t lo, hi;             // versions lo..hi not seen yet
-  std::int64_t after_version;      // the version that skipped them ...
-  std::int64_t after_position;     // ... and where it is
-};
-
-struct StreamState {
-  std::int64_t next = 0;           // one above the highest version seen
-  std::int64_t head_position = 0;  // position of the first event seen with version next-1
-  std::int64_t events = 0;
-  bool has_row = false;            // the streams table has this id
-  bool has_head = false;           // the stream_heads table has this id
-  bool missing_reported = false;
-  bool holes_overflow = false;
-  std::unique_ptr<std::map<std::int64_t, Hole>> holes;  // by lo; only for damaged streams
-};
-
-std::string versions_text(std::int64_t lo, std::int64_t hi) {
-  return lo == hi ? fmt::format("version {}", lo) : fmt::format("versions {}..{}", lo, hi);
-}
 
 std::string uuid_text(std::string_view raw) {
   if (raw.size() != 16) return fmt::format("({} bytes)", raw.size());
@@ -114,7 +85,11 @@ std::unique_ptr<sql::Db> open_store_readonly(const VerifyOptions& o) {
 class Verifier {
  public:
   Verifier(sql::Db& db, const VerifyOptions& o, const ViolationFn& report, const ProgressFn& progress)
-      : db_(db), o_(o), report_(report), progress_(progress) {}
+      : db_(db),
+        o_(o),
+        report_(report),
+        progress_(progress),
+        checks_(std::bind_front(&Verifier::report, this)) {}
 
   VerifyCounts run() {
     sql::Txn snapshot(db_, sql::Txn::deferred);
@@ -268,34 +243,21 @@ class Verifier {
     }
   }
 
-  // ---- per-stream state ----
-  StreamState& state(std::int64_t id) {
-    if (id >= 0 && static_cast<std::uint64_t>(id) < states_.size()) return states_[static_cast<std::size_t>(id)];
-    return other_states_[id];
-  }
-  StreamState* find_state(std::int64_t id) {
-    if (id >= 0 && static_cast<std::uint64_t>(id) < states_.size()) return &states_[static_cast<std::size_t>(id)];
-    auto it = other_states_.find(id);
-    return it == other_states_.end() ? nullptr : &it->second;
-  }
-
   void load_stream_ids() {
     if (only_stream_) {
-      state(*only_stream_).has_row = true;
+      checks_.stream_row(*only_stream_);
       return;
     }
-    std::int64_t n = db_.query_i64("SELECT count(*) FROM streams");
-    std::int64_t max_id = db_.query_i64("SELECT coalesce(max(id), 0) FROM streams");
-    // Stream ids are dense in practice; a sparse (damaged or hand-edited) table falls back to a map.
-    if (max_id >= 0 && max_id <= 4 * n + 4096) states_.resize(static_cast<std::size_t>(max_id) + 1);
+    checks_.expect_streams(db_.query_i64("SELECT count(*) FROM streams"),
+                           db_.query_i64("SELECT coalesce(max(id), 0) FROM streams"));
     auto s = db_.prepare_new("SELECT id FROM streams");
-    while (s.step()) state(s.i64(0)).has_row = true;
+    while (s.step()) checks_.stream_row(s.i64(0));
   }
 
   // ---- the event scan ----
   void scan_events() {
     load_stream_ids();
-    head_position_ = sqlite::last_position(db_);
+    store_last_ = sqlite::last_position(db_);
     std::optional<sql::Stmt> mark;
     if (!has("index", "events_marks")) {
       report("index", std::nullopt, std::nullopt, std::nullopt,
@@ -321,46 +283,25 @@ class Verifier {
     if (only_stream_) s.bind(1, *only_stream_);
     // The time_order claim (recorded_at non-decreasing through a position) that --since/--until
     // searches rely on: a wrong one would make them miss events.
-    std::optional<std::int64_t> ordered_through, claimed_max;
-    std::int64_t seen_max = INT64_MIN;
-    bool order_reported = false;
     if (!only_stream_ && has("table", "time_order")) {
       auto t = db_.prepare_new("SELECT ordered_through, max_recorded_at FROM time_order");
-      if (t.step()) {
-        ordered_through = t.i64(0);
-        claimed_max = t.i64(1);
-      }
+      if (t.step()) checks_.claim_time_order(t.i64(0), t.i64(1));
     }
     std::int64_t last_position = 0;
     try {
       while (s.step()) {
         const std::int64_t p = s.i64(0), sid = s.i64(1), v = s.i64(2);
         last_position = p;
-        if (ordered_through && p <= *ordered_through) {
-          const std::int64_t at = s.i64(7);
-          if (at < seen_max && !order_reported) {
-            order_reported = true;
-            report("time_order", sid, v, p,
-                   fmt::format("recorded_at goes back here, but time_order says it does not up to position {}; "
-                               "--since/--until may miss events",
-                               *ordered_through));
-          }
-          seen_max = std::max(seen_max, at);
-        }
+        const EventStep step = checks_.event(p, sid, v, s.i64(7));
         ++counts_.events;
         if ((counts_.events & 0xfff) == 0) {
           check_interrupted();
-          if (progress_) progress_(p, head_position_, counts_.events);
+          if (progress_) progress_(p, store_last_, counts_.events);
         }
-        StreamState& st = state(sid);
-        ++st.events;
-        if (!st.has_row && !st.missing_reported) {
-          st.missing_reported = true;
-          report("stream_missing", std::nullopt, v, p,
-                 fmt::format("the event belongs to stream id {}, which has no row in the streams table", sid));
-        }
-        check_order(s, st, sid, v, p, mark);
-        check_payload(s, sid, v, p, same_id);
+        check_prev(s, step, sid, v, p);
+        if (step.advanced()) check_mark(sid, v, p, mark);
+        check_id(s, sid, v, p, same_id);
+        checks_.payload(p, sid, v, s.text(5), s.text(6));
       }
       scan_complete_ = true;
     } catch (const Error& e) {
@@ -370,87 +311,25 @@ class Verifier {
                          "event were skipped",
                          last_position, sqlite3_errmsg(db_.raw())));
     }
-    if (progress_) progress_(head_position_, head_position_, counts_.events);
-    if (scan_complete_ && ordered_through && !order_reported &&
-        (*ordered_through > last_position || (*ordered_through > 0 && seen_max != *claimed_max)))
-      report("time_order", std::nullopt, std::nullopt, std::nullopt,
-             fmt::format("time_order says recorded_at is in order through position {} with a largest value of {}, "
-                         "but the events say otherwise; --since/--until may miss events",
-                         *ordered_through, *claimed_max));
-    if (scan_complete_) report_gaps();
+    if (progress_) progress_(store_last_, store_last_, counts_.events);
+    checks_.end_scan(scan_complete_);
   }
 
-  void check_order(sql::Stmt& s, StreamState& st, std::int64_t sid, std::int64_t v, std::int64_t p,
-                   std::optional<sql::Stmt>& mark) {
+  // The prev link of an event: of the next version of its stream, the position of version v-1
+  // is known; any other is looked up.
+  void check_prev(sql::Stmt& s, const EventStep& step, std::int64_t sid, std::int64_t v, std::int64_t p) {
     const bool prev_null = s.is_null(3);
     const std::int64_t prev = s.i64(3);
-    if (v == st.next) {
-      if (v == 0 ? !prev_null : (prev_null || prev != st.head_position))
-        report("prev_link", sid, v, p,
-               v == 0 ? fmt::format("prev is {}, but version 0 has no previous event (prev must be NULL)", prev)
-                      : fmt::format("prev is {}, but version {} is at position {}", prev_null ? "NULL" : std::to_string(prev),
-                                    v - 1, st.head_position));
-      advance(st, v, p);
-      check_mark(sid, v, p, mark);
-      return;
-    }
-    if (v < 0) {
-      report("version_invalid", sid, v, p, fmt::format("version {} is negative; versions start at 0", v));
-      return;
-    }
-    if (v > st.next) {
-      if (holes_ < kMaxHoles) {
-        if (!st.holes) st.holes = std::make_unique<std::map<std::int64_t, Hole>>();
-        st.holes->emplace(st.next, Hole{st.next, v - 1, v, p});
-        ++holes_;
-      } else {
-        st.holes_overflow = true;
-      }
+    if (step.kind == EventStep::invalid) return;
+    if (step.kind != EventStep::in_order) {
       check_prev_slow(sid, v, p, prev_null, prev);
-      advance(st, v, p);
-      check_mark(sid, v, p, mark);
       return;
     }
-    // v < next: a late version (it fills a hole) or a repeat.
-    if (st.holes) {
-      auto it = st.holes->upper_bound(v);
-      if (it != st.holes->begin() && std::prev(it)->second.hi >= v) {
-        Hole h = std::prev(it)->second;
-        st.holes->erase(std::prev(it));
-        --holes_;
-        report("version_order", sid, v, p,
-               fmt::format("version {} is at position {}, after version {} at position {}: positions must increase "
-                           "with version",
-                           v, p, h.after_version, h.after_position));
-        if (v > h.lo) {
-          st.holes->emplace(h.lo, Hole{h.lo, v - 1, h.after_version, h.after_position});
-          ++holes_;
-        }
-        if (v < h.hi) {
-          st.holes->emplace(v + 1, Hole{v + 1, h.hi, h.after_version, h.after_position});
-          ++holes_;
-        }
-        check_prev_slow(sid, v, p, prev_null, prev);
-        return;
-      }
-    }
-    if (st.holes_overflow) {
-      report("version_order", sid, v, p,
-             fmt::format("version {} at position {} comes after version {} (out of order or a duplicate; too many "
-                         "anomalies to tell which)",
-                         v, p, st.next - 1));
-    } else {
-      report("version_duplicate", sid, v, p,
-             v == st.next - 1 ? fmt::format("version {} is stored twice: at position {} and at position {}", v,
-                                            st.head_position, p)
-                              : fmt::format("version {} is stored twice: here and at a lower position", v));
-    }
-    check_prev_slow(sid, v, p, prev_null, prev);
-  }
-
-  static void advance(StreamState& st, std::int64_t v, std::int64_t p) {
-    st.next = v + 1;
-    st.head_position = p;
+    if (v == 0 ? !prev_null : (prev_null || prev != step.previous_position))
+      report("prev_link", sid, v, p,
+             v == 0 ? fmt::format("prev is {}, but version 0 has no previous event (prev must be NULL)", prev)
+                    : fmt::format("prev is {}, but version {} is at position {}", prev_null ? "NULL" : std::to_string(prev),
+                                  v - 1, step.previous_position));
   }
 
   // The prev link of an event that is not simply the next version of its stream.
@@ -494,7 +373,7 @@ class Verifier {
                          v < kMarkEvery ? 0 : v - kMarkEvery + 1, v));
   }
 
-  void check_payload(sql::Stmt& s, std::int64_t sid, std::int64_t v, std::int64_t p, std::optional<sql::Stmt>& same_id) {
+  void check_id(sql::Stmt& s, std::int64_t sid, std::int64_t v, std::int64_t p, std::optional<sql::Stmt>& same_id) {
     sqlite3_stmt* raw = s.raw();
     int id_type = sqlite3_column_type(raw, 4);
     std::string_view id = s.blob(4);
@@ -512,39 +391,8 @@ class Verifier {
       bool dup = same_id->step();
       std::int64_t other = dup ? same_id->i64(0) : 0;
       same_id->reset();
-      if (dup)
-        report("id_duplicate", sid, v, p, fmt::format("id {} is also the id of the event at position {}", uuid_text(id), other));
+      if (dup) checks_.id_duplicate(sid, v, p, uuid_text(id), other);
     }
-    for (int col : {5, 6}) {
-      if (auto err = json::validate(s.text(col)))
-        report("json_invalid", sid, v, p,
-               fmt::format("{} is not valid JSON: {} at byte {}", col == 5 ? "data" : "meta", err->message, err->offset));
-    }
-  }
-
-  void report_gaps() {
-    auto emit = [&](std::int64_t sid, StreamState& st) {
-      if (st.holes)
-        for (const auto& entry : *st.holes) {
-          const Hole& h = entry.second;
-          report("version_gap", sid, h.lo, h.after_position,
-                 h.lo == 0 ? fmt::format("{} missing: the stream starts at version {} (position {})",
-                                         versions_text(h.lo, h.hi), h.after_version, h.after_position)
-                           : fmt::format("{} missing: no event holds {}; the stream went on with version {} at "
-                                         "position {}",
-                                         versions_text(h.lo, h.hi), h.lo == h.hi ? "it" : "them", h.after_version,
-                                         h.after_position));
-        }
-      if (st.holes_overflow)
-        report("version_gap", sid, std::nullopt, std::nullopt,
-               "versions are too disordered to list every gap; the gaps above are the first ones");
-    };
-    for (std::size_t i = 0; i < states_.size(); ++i)
-      if (states_[i].holes || states_[i].holes_overflow) emit(static_cast<std::int64_t>(i), states_[i]);
-    std::map<std::int64_t, StreamState*> others;  // report in id order
-    for (auto& [id, st] : other_states_)
-      if (st.holes || st.holes_overflow) others.emplace(id, &st);
-    for (auto& [id, st] : others) emit(id, *st);
   }
 
   // ---- ids ----
@@ -588,9 +436,7 @@ class Verifier {
     q->bind(1, at);
     std::optional<std::int64_t> sid, v;
     if (q->step()) sid = q->i64(0), v = q->i64(1);
-    std::string others = count > 2 ? fmt::format(" (and {} more)", count - 2) : std::string();
-    report("id_duplicate", sid, v, at,
-           fmt::format("id {} is also the id of the event at position {}{}", uuid_text(id), first, others));
+    checks_.id_duplicate(sid, v, at, uuid_text(id), first, count);
   }
 
   // ---- stream rows and heads ----
@@ -600,11 +446,7 @@ class Verifier {
     if (only_stream_) s.bind(1, *only_stream_);
     while (s.step()) {
       ++counts_.streams;
-      const std::int64_t id = s.i64(0);
-      const std::string_view name = s.text(1), category = s.text(2);
-      if (category != category_of(name))
-        report("stream_category", id, std::nullopt, std::nullopt,
-               fmt::format("category is '{}', but the category of '{}' is '{}'", category, name, category_of(name)));
+      checks_.stream_category(s.i64(0), s.text(1), s.text(2));
     }
   }
 
@@ -615,35 +457,8 @@ class Verifier {
     auto s = db_.prepare_new(only_stream_ ? "SELECT stream_id, head, head_position FROM stream_heads WHERE stream_id = ?1"
                                           : "SELECT stream_id, head, head_position FROM stream_heads");
     if (only_stream_) s.bind(1, *only_stream_);
-    while (s.step()) {
-      const std::int64_t id = s.i64(0), head = s.i64(1), head_position = s.i64(2);
-      StreamState* st = find_state(id);
-      if (st) st->has_head = true;
-      if (!st || st->events == 0) {
-        report("stream_head", id, head, head_position,
-               fmt::format("a head row says version {} at position {}, but the stream has no events", head,
-                           head_position));
-        continue;
-      }
-      const std::int64_t last = st->next - 1;
-      std::vector<std::string> wrong;
-      if (head != last) wrong.push_back(fmt::format("head is {}, but the highest version is {}", head, last));
-      if (head_position != st->head_position)
-        wrong.push_back(fmt::format("head_position is {}, but version {} is at position {}", head_position, last,
-                                    st->head_position));
-      if (!wrong.empty()) {
-        std::string detail = wrong[0];
-        for (std::size_t i = 1; i < wrong.size(); ++i) detail.append("; ").append(wrong[i]);
-        report("stream_head", id, last, st->head_position, std::move(detail));
-      }
-    }
-    auto headless = [&](std::int64_t id, const StreamState& st) {
-      if (st.events > 0 && !st.has_head && (!only_stream_ || *only_stream_ == id))
-        report("stream_head", id, st.next - 1, st.head_position,
-               fmt::format("the stream has events up to version {}, but no head row", st.next - 1));
-    };
-    for (std::size_t i = 0; i < states_.size(); ++i) headless(static_cast<std::int64_t>(i), states_[i]);
-    for (const auto& [id, st] : other_states_) headless(id, st);
+    while (s.step()) checks_.head_row(s.i64(0), s.i64(1), s.i64(2));
+    checks_.end_heads();
   }
 
   // ---- queues (kept together: the queue tables may still change) ----
@@ -653,7 +468,7 @@ class Verifier {
   // members of queue_runs rows (first deliveries leased together, packed as varint pairs of
   // position delta and stream id). An event is in flight in one form only.
   void check_queues() {
-    const std::int64_t head = sqlite::last_position(db_);
+    const std::int64_t store_last = sqlite::last_position(db_);
     const bool runs_table = has("table", "queue_runs");
     const bool head_flags = db_.query_i64("SELECT count(*) FROM pragma_table_info('queue_items') WHERE name = 'head'") > 0;
     auto queues = db_.prepare_new(
@@ -671,32 +486,16 @@ class Verifier {
       ++counts_.queues;
       const std::string name(queues.text(1));
       const std::int64_t cursor = queues.i64(2);
-      // Positions are never taken back, so no cursor can be past the head (create and reset refuse it).
-      if (cursor > head)
-        report("queue_cursor", std::nullopt, std::nullopt, cursor,
-               fmt::format("queue '{}' has cursor {}, past the store's head position {}", name, cursor, head));
-      if (cursor < 0)
-        report("queue_cursor", std::nullopt, std::nullopt, cursor, fmt::format("queue '{}' has a negative cursor {}", name, cursor));
+      checks_.queue_cursor(name, cursor, store_last);
       const std::optional<EventFilter> filter = queue_filter(name, queues.text(3), queues.text(4), queues.text(5));
 
       // One event in flight (`what`: "item" or "run member"), checked against the events.
       auto in_flight = [&](const char* what, std::int64_t pos, std::int64_t stream_id) {
         sql::StmtScope e(event_at);
         e->bind(1, pos);
-        if (!e->step()) {
-          report("queue_item", std::nullopt, std::nullopt, pos,
-                 fmt::format("queue '{}' has a {} at position {}, but there is no event at that position", name, what, pos));
-          return;
-        }
-        const std::int64_t sid = e->i64(0), v = e->i64(1);
-        const std::string type(e->text(2)), stream(e->text(3));
-        auto bad = [&](std::string detail) {
-          report("queue_item", sid, v, pos, fmt::format("queue '{}' {}: {}", name, what, detail));
-        };
-        if (stream_id != sid) bad(fmt::format("says stream id {}, but the event belongs to stream id {}", stream_id, sid));
-        if (filter && !filter->matches(stream, type))
-          bad(fmt::format("the event (stream '{}', type '{}') does not match the queue's filter", stream, type));
-        if (pos > cursor) bad(fmt::format("is past the queue's cursor {}", cursor));
+        std::optional<LogicalChecks::StoredEvent> stored;
+        if (e->step()) stored = LogicalChecks::StoredEvent{e->i64(0), e->i64(1), e->text(3), e->text(2)};
+        checks_.in_flight(name, what, pos, stream_id, stored, filter ? &*filter : nullptr, cursor);
       };
 
       {
@@ -806,15 +605,13 @@ class Verifier {
   const VerifyOptions& o_;
   const ViolationFn& report_;
   const ProgressFn& progress_;
+  LogicalChecks checks_;
   VerifyCounts counts_;
   std::map<std::string, std::string> schema_;  // "type:name" -> sql
   std::optional<std::int64_t> only_stream_;
   std::vector<std::int64_t> queue_ids_;
-  std::vector<StreamState> states_;            // by stream id
-  std::unordered_map<std::int64_t, StreamState> other_states_;
   std::unordered_map<std::int64_t, std::optional<std::string>> names_;
-  std::size_t holes_ = 0;
-  std::int64_t head_position_ = 0;
+  std::int64_t store_last_ = 0;  // the store's last position (its head position), for progress
   bool scan_complete_ = false;
 };
 
@@ -826,4 +623,4 @@ VerifyCounts verify_store(const VerifyOptions& o, const ViolationFn& on_violatio
   return v.run();
 }
 
-}  // namespace esctl
+}  // namespace esctl::sqlite
