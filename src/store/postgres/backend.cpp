@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "core/outage.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
 #include "store/postgres/listen.hpp"
@@ -101,6 +102,7 @@ PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Intent intent)
     : uri_(uri),
       busy_timeout_ms_(busy_timeout_ms),
       intent_(intent),
+      opened_at_(outage::epoch()),
       store_(std::make_unique<PgStore>(uri, busy_timeout_ms, intent)) {}
 
 bool PgBackend::connection_failed() const {
@@ -111,16 +113,24 @@ bool PgBackend::connection_failed() const {
 
 void PgBackend::reconnect() {
   const auto display = redact_uri(uri_);
-  std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
+  auto say_lost = [&](std::uint64_t opened_at) {
+    if (outage::lost(opened_at))
+      std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
+  };
+  say_lost(opened_at_);
   int backoff_ms = 100, waited_ms = 0;
   for (;;) {
     check_interrupted();
+    const auto epoch = outage::epoch();
     try {
       store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, intent_);
-      std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
+      opened_at_ = epoch;
+      if (outage::reconnected())
+        std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
       return;
     } catch (const Error& e) {
       if (e.code() != Errc::io || waited_ms >= kReconnectForMs) throw;
+      say_lost(epoch);
     }
     ::usleep(static_cast<useconds_t>(backoff_ms) * 1000);
     waited_ms += backoff_ms;
