@@ -355,3 +355,34 @@ TEST_CASE("pg restart: a queue command whose connection is cut while COMMIT runs
   CHECK_MESSAGE(contains(read_file(tmp / "err"), "before it confirmed the commit: the outcome is unknown"),
                 read_file(tmp / "err"));
 }
+
+TEST_CASE("pg restart: rebuild --queue whose read is cut by a restart reconnects, then hands the queue over") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 50);
+  REQUIRE(run({"--store", srv.uri(), "queue", "create", "q", "--from", "start"}).status == 0);
+  const std::string proj = tmp / "view.sql", db = tmp / "view.db";
+  {
+    std::ofstream(proj.c_str()) << "-- @init\nCREATE TABLE seen (position INTEGER PRIMARY KEY);\n\n-- @on T\n"
+                                   "INSERT INTO seen (position) VALUES (:position);\n";
+  }
+  // Barrier: the rebuild has looked its queue up and waits to read the events, which a session of
+  // the test holds locked; the restart then cuts the read.
+  esctl::pg::Conn locker(srv.uri(), 5000), admin(srv.uri(), 5000);
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE esctl.events IN ACCESS EXCLUSIVE MODE");
+  const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "rebuild", db, "--projection", proj, "--queue", "q"},
+                        tmp / "out", tmp / "err");
+  wait_until(
+      [&] {
+        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
+                   .rows() > 0;
+      },
+      pid, tmp / "err");
+  srv.restart();
+  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+  auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
+  REQUIRE(s.status == 0);
+  CHECK_MESSAGE(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0, s.out);  // handed over at the head
+  check_notices(read_file(tmp / "err"), 1);
+}

@@ -123,6 +123,7 @@ void PgBackend::reconnect() {
     check_interrupted();
     const auto epoch = outage::epoch();
     try {
+      queue_rows_.reset();  // they run on the connection that is gone: made again on the new one
       store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, intent_);
       opened_at_ = epoch;
       if (outage::reconnected())
@@ -141,11 +142,16 @@ void PgBackend::reconnect() {
 template <class F>
 auto PgBackend::retrying(ReadScope* scope, F&& f, const bool* delivered) -> decltype(f()) {
   for (;;) {
-    const bool caller_snapshot = snapshot_open_ && !(scope && scope->owned());
+    // A transaction the caller has open on this connection (its snapshot, or a queue
+    // transaction) dies with it: such a read is not run again on another connection, since the
+    // caller's work is gone and its transaction still refers to the old connection.
+    const auto txn = PQtransactionStatus(store_->conn().raw());
+    const bool caller_txn = (snapshot_open_ || txn == PQTRANS_INTRANS || txn == PQTRANS_INERROR) &&
+                            !(scope && scope->owned());
     try {
       return f();
     } catch (const Error& e) {
-      if (e.code() != Errc::io || caller_snapshot || (delivered && *delivered) || !connection_failed()) throw;
+      if (e.code() != Errc::io || caller_txn || (delivered && *delivered) || !connection_failed()) throw;
     }
     if (scope) scope->drop();
     reconnect();
