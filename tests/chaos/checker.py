@@ -107,6 +107,17 @@ class Run:
                     out.append((inv["kind"], inv["t"], o["done"]["t"] if o["done"] else INF, op))
         return sorted(out, key=lambda x: x[1])
 
+    def queue_gone(self, queue, t):
+        """Whether QUEUE may be missing at time T: the last re-create begun before T may have
+        deleted it and did not certainly create it again (its create failed: busy, or the
+        server went away between the two)."""
+        last = max(((o["inv"]["t"], op) for op, o in self.ops.items() if o["inv"] and o["inv"].get("kind") == "recreate"
+                    and o["inv"].get("queue") == queue and o["inv"]["t"] <= t), default=None)
+        if last is None:
+            return False
+        done = self.ops[last[1]]["done"]
+        return done is None or done["rc"] != 0
+
     def fences(self, queue):
         """The commands that end every lease of QUEUE at their commit (a reset, a delete and
         create again), as {"op", "a", "b", "lo", "hi"}: invoked at a, ended at b (INF if not), and
@@ -250,6 +261,8 @@ def allowed_exits(run, op):
                     ok |= {7}
     if kind == "drainer" and any(a <= t1 and b >= t0 for _, a, b, _ in run.admin(inv.get("queue"), ("recreate",))):
         ok |= {4}  # its queue was deleted under it
+    if kind in ("drainer", "final_drain") and run.queue_gone(inv.get("queue"), t0):
+        ok |= {4}  # a re-create deleted its queue, then failed to create it again
     if kind == "recreate" and any(o2 != op and a <= t1 and b >= t0 for _, a, b, o2 in run.admin(inv["queue"], ("recreate",))):
         ok |= {3, 4}  # two re-creates interleaved: one's delete or create finds the other's work
     if kind in ("reset", "retry", "recreate"):

@@ -229,6 +229,17 @@ class ServerRestarts(unittest.TestCase):
         next(r for r in h.recs if r["k"] == "complete" and r["op"] == "rc")["delete_rc"] = 0
         self.assertIn("deleted-queue-drainer", h.check())
 
+    def test_a_queue_left_deleted_by_a_recreate_cut_between_delete_and_create(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        h.invoke("rc", 5.0, kind="recreate", queue="q")
+        h.complete("rc", 5.3, 1, delete_rc=0, err=LOST)
+        h.invoke("d2", 7.0, kind="drainer", queue="q")
+        h.complete("d2", 7.2, 4, err="esctl: error: queue 'q' not found (see 'esctl queue ls')")
+        self.assertNotIn("unexpected-exit", h.check())
+        h.recs[-3]["rc"] = 0  # created again: the queue was there for d2
+        self.assertIn("unexpected-exit", h.check())
+
     def test_a_restart_that_failed_voids_the_run(self):
         h = H()
         restart(h, 5.0, 6.0, rc=1)

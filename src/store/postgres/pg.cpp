@@ -224,6 +224,7 @@ void Conn::fail(pg_result* r, const char* what) {
     // ("server closed the connection unexpectedly", without its multi-line guesses).
     msg = !server_reason_.empty() ? server_reason_ : trim(PQerrorMessage(conn_));
     msg = msg.substr(0, msg.find('\n'));
+    if (msg.rfind("FATAL:  ", 0) == 0) msg.erase(0, 8);  // the server's words, passed on by libpq
   } else {
     msg = trim(PQerrorMessage(conn_));
   }
