@@ -108,15 +108,19 @@ class Run:
         return sorted(out, key=lambda x: x[1])
 
     def queue_gone(self, queue, t):
-        """Whether QUEUE may be missing at time T: the last re-create begun before T may have
-        deleted it and did not certainly create it again (its create failed: busy, or the
-        server went away between the two)."""
-        last = max(((o["inv"]["t"], op) for op, o in self.ops.items() if o["inv"] and o["inv"].get("kind") == "recreate"
-                    and o["inv"].get("queue") == queue and o["inv"]["t"] <= t), default=None)
-        if last is None:
-            return False
-        done = self.ops[last[1]]["done"]
-        return done is None or done["rc"] != 0
+        """Whether QUEUE may be missing at time T: a re-create begun before T may have deleted it
+        without creating it again (its create failed: busy, or the server went away between the
+        two), and no later re-create had certainly created it by T."""
+        gone = False
+        for t0, op in sorted((o["inv"]["t"], op) for op, o in self.ops.items() if o["inv"]
+                             and o["inv"].get("kind") == "recreate" and o["inv"].get("queue") == queue
+                             and o["inv"]["t"] <= t):
+            done = self.ops[op]["done"]
+            if done is None or done["rc"] != 0:
+                gone = True
+            elif done["t"] <= t:
+                gone = False
+        return gone
 
     def fences(self, queue):
         """The commands that end every lease of QUEUE at their commit (a reset, a delete and

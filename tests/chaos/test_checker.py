@@ -237,7 +237,10 @@ class ServerRestarts(unittest.TestCase):
         h.invoke("d2", 7.0, kind="drainer", queue="q")
         h.complete("d2", 7.2, 4, err="esctl: error: queue 'q' not found (see 'esctl queue ls')")
         self.assertNotIn("unexpected-exit", h.check())
-        h.recs[-3]["rc"] = 0  # created again: the queue was there for d2
+        h.invoke("rc2", 6.5, kind="recreate", queue="q")  # its create ends after d2 started
+        h.complete("rc2", 7.5, 0, delete_rc=4)
+        self.assertNotIn("unexpected-exit", h.check())
+        h.recs[-1]["t"] = 6.9  # created again before d2 started: the queue was there for it
         self.assertIn("unexpected-exit", h.check())
 
     def test_a_restart_that_failed_voids_the_run(self):
