@@ -279,6 +279,18 @@ void run_worker(Shared& sh, int index) {
   BatchHandler handler;
   std::optional<ChangeWaiter> waiter;  // its own connection, which reconnects by itself
   std::optional<PullResult> ahead;     // leased while the last handler ran
+  // Writes the outcomes not written yet, then gives back what was leased ahead, oldest first;
+  // what a lost connection leaves unwritten stays for the next try.
+  auto settle_held = [&](Queues& queues) {
+    while (!unsettled.empty()) {
+      sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
+      unsettled.erase(unsettled.begin());
+    }
+    while (!give_back.empty()) {
+      queues.settle(o.queue, give_back.front(), Clock::now());
+      give_back.erase(give_back.begin());
+    }
+  };
   // A lost connection (a server restart) ends the loop below; the store is opened again and the
   // loop goes on. What the worker held is then settled first: an outcome whose lease is still
   // current applies, any other is stale and its event redelivered, so nothing is lost. Settling
@@ -298,14 +310,7 @@ void run_worker(Shared& sh, int index) {
       Queues queues(*store);
       if (!handler) handler = sh.make_handler(index);
       if (o.follow && !waiter) waiter.emplace(*store);
-      while (!unsettled.empty()) {
-        sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
-        unsettled.erase(unsettled.begin());
-      }
-      while (!give_back.empty()) {
-        queues.settle(o.queue, give_back.front(), Clock::now());
-        give_back.erase(give_back.begin());
-      }
+      settle_held(queues);
 
       // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
       // --max-events budget is spent.
@@ -437,14 +442,7 @@ void run_worker(Shared& sh, int index) {
   while (store && (!unsettled.empty() || !give_back.empty())) {
     try {
       Queues queues(*store);
-      while (!unsettled.empty()) {
-        sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
-        unsettled.erase(unsettled.begin());
-      }
-      while (!give_back.empty()) {
-        queues.settle(o.queue, give_back.front(), Clock::now());
-        give_back.erase(give_back.begin());
-      }
+      settle_held(queues);
     } catch (const ConnectionLost& lost) {
       store.reset();
       try {

@@ -125,6 +125,14 @@ int drain_holding_a_batch(const std::string& uri, TempDir& tmp, std::vector<std:
   return pid;
 }
 
+// 20 events and a queue `q` of them with a lease far longer than a restart: a batch in hand is
+// still its drainer's when the server is back.
+void queue_of_20(const std::string& uri) {
+  import_events(uri, 1, 20);
+  auto c = run({"--store", uri, "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+}
+
 void release_handler(TempDir& tmp) { std::ofstream((tmp / "go").c_str()) << ""; }
 
 // The positions of NDJSON lines, checked to be exactly 1..n in order (no gap, no repeat).
@@ -245,10 +253,7 @@ TEST_CASE("pg restart: queue drain --follow goes on across server restarts: ever
 TEST_CASE("pg restart: a drain whose handler holds a batch across a restart settles it after reconnecting, then ends") {
   OwnServer srv;
   TempDir tmp;
-  import_events(srv.uri(), 1, 20);
-  // A lease far longer than the restart: the batch in hand is still this drainer's when it comes back.
-  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
-  REQUIRE_MESSAGE(c.status == 0, c.err);
+  queue_of_20(srv.uri());
   const std::string log = tmp / "log";
   const int pid = drain_holding_a_batch(srv.uri(), tmp);
   srv.restart();
@@ -271,9 +276,7 @@ TEST_CASE("pg restart: a drain whose handler holds a batch across a restart sett
 TEST_CASE("pg restart: a drain stopped by SIGINT while its handler runs writes its outcomes after a restart cut its connection") {
   OwnServer srv;
   TempDir tmp;
-  import_events(srv.uri(), 1, 20);
-  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
-  REQUIRE_MESSAGE(c.status == 0, c.err);
+  queue_of_20(srv.uri());
   const int pid = drain_holding_a_batch(srv.uri(), tmp, {"--follow"});
   ::kill(pid, SIGINT);  // it stops once its handler is done: what it holds is to be written then
   srv.restart();
@@ -293,9 +296,7 @@ TEST_CASE("pg restart: a drain stopped by SIGINT while its handler runs writes i
 TEST_CASE("pg restart: SIGINT while a drain reconnects ends it at once with its summary (exit 130)") {
   OwnServer srv;
   TempDir tmp;
-  import_events(srv.uri(), 1, 20);
-  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
-  REQUIRE_MESSAGE(c.status == 0, c.err);
+  queue_of_20(srv.uri());
   const int pid = drain_holding_a_batch(srv.uri(), tmp);  // without --follow: it would try for 30 s, then exit 1
   srv.stop();
   release_handler(tmp);
@@ -312,9 +313,7 @@ TEST_CASE("pg restart: a drain without --follow whose server stays away gives up
   // database stops taking connections and the drainer's sessions are ended.
   esctl::test::TempDatabase db;
   TempDir tmp;
-  import_events(db.uri(), 1, 20);
-  auto c = run({"--store", db.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
-  REQUIRE_MESSAGE(c.status == 0, c.err);
+  queue_of_20(db.uri());
   const int pid = drain_holding_a_batch(db.uri(), tmp);
   {
     esctl::pg::Conn admin(esctl::test::pg_server_uri(), 5000);
@@ -384,5 +383,34 @@ TEST_CASE("pg restart: rebuild --queue whose read is cut by a restart reconnects
   auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
   REQUIRE(s.status == 0);
   CHECK_MESSAGE(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0, s.out);  // handed over at the head
+  check_notices(read_file(tmp / "err"), 1);
+}
+
+TEST_CASE("pg restart: a drain whose pull is cut while it reads stream names reconnects and drains everything") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 20);
+  // A stream filter: the pull reads stream names inside its transaction.
+  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--stream", "s-*"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+  // Barrier: the pull waits for the stream names, which a session of the test holds locked; the
+  // restart then cuts the read inside the pull's transaction.
+  esctl::pg::Conn locker(srv.uri(), 5000), admin(srv.uri(), 5000);
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE esctl.streams IN ACCESS EXCLUSIVE MODE");
+  const std::string log = tmp / "log";
+  const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "queue", "drain", "q", "--exec", "cat >> '" + log + "'"},
+                        tmp / "out", tmp / "err");
+  wait_until(
+      [&] {
+        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
+                   .rows() > 0;
+      },
+      pid, tmp / "err");
+  srv.restart();
+  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+  std::set<std::int64_t> seen;
+  for (const auto& e : parse_lines(read_file(log))) seen.insert(e["position"].get<std::int64_t>());
+  CHECK(seen.size() == 20);
   check_notices(read_file(tmp / "err"), 1);
 }
