@@ -2,8 +2,8 @@
 // a reader in the middle of a long read reconnect, say so on stderr (one notice per outage, no
 // raw libpq line), and skip and repeat nothing; a queue drainer reconnects too and skips
 // nothing, writes what it holds when it stops, stops at once on SIGINT while reconnecting, and
-// without --follow gives up after 30 s; a queue command cut while COMMIT runs says its outcome
-// is unknown. Each test restarts (or stops) a server of its own (tests/support/pg_cluster.sh in
+// without --follow gives up after 30 s; a rebuild and a pull whose reads are cut go on on a new
+// connection; a queue command cut while COMMIT runs says its outcome is unknown. Each test restarts (or stops) a server of its own (tests/support/pg_cluster.sh in
 // a directory of its own), or closes a database of its own on the shared test server, so the
 // tests running beside it there are not disturbed.
 #include <doctest/doctest.h>
