@@ -133,6 +133,20 @@ void queue_of_20(const std::string& uri) {
   REQUIRE_MESSAGE(c.status == 0, c.err);
 }
 
+// Restarts the server once esctl `pid` waits for a lock (one the test holds), then requires it to
+// end well.
+void restart_once_waiting_for_a_lock(OwnServer& srv, int pid, TempDir& tmp) {
+  esctl::pg::Conn admin(srv.uri(), 5000);
+  wait_until(
+      [&] {
+        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
+                   .rows() > 0;
+      },
+      pid, tmp / "err");
+  srv.restart();
+  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+}
+
 void release_handler(TempDir& tmp) { std::ofstream((tmp / "go").c_str()) << ""; }
 
 // The positions of NDJSON lines, checked to be exactly 1..n in order (no gap, no repeat).
@@ -367,19 +381,12 @@ TEST_CASE("pg restart: rebuild --queue whose read is cut by a restart reconnects
   }
   // Barrier: the rebuild has looked its queue up and waits to read the events, which a session of
   // the test holds locked; the restart then cuts the read.
-  esctl::pg::Conn locker(srv.uri(), 5000), admin(srv.uri(), 5000);
+  esctl::pg::Conn locker(srv.uri(), 5000);
   locker.exec("BEGIN");
   locker.exec("LOCK TABLE esctl.events IN ACCESS EXCLUSIVE MODE");
   const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "rebuild", db, "--projection", proj, "--queue", "q"},
                         tmp / "out", tmp / "err");
-  wait_until(
-      [&] {
-        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
-                   .rows() > 0;
-      },
-      pid, tmp / "err");
-  srv.restart();
-  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+  restart_once_waiting_for_a_lock(srv, pid, tmp);
   auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
   REQUIRE(s.status == 0);
   CHECK_MESSAGE(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0, s.out);  // handed over at the head
@@ -395,20 +402,13 @@ TEST_CASE("pg restart: a drain whose pull is cut while it reads stream names rec
   REQUIRE_MESSAGE(c.status == 0, c.err);
   // Barrier: the pull waits for the stream names, which a session of the test holds locked; the
   // restart then cuts the read inside the pull's transaction.
-  esctl::pg::Conn locker(srv.uri(), 5000), admin(srv.uri(), 5000);
+  esctl::pg::Conn locker(srv.uri(), 5000);
   locker.exec("BEGIN");
   locker.exec("LOCK TABLE esctl.streams IN ACCESS EXCLUSIVE MODE");
   const std::string log = tmp / "log";
   const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "queue", "drain", "q", "--exec", "cat >> '" + log + "'"},
                         tmp / "out", tmp / "err");
-  wait_until(
-      [&] {
-        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
-                   .rows() > 0;
-      },
-      pid, tmp / "err");
-  srv.restart();
-  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+  restart_once_waiting_for_a_lock(srv, pid, tmp);
   std::set<std::int64_t> seen;
   for (const auto& e : parse_lines(read_file(log))) seen.insert(e["position"].get<std::int64_t>());
   CHECK(seen.size() == 20);
