@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/outage.hpp"
 #include "core/signals.hpp"
 #include "store/follow.hpp"
 
@@ -30,7 +31,8 @@ namespace {
 // expiries and retry times come due without any commit.
 constexpr int kIdleRecheckMs = 1000;
 // How long a drain without --follow tries to reach its store's server again after losing it (a
-// restart takes seconds); a --follow drain tries until the server is back, or SIGINT.
+// restart takes seconds); a --follow drain tries until the server is back, or SIGINT. A drain
+// that is stopping (to write the outcomes in hand) tries this long too, whatever SIGINT says.
 constexpr int kReconnectForMs = 30000;
 
 // Renews the leases of the batches workers are handling, on its own connection.
@@ -230,23 +232,33 @@ Settlement release_all(const PullResult& r) {
   return s;
 }
 
-// Opens the store again after `lost`, with back-off, saying so. nullptr on SIGINT; rethrows
-// `lost` once a drain without --follow has tried for kReconnectForMs.
-std::unique_ptr<Store> reopen(Shared& sh, const ConnectionLost& lost) {
-  sh.notice(fmt::format("lost the connection to {}; reconnecting", lost.server()));
-  int backoff_ms = 100, waited_ms = 0;
+// Opens the store again after `lost` cut a connection opened at `opened_at` (an outage::epoch(),
+// updated to the new connection's), with back-off, saying so once per outage of the server. A
+// running drain gives up at once on SIGINT (nullptr); a stopping one does not: what it holds is
+// written once it is back. Throws ConnectionLost saying so once a drain without --follow, or a
+// stopping one, has tried for kReconnectForMs.
+std::unique_ptr<Store> reopen(Shared& sh, const ConnectionLost& lost, std::uint64_t& opened_at, bool stopping) {
+  if (outage::lost(opened_at)) sh.notice(fmt::format("lost the connection to {}; reconnecting", lost.server()));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReconnectForMs);
+  const bool bounded = stopping || !sh.options.follow;
+  int backoff_ms = 100;
   for (;;) {
     for (int slept = 0; slept < backoff_ms; slept += 50) {
-      if (interrupted()) return nullptr;
+      if (interrupted() && !stopping) return nullptr;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    waited_ms += backoff_ms;
+    const auto epoch = outage::epoch();
     try {
       auto store = std::make_unique<Store>(sh.store, Access::update);
-      sh.notice(fmt::format("reconnected to {}", lost.server()));
+      opened_at = epoch;
+      if (outage::reconnected()) sh.notice(fmt::format("reconnected to {}", lost.server()));
       return store;
-    } catch (const ConnectionLost&) {
-      if (!sh.options.follow && waited_ms >= kReconnectForMs) throw lost;
+    } catch (const ConnectionLost& again) {
+      if (bounded && std::chrono::steady_clock::now() >= give_up)
+        throw ConnectionLost(lost.server(), fmt::format("lost the connection to {} and could not reconnect within {} "
+                                                        "seconds: {}",
+                                                        lost.server(), kReconnectForMs / 1000, again.what()));
+      if (outage::lost(epoch)) sh.notice(fmt::format("lost the connection to {}; reconnecting", lost.server()));
     }
     backoff_ms = std::min(backoff_ms * 2, 2000);
   }
@@ -262,10 +274,23 @@ void run_worker(Shared& sh, int index) {
   std::vector<Settlement> unsettled;  // outcomes not written yet, oldest first (at most one unless failing)
   std::vector<Settlement> give_back;  // leased ahead and never handed to the handler: not counted
   std::unique_ptr<Store> store;
+  std::uint64_t opened_at = 0;  // outage::epoch() when `store` was opened
   // Ended (a --pipe handler's process closed and waited for) only after its outcomes are settled.
   BatchHandler handler;
   std::optional<ChangeWaiter> waiter;  // its own connection, which reconnects by itself
   std::optional<PullResult> ahead;     // leased while the last handler ran
+  // Writes the outcomes not written yet, then gives back what was leased ahead, oldest first;
+  // what a lost connection leaves unwritten stays for the next try.
+  auto settle_held = [&](Queues& queues) {
+    while (!unsettled.empty()) {
+      sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
+      unsettled.erase(unsettled.begin());
+    }
+    while (!give_back.empty()) {
+      queues.settle(o.queue, give_back.front(), Clock::now());
+      give_back.erase(give_back.begin());
+    }
+  };
   // A lost connection (a server restart) ends the loop below; the store is opened again and the
   // loop goes on. What the worker held is then settled first: an outcome whose lease is still
   // current applies, any other is stale and its event redelivered, so nothing is lost. Settling
@@ -273,22 +298,19 @@ void run_worker(Shared& sh, int index) {
   // if that write did commit, the rows it settled are no longer leased under its token, so every
   // item is stale and nothing changes twice (no attempt counted twice, no ack of a redelivery).
   // The batch that write may also have leased is held under a token nobody knows: it is
-  // redelivered when that lease expires.
+  // redelivered when that lease expires. SIGINT while reconnecting ends the drain at once: what
+  // it held is redelivered when its leases expire.
   for (bool again = true; again;) {
     again = false;
     try {
-      if (!store) store = std::make_unique<Store>(sh.store, Access::update);
+      if (!store) {
+        opened_at = outage::epoch();
+        store = std::make_unique<Store>(sh.store, Access::update);
+      }
       Queues queues(*store);
       if (!handler) handler = sh.make_handler(index);
       if (o.follow && !waiter) waiter.emplace(*store);
-      while (!unsettled.empty()) {
-        sh.add(queues.settle(o.queue, unsettled.front(), Clock::now()), 0, 0);
-        unsettled.erase(unsettled.begin());
-      }
-      while (!give_back.empty()) {
-        queues.settle(o.queue, give_back.front(), Clock::now());
-        give_back.erase(give_back.begin());
-      }
+      settle_held(queues);
 
       // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
       // --max-events budget is spent.
@@ -401,7 +423,8 @@ void run_worker(Shared& sh, int index) {
       ahead.reset();
       store.reset();
       try {
-        store = reopen(sh, lost);
+        // Found while stopping (SIGINT came first): reconnect to write what it holds (bounded).
+        store = reopen(sh, lost, opened_at, interrupted() || sh.stop.load());
         again = store != nullptr;
       } catch (...) {
         std::lock_guard<std::mutex> lock(sh.m);
@@ -414,19 +437,28 @@ void run_worker(Shared& sh, int index) {
       sh.stop = true;
     }
   }
-  if (!store) return;
-  auto settle = [&](const Settlement& s, bool count) {
+  // At stop: the outcomes not written yet, and the batches leased ahead given back. A connection
+  // lost now is made again (bounded, whatever SIGINT says: the stop may be its doing).
+  while (store && (!unsettled.empty() || !give_back.empty())) {
     try {
-      auto c = Queues(*store).settle(o.queue, s, Clock::now());
-      if (count) sh.add(c, 0, 0);
+      Queues queues(*store);
+      settle_held(queues);
+    } catch (const ConnectionLost& lost) {
+      store.reset();
+      try {
+        store = reopen(sh, lost, opened_at, true);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(sh.m);
+        if (!sh.error) sh.error = std::current_exception();
+        sh.stop = true;
+      }
     } catch (...) {
       std::lock_guard<std::mutex> lock(sh.m);
       if (!sh.error) sh.error = std::current_exception();
       sh.stop = true;
+      return;
     }
-  };
-  for (const auto& s : unsettled) settle(s, true);
-  for (const auto& s : give_back) settle(s, false);
+  }
 }
 
 }  // namespace

@@ -3,10 +3,19 @@
 # all. Every check is sound under the faults the harness injects: where a fault or an
 # administrative command makes an outcome legitimately uncertain, that case is not judged.
 import math
+import re
 from collections import defaultdict
 
 INF = math.inf
 GRACE = 2.5  # seconds after an administrative command during which old leases may still run
+# How long after its start a drainer or follower may still be opening its store (and so fail
+# when its first connection is cut): past that, a lost connection must not end it.
+STARTUP = 3.0
+# What a command says when its store's server went away: it could not connect, or its
+# connection was lost (nothing of its write committed) or lost while COMMIT ran (the outcome
+# is unknown: its write may or may not be stored).
+CONNECTION_LOST = re.compile(r"lost the connection to the PostgreSQL server|cannot connect to the PostgreSQL server")
+OUTCOME_UNKNOWN = "outcome is unknown"
 
 
 class Run:
@@ -18,6 +27,7 @@ class Run:
         self.ops = {}
         self.faults = defaultdict(list)  # op id -> [(kind, t0, t1)]
         self.locks = []  # [(t0, t1)]
+        self.restarts = []  # [(t0, t1, rc)]: server restarts, from the command's start to its end
         self.handlers = defaultdict(list)  # queue -> [hstart/hend records]
         self.final = None
         for r in recs:
@@ -29,6 +39,8 @@ class Run:
             elif k == "fault":
                 if r["kind"] == "lock":
                     self.locks.append((r["t"], r.get("end", INF)))
+                elif r["kind"] == "restart":
+                    self.restarts.append((r["t"], r.get("end", INF), r.get("rc", 0)))
                 elif r["kind"] == "stop":
                     self.faults[r["op"]].append(("stop", r["t"], r.get("end", INF)))
                 elif r["kind"] == "stop_end":  # the SIGCONT of the op's last stop
@@ -57,6 +69,13 @@ class Run:
     def locked(self, t0, t1):
         return any(a <= t1 and b >= t0 for a, b in self.locks)
 
+    def restarted(self, t0, t1):
+        """Whether the store's server was restarting (every connection cut) during [t0, t1]."""
+        return any(a <= t1 and b >= t0 for a, b, _ in self.restarts)
+
+    def err(self, op):
+        return ((self.ops.get(op) or {}).get("done") or {}).get("err", "")
+
     def reported_stale(self, op):
         """Whether drainer OP said the store refused an outcome of it as stale: one of its leases
         lapsed with no fault of ours (its renewals starved on a loaded machine, or busy)."""
@@ -71,9 +90,11 @@ class Run:
         lock, or any esctl paused (it may have been stopped inside a write transaction)."""
         return self.locked(t0, t1) or any(a <= t1 and b >= t0 for a, b in self.pauses())
 
-    def admin(self, queue, kinds=("create", "recreate", "reset", "retry")):
-        """Successful (or unknown-outcome) administrative operations on QUEUE: [(kind, t0, t1, op)]; a
-        re-create counts when its delete did."""
+    def admin(self, queue, kinds=("create", "recreate", "reset", "retry"), sure=False):
+        """Successful (or, unless SURE, unknown-outcome) administrative operations on QUEUE:
+        [(kind, t0, t1, op)]; a re-create counts when its delete did. An exit 1 whose connection
+        was lost while COMMIT ran is an unknown outcome; any other exit 1 (a connection lost
+        before COMMIT, or never made) a failure."""
         out = []
         for op, o in self.ops.items():
             inv = o["inv"]
@@ -81,9 +102,25 @@ class Run:
                 rc = o["done"]["rc"] if o["done"] else None
                 if inv["kind"] == "recreate" and o["done"] and o["done"].get("delete_rc") is not None:
                     rc = o["done"]["delete_rc"]  # its delete took effect even if its create failed after
-                if rc in (0, None) or rc < 0 or rc == 130:
+                unknown = rc is None or rc < 0 or rc == 130 or (rc == 1 and OUTCOME_UNKNOWN in o["done"].get("err", ""))
+                if rc == 0 or (unknown and not sure):
                     out.append((inv["kind"], inv["t"], o["done"]["t"] if o["done"] else INF, op))
         return sorted(out, key=lambda x: x[1])
+
+    def queue_gone(self, queue, t):
+        """Whether QUEUE may be missing at time T: a re-create begun before T may have deleted it
+        without creating it again (its create failed: busy, or the server went away between the
+        two), and no later re-create had certainly created it by T."""
+        gone = False
+        for t0, op in sorted((o["inv"]["t"], op) for op, o in self.ops.items() if o["inv"]
+                             and o["inv"].get("kind") == "recreate" and o["inv"].get("queue") == queue
+                             and o["inv"]["t"] <= t):
+            done = self.ops[op]["done"]
+            if done is None or done["rc"] != 0:
+                gone = True
+            elif done["t"] <= t:
+                gone = False
+        return gone
 
     def fences(self, queue):
         """The commands that end every lease of QUEUE at their commit (a reset, a delete and
@@ -130,9 +167,22 @@ def matches(cfg, ev):
 WRITE_KINDS = ("append", "append_batch", "import")
 
 
+def _committed_prefix(inv, idx):
+    """Whether the indexes IDX of a write's events that are stored are what whole transactions of
+    it leave: all or none of an `append` or `append --ndjson` batch; a prefix of whole --batch
+    runs of an import (it commits every --batch lines), or all of it."""
+    n = len(inv.get("events", []))
+    if inv["kind"] != "import":
+        return len(idx) in (0, n)
+    return idx == list(range(len(idx))) and (len(idx) % inv.get("batch", 1) == 0 or len(idx) == n)
+
+
 def check_appends(run):
     """No acknowledged (exit 0) append lost or changed; none written twice; an append that
-    failed for certain (exit 2, 3, 4, 5, 7) left nothing behind."""
+    failed for certain (exit 2, 3, 4, 5, 7, or 1 for a connection lost before COMMIT or never
+    made) left nothing behind (an import: only the whole batches it committed before); one whose
+    outcome is unknown (killed, interrupted, its connection lost while COMMIT ran) left all or
+    nothing of each transaction, at most once."""
     out = []
     if run.final is None:
         return [_v("final", "no final state recorded")]
@@ -165,14 +215,21 @@ def check_appends(run):
             if len(done.get("acked", [])) != len(inv.get("events", [])):
                 out.append(_v("append-ack", f"{op} exited 0 but acknowledged {len(done.get('acked', []))} "
                               f"of {len(inv.get('events', []))} events", done["t"], op=op))
-        elif done["rc"] in (2, 3, 4, 5, 7):
-            idx = [i for i in range(len(inv.get("events", []))) if by_tag.get((op, i))]
-            left = [e["position"] for i in idx for e in by_tag[(op, i)]]
+            continue
+        idx = [i for i in range(len(inv.get("events", []))) if by_tag.get((op, i))]
+        left = [e["position"] for i in idx for e in by_tag[(op, i)]]
+        err = done.get("err", "")
+        lost = done["rc"] == 1 and CONNECTION_LOST.search(err) and OUTCOME_UNKNOWN not in err
+        if done["rc"] in (2, 3, 4, 5, 7) or lost:
             if inv["kind"] == "import" and idx == list(range(len(idx))) and len(idx) % inv.get("batch", 1) == 0:
                 left = []  # import commits every --batch lines: whole batches before the failure stay
             if left:
                 out.append(_v("append-partial", f"{op} failed with exit {done['rc']} but left events at "
                               f"positions {left}", done["t"], op=op))
+        elif not _committed_prefix(inv, idx):
+            out.append(_v("append-atomic", f"{op} ({inv['kind']} of {len(inv.get('events', []))} events, exit "
+                          f"{done['rc']}) left events {idx} at positions {left}: not whole transactions", done["t"],
+                          op=op))
     return out
 
 
@@ -208,10 +265,18 @@ def allowed_exits(run, op):
                     ok |= {7}
     if kind == "drainer" and any(a <= t1 and b >= t0 for _, a, b, _ in run.admin(inv.get("queue"), ("recreate",))):
         ok |= {4}  # its queue was deleted under it
+    if kind in ("drainer", "final_drain") and run.queue_gone(inv.get("queue"), t0):
+        ok |= {4}  # a re-create deleted its queue, then failed to create it again
     if kind == "recreate" and any(o2 != op and a <= t1 and b >= t0 for _, a, b, o2 in run.admin(inv["queue"], ("recreate",))):
         ok |= {3, 4}  # two re-creates interleaved: one's delete or create finds the other's work
     if kind in ("reset", "retry", "recreate"):
         ok |= {4} if kind == "retry" else set()
+    if run.restarted(t0, t1) and CONNECTION_LOST.search(run.err(op)):
+        # A server restart cuts every connection. A command that does not reconnect fails on it
+        # (a write's outcome then is "failed" or "unknown", see check_appends); a drainer or a
+        # follower reconnects, and may fail only while it is still opening its store.
+        if kind not in ("drainer", "follower") or any(t0 >= a - STARTUP and t0 <= b for a, b, _ in run.restarts):
+            ok |= {1}
     return ok
 
 
@@ -246,7 +311,9 @@ def _deliveries(run, queue):
 
 
 def _epoch_start(run, queue):
-    starts = [a for k, a, b, _ in run.admin(queue, ("create", "recreate", "reset"))]
+    # The last life the queue certainly began: a reset or re-create of unknown outcome may or may
+    # not have begun another one (if it did, the final drains delivered everything after it).
+    starts = [a for k, a, b, _ in run.admin(queue, ("create", "recreate", "reset"), sure=True)]
     return max(starts) if starts else -INF
 
 
@@ -297,7 +364,7 @@ def check_queue_parked(run, queue):
     cfg = run.final["queues"][queue]["cfg"]
     evs, acked, parked, blocked = _final_sets(run, queue)
     since = _epoch_start(run, queue)
-    retries = [a for k, a, b, _ in run.admin(queue, ("retry",))]
+    retries = [a for k, a, b, _ in run.admin(queue, ("retry",), sure=True)]
     drainers = [op for op, o in run.ops.items() if o["inv"] and o["inv"]["kind"] in ("drainer", "final_drain")
                 and o["inv"].get("queue") == queue]
     dl = _deliveries(run, queue)
@@ -306,6 +373,7 @@ def check_queue_parked(run, queue):
         n = len([d for d in dl if d["pos"] == p and d["ts"] >= t0])
         slack = sum(1 for op in drainers for f in run.faults.get(op, []) if f[2] >= t0)
         slack += sum(1 for a, b in run.locks if b >= t0)
+        slack += sum(2 for a, b, _ in run.restarts if b >= t0)  # a delivery cut off, then its settle
         if n + slack < cfg["max_attempts"]:
             out.append(_v("parked-early", f"queue {queue}: #{p} parked after {n} deliveries (max attempts "
                           f"{cfg['max_attempts']}, {slack} faults that could each have cost one)", t0,
@@ -382,8 +450,8 @@ def check_queue_fencing(run, queue):
                 if any(o is not y and o["h"] == y["h"] and o["ver"] == v for o in ds):
                     continue  # Y's own batch holds S@v too: a (possibly stale) redelivery, in order
                 t0 = x["ts"] - ack - 0.5
-                if run.disturbed(x["d"], t0, y["ts"]) or run.locked(t0, y["ts"]):
-                    continue
+                if run.disturbed(x["d"], t0, y["ts"]) or run.locked(t0, y["ts"]) or run.restarted(t0, y["ts"]):
+                    continue  # (a restart cuts the lease keeper's connection: X's lease may lapse)
                 if run.reported_stale(x["d"]):
                     continue  # its lease lapsed unseen (renewals starved or busy): X held nothing
                 # A process paused after X's pull may hold the store's lock and so stop X's lease
@@ -411,9 +479,10 @@ def check_queue_stale_drainer(run, queue):
     """A drainer of a queue that was deleted (and created again) does not drain the new queue:
     none of its deliveries is leased after the re-create."""
     out = []
+    sure = {op for _, _, _, op in run.admin(queue, ("recreate",), sure=True)}
     for f in run.fences(queue):
-        if run.ops[f["op"]]["inv"]["kind"] != "recreate":
-            continue
+        if f["op"] not in sure:
+            continue  # not a re-create, or one that may not have deleted the queue
         for d in _deliveries(run, queue):
             o = run.ops.get(d["d"])
             if o and o["inv"] and o["inv"]["kind"] == "drainer" and o["inv"]["t"] < f["a"] and side(d, f) == "after":
@@ -495,6 +564,12 @@ def check_followers(run):
     return out
 
 
+def check_restarts(run):
+    """Each server restart the run made brought the server back (else the run judged nothing)."""
+    return [_v("restart", f"the server restart at {a:.3f} failed (exit {rc}): the run's history is void", a)
+            for a, b, rc in run.restarts if rc != 0]
+
+
 def check_verify(run):
     out = []
     for what, rc in (run.final.get("verify") or {}).items():
@@ -505,7 +580,7 @@ def check_verify(run):
 
 QUEUE_CHECKS = [check_queue_complete, check_queue_parked, check_queue_order, check_queue_fencing,
                 check_queue_stale_drainer]
-GLOBAL_CHECKS = [check_appends, check_exits, check_view, check_relay, check_followers, check_verify]
+GLOBAL_CHECKS = [check_appends, check_exits, check_view, check_relay, check_followers, check_verify, check_restarts]
 
 
 def check_all(recs):

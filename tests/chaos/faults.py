@@ -4,7 +4,9 @@
 # store's lock is held by another process; and the lease probes: pause a drainer of "leaseq" once
 # its handler has logged a start (so it holds a lease), until another drainer has taken the
 # batch over, then continue it (the runner keeps other pauses and lock holds off meanwhile, so
-# the checker can judge the fencing). Pure planning, plus the helpers that apply them.
+# the checker can judge the fencing); and, for a PostgreSQL store whose server the run may
+# restart, when it restarts it (every connection of every esctl is cut). Pure planning, plus the
+# helpers that apply them.
 import os
 import random
 import signal
@@ -57,8 +59,22 @@ def plan(seed, ops, seconds):
     while t < seconds:
         timed.append({"t": round(t, 3), "kind": "probe", "queue": "leaseq", "pick": rng.randrange(1000)})
         t += 5.0 + rng.expovariate(1 / 2.0)  # a probe lasts about 5 s
+    timed += restarts(seed, seconds)
     timed.sort(key=lambda f: f["t"])
     return timed
+
+
+def restarts(seed, seconds):
+    """Server restarts, from the same seed but a sequence of their own: a run that cannot restart
+    its server (a SQLite store, a URI without a restart command) skips them and keeps the very
+    schedule it had before restarts existed. About one every 4 s, the first after 1.5-3 s."""
+    rng = random.Random(f"restarts/{seed}")
+    out = []
+    t = rng.uniform(1.5, 3.0)
+    while t < seconds:
+        out.append({"t": round(t, 3), "kind": "restart"})
+        t += 2.0 + rng.expovariate(1 / 2.0)
+    return out
 
 
 def signal_pid(pid, kind):
@@ -81,6 +97,14 @@ def fsize_blocks(store, extra_kib):
         except OSError:
             pass
     return (biggest + extra_kib * 1024) // 512 + 1
+
+
+def restart_server(cmd):
+    """Runs the shell command CMD that restarts the store's server and returns once it is back
+    (as `pg_ctl restart -w` does): (exit status, the end of its stderr)."""
+    p = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, start_new_session=True)
+    return p.returncode, p.stderr.decode(errors="replace")[-300:]
 
 
 def hold_lock(store, seconds):

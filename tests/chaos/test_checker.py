@@ -119,6 +119,136 @@ class Appends(unittest.TestCase):
         self.assertEqual(h.check(), [])
 
 
+LOST = ("esctl: error: lost the connection to the PostgreSQL server of 'postgresql://esctl@/postgres' (statement): "
+        "terminating connection due to administrator command")
+UNKNOWN = ("esctl: error: lost the connection to the PostgreSQL server of 'postgresql://esctl@/postgres' before it "
+           "confirmed the commit: the outcome is unknown (the write may or may not be stored)")
+
+
+def restart(h, t0, t1, rc=0):
+    h.recs.append({"k": "fault", "kind": "restart", "t": t0, "end": t1, "rc": rc})
+
+
+class ServerRestarts(unittest.TestCase):
+    """A PostgreSQL server restarted under the run: every connection is cut."""
+
+    def append(self, h, op, t, rc, err, n=1, kind="append", batch=1):
+        evs = [{"stream": "misc-0", "type": "Added", "data": {"op": op, "i": i}} for i in range(n)]
+        h.invoke(op, t, kind=kind, events=evs, batch=batch)
+        h.complete(op, t + 0.2, rc, err=err)
+
+    def test_a_write_whose_commit_was_cut_may_or_may_not_be_stored_but_once(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        self.append(h, "a3", 5.1, 1, UNKNOWN)
+        self.append(h, "a4", 5.2, 1, UNKNOWN)
+        h.events.append(ev(3, "misc-0", 0, "a3"))
+        self.assertEqual(h.check(), [])
+        h.events.append(ev(4, "misc-0", 1, "a3"))  # stored twice
+        self.assertIn("append-duplicated", h.check())
+
+    def test_a_write_cut_before_its_commit_left_nothing(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        self.append(h, "a3", 5.1, 1, LOST)
+        self.assertEqual(h.check(), [])
+        h.events.append(ev(3, "misc-0", 0, "a3"))
+        self.assertIn("append-partial", h.check())
+
+    def test_exit_1_only_while_the_server_restarts_and_saying_so(self):
+        h = H()
+        self.append(h, "a3", 5.1, 1, LOST)
+        self.assertIn("unexpected-exit", h.check())  # no restart then
+        restart(h, 5.0, 6.0)
+        self.assertEqual(h.check(), [])
+        h.recs[-2]["err"] = "esctl: error: disk I/O error"
+        self.assertIn("unexpected-exit", h.check())  # not about the connection
+
+    def test_a_batch_of_unknown_outcome_is_stored_whole_or_not_at_all(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        self.append(h, "b1", 5.1, 1, UNKNOWN, n=3, kind="append_batch")
+        h.events += [ev(3, "misc-0", 0, "b1", 0), ev(4, "misc-0", 1, "b1", 1)]
+        self.assertIn("append-atomic", h.check())
+        h.events.append(ev(5, "misc-0", 2, "b1", 2))
+        self.assertEqual(h.check(), [])
+
+    def test_an_import_of_unknown_outcome_keeps_whole_batches_from_its_start(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        self.append(h, "i1", 5.1, 1, UNKNOWN, n=5, kind="import", batch=2)
+        h.events += [ev(3, "misc-0", 0, "i1", 0), ev(4, "misc-0", 1, "i1", 1)]
+        self.assertEqual(h.check(), [])
+        h.events.append(ev(5, "misc-0", 2, "i1", 2))
+        self.assertIn("append-atomic", h.check())
+        h.events += [ev(6, "misc-0", 3, "i1", 3), ev(7, "misc-0", 4, "i1", 4)]
+        self.assertEqual(h.check(), [])  # all of it, its last batch short
+
+    def test_a_killed_batch_is_atomic_too(self):
+        h = H()
+        self.append(h, "b1", 5.1, -9, "", n=3, kind="append_batch")
+        h.fault("b1", "kill", 5.2)
+        h.events.append(ev(3, "misc-0", 1, "b1", 1))
+        self.assertIn("append-atomic", h.check())
+
+    def test_a_drainer_reconnects_and_may_fail_only_while_it_opens_its_store(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        h.invoke("d2", 0.5, kind="drainer", queue="q")
+        h.complete("d2", 5.5, 1, err=LOST)
+        self.assertIn("unexpected-exit", h.check())  # running for 4.5 s: it must have reconnected
+        for r in h.recs:
+            if r.get("op") == "d2" and r["k"] == "invoke":
+                r["t"] = 4.9  # still starting when the server went down
+        self.assertEqual(h.check(), [])
+
+    def test_a_takeover_while_the_lease_keeper_was_cut_off_is_not_fencing(self):
+        h = Fencing().stale_ack()
+        h.recs = [r for r in h.recs if not (r.get("k") == "fault" and r.get("op") == "d1")]
+        self.assertIn("fencing", h.check())
+        restart(h, 4.0, 5.0)
+        self.assertNotIn("fencing", h.check())
+
+    def test_a_reset_of_unknown_outcome_begins_no_certain_life(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        h.invoke("r1", 5.1, kind="reset", queue="q")
+        h.complete("r1", 5.2, 1, err=UNKNOWN)
+        self.assertEqual(h.check(), [])  # nothing delivered after it: it did not take effect, or it did ...
+        h.recs[-1]["rc"] = 0
+        self.assertIn("acked-undelivered", h.check())  # ... but a reset that did asks for every event again
+
+    def test_a_recreate_of_unknown_outcome_may_not_have_deleted_the_queue(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        h.invoke("rc", 5.1, kind="recreate", queue="q")
+        h.complete("rc", 5.3, 1, delete_rc=1, err=UNKNOWN)
+        h.deliver("d1", "h3", 1, 0, 9.0, 9.2, att=2)  # past the grace after it
+        h.deliver("d1", "h3", 2, 1, 9.0, 9.2, att=2)
+        self.assertNotIn("deleted-queue-drainer", h.check())
+        next(r for r in h.recs if r["k"] == "complete" and r["op"] == "rc")["delete_rc"] = 0
+        self.assertIn("deleted-queue-drainer", h.check())
+
+    def test_a_queue_left_deleted_by_a_recreate_cut_between_delete_and_create(self):
+        h = H()
+        restart(h, 5.0, 6.0)
+        h.invoke("rc", 5.0, kind="recreate", queue="q")
+        h.complete("rc", 5.3, 1, delete_rc=0, err=LOST)
+        h.invoke("d2", 7.0, kind="drainer", queue="q")
+        h.complete("d2", 7.2, 4, err="esctl: error: queue 'q' not found (see 'esctl queue ls')")
+        self.assertNotIn("unexpected-exit", h.check())
+        h.invoke("rc2", 6.5, kind="recreate", queue="q")  # its create ends after d2 started
+        h.complete("rc2", 7.5, 0, delete_rc=4)
+        self.assertNotIn("unexpected-exit", h.check())
+        h.recs[-1]["t"] = 6.9  # created again before d2 started: the queue was there for it
+        self.assertIn("unexpected-exit", h.check())
+
+    def test_a_restart_that_failed_voids_the_run(self):
+        h = H()
+        restart(h, 5.0, 6.0, rc=1)
+        self.assertIn("restart", h.check())
+
+
 class Exits(unittest.TestCase):
     def test_drainer_failing_on_its_own_is_reported(self):
         h = H()
@@ -524,7 +654,7 @@ class Plans(unittest.TestCase):
             self.assertIn(k, kinds)
         self.assertTrue(any(o["kind"] == "rebuild" and not o.get("queue") for o in ops))
         got = {o["fault"]["kind"] for o in ops if "fault" in o} | {f["kind"] for f in timed}
-        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock", "probe"})
+        self.assertEqual(got, {"kill", "int", "stop", "fsize", "lock", "probe", "restart"})
         self.assertTrue(any(o.get("race_with") for o in ops))
         for o in ops:  # a raced pair is planned together, each naming the other
             if o.get("race_with"):
@@ -532,6 +662,14 @@ class Plans(unittest.TestCase):
                 self.assertEqual((other["t"], other["race_with"]), (o["t"], o["id"]))
                 self.assertEqual({o["race"], other["race"]}, {"first", "second"})
                 self.assertNotIn("fault", o)  # the runner's pauses only
+
+    def test_server_restarts_come_from_a_sequence_of_their_own(self):
+        ops = workload.plan(4, 8)
+        timed = faults.plan(4, ops, 8)
+        restarts = [f for f in timed if f["kind"] == "restart"]
+        self.assertEqual(restarts, faults.restarts(4, 8))  # the rest of the plan draws the same with them or without
+        self.assertTrue(1 <= len(restarts) <= 4 and restarts[0]["t"] >= 1.5)
+        self.assertNotEqual(faults.restarts(4, 30), faults.restarts(5, 30))
 
     def test_the_schedule_ends_with_a_closing_pair_that_draws_nothing(self):
         ops = workload.plan(3, 10)

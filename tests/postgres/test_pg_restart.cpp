@@ -1,8 +1,11 @@
 // A PostgreSQL server restarted (`pg_ctl restart`) under running esctl commands: a follower and
-// a reader in the middle of a long read reconnect, say so on stderr, and skip and repeat
-// nothing; a queue drainer reconnects too and skips nothing. Each test restarts a server of its
-// own (tests/support/pg_cluster.sh in a directory of its own), so the tests running beside it on
-// the shared test server are not disturbed.
+// a reader in the middle of a long read reconnect, say so on stderr (one notice per outage, no
+// raw libpq line), and skip and repeat nothing; a queue drainer reconnects too and skips
+// nothing, writes what it holds when it stops, stops at once on SIGINT while reconnecting, and
+// without --follow gives up after 30 s; a rebuild and a pull whose reads are cut go on on a new
+// connection; a queue command cut while COMMIT runs says its outcome is unknown. Each test restarts (or stops) a server of its own (tests/support/pg_cluster.sh in
+// a directory of its own), or closes a database of its own on the shared test server, so the
+// tests running beside it there are not disturbed.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -15,10 +18,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "store/postgres/pg.hpp"
 #include "support/cli.hpp"
+#include "support/pg_db.hpp"
 
 using namespace esctl::test;
 
@@ -42,6 +48,8 @@ class OwnServer {
     auto r = script("restart");
     REQUIRE_MESSAGE(r.status == 0, r.err);
   }
+  /// Stops the server for good (its directory goes too): every connection attempt fails at once.
+  void stop() { script("stop"); }
   const std::string& uri() const { return uri_; }
 
  private:
@@ -75,6 +83,72 @@ void wait_until(F&& done, int pid = 0, const std::string& err_file = "") {
   }
 }
 
+// How many lines of `text` contain `part`.
+std::size_t count_lines(const std::string& text, std::string_view part) {
+  std::size_t n = 0;
+  for (const auto& l : lines(text)) n += contains(l, part);
+  return n;
+}
+
+// stderr of a command that lived through `outages` server restarts: one "lost" and one
+// "reconnected" notice for each, whichever of its connections found out, and none of libpq's
+// raw lines (the server's FATAL to idle sessions as it shuts down).
+void check_notices(const std::string& err, std::size_t outages) {
+  CHECK_MESSAGE(count_lines(err, "esctl: lost the connection to the PostgreSQL server") == outages, err);
+  CHECK_MESSAGE(count_lines(err, "esctl: reconnected to the PostgreSQL server") == outages, err);
+  CHECK_MESSAGE(!contains(err, "FATAL"), err);
+  CHECK_MESSAGE(!contains(err, "terminating connection"), err);
+}
+
+// Starts a drain of `q` (one batch of 5 at a time, one-shot unless `extra` says otherwise) whose
+// handler, on its first batch, creates `started`, then waits for `go` before it logs the batch;
+// returns once the handler holds its batch and none of the drainer's statements is on the wire
+// (the look-ahead pull is done), so that what happens to the server next cuts only idle
+// connections.
+int drain_holding_a_batch(const std::string& uri, TempDir& tmp, std::vector<std::string> extra = {}) {
+  const std::string log = tmp / "log", started = tmp / "started", go = tmp / "go";
+  std::vector<std::string> args = {"--store", uri, "queue", "drain", "q", "--batch", "5", "--exec",
+                                   ": > '" + started + "'; while [ ! -e '" + go + "' ]; do sleep 0.01; done; cat >> '" +
+                                       log + "'"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const int pid = spawn(args, tmp / "out", tmp / "err");
+  esctl::pg::Conn admin(uri, 5000);
+  wait_until(
+      [&] {
+        return access(started.c_str(), F_OK) == 0 &&
+               admin
+                       .exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND state <> 'idle' "
+                             "AND pid <> pg_backend_pid()")
+                       .rows() == 0;
+      },
+      pid, tmp / "err");
+  return pid;
+}
+
+// 20 events and a queue `q` of them with a lease far longer than a restart: a batch in hand is
+// still its drainer's when the server is back.
+void queue_of_20(const std::string& uri) {
+  import_events(uri, 1, 20);
+  auto c = run({"--store", uri, "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+}
+
+// Restarts the server once esctl `pid` waits for a lock (one the test holds), then requires it to
+// end well.
+void restart_once_waiting_for_a_lock(OwnServer& srv, int pid, TempDir& tmp) {
+  esctl::pg::Conn admin(srv.uri(), 5000);
+  wait_until(
+      [&] {
+        return admin.exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND wait_event_type = 'Lock'")
+                   .rows() > 0;
+      },
+      pid, tmp / "err");
+  srv.restart();
+  REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
+}
+
+void release_handler(TempDir& tmp) { std::ofstream((tmp / "go").c_str()) << ""; }
+
 // The positions of NDJSON lines, checked to be exactly 1..n in order (no gap, no repeat).
 void check_positions(const std::string& out, int n) {
   auto events = parse_lines(out);
@@ -107,7 +181,7 @@ TEST_CASE("pg restart: tail -f prints every event once, in order, across a serve
   ::kill(pid, SIGINT);
   CHECK(wait_for(pid) == 130);  // still running after both restarts
   check_positions(read_file(tmp / "out"), 9);
-  CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
+  check_notices(read_file(tmp / "err"), 2);  // its reads' connection and its LISTEN one: one notice each time
 }
 
 TEST_CASE("pg restart: read --all blocked on a full pipe mid-read goes on after a restart: every event once, in order") {
@@ -187,35 +261,17 @@ TEST_CASE("pg restart: queue drain --follow goes on across server restarts: ever
   CHECK(firsts == 300);
   auto v = run({"--store", srv.uri(), "verify", "--log", log, "--queue", "q"});
   CHECK_MESSAGE(v.status == 0, v.out, v.err);
-  CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
+  check_notices(read_file(tmp / "err"), 2);  // its worker's, lease keeper's and LISTEN connections
 }
 
 TEST_CASE("pg restart: a drain whose handler holds a batch across a restart settles it after reconnecting, then ends") {
   OwnServer srv;
   TempDir tmp;
-  import_events(srv.uri(), 1, 20);
-  // A lease far longer than the restart: the batch in hand is still this drainer's when it comes back.
-  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--ack-timeout", "60s"});
-  REQUIRE_MESSAGE(c.status == 0, c.err);
-  const std::string log = tmp / "log", started = tmp / "started", go = tmp / "go";
-  // The first batch waits for `go` (a file) before it is logged and acked.
-  const int pid = spawn({"--store", srv.uri(), "queue", "drain", "q", "--batch", "5", "--exec",
-                         ": > '" + started + "'; while [ ! -e '" + go + "' ]; do sleep 0.01; done; cat >> '" + log + "'"},
-                        tmp / "out", tmp / "err");
-  esctl::pg::Conn admin(srv.uri(), 5000);
-  // Barrier: the handler holds its batch and none of the drainer's statements is on the wire (the
-  // look-ahead pull is done), so the restart cuts only idle connections.
-  wait_until(
-      [&] {
-        return access(started.c_str(), F_OK) == 0 &&
-               admin
-                       .exec("SELECT 1 FROM pg_stat_activity WHERE application_name = 'esctl' AND state <> 'idle' "
-                             "AND pid <> pg_backend_pid()")
-                       .rows() == 0;
-      },
-      pid, tmp / "err");
+  queue_of_20(srv.uri());
+  const std::string log = tmp / "log";
+  const int pid = drain_holding_a_batch(srv.uri(), tmp);
   srv.restart();
-  { std::ofstream(go.c_str()) << ""; }
+  release_handler(tmp);
   REQUIRE_MESSAGE(wait_for(pid) == 0, read_file(tmp / "err"));
   // Every event logged exactly once: the held batch's acks were written after the reconnect.
   std::set<std::int64_t> seen;
@@ -228,5 +284,133 @@ TEST_CASE("pg restart: a drain whose handler holds a batch across a restart sett
   CHECK(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0);
   auto v = run({"--store", srv.uri(), "verify", "--log", log, "--queue", "q"});
   CHECK_MESSAGE(v.status == 0, v.out, v.err);
-  CHECK_MESSAGE(contains(read_file(tmp / "err"), "reconnected to the PostgreSQL server"), read_file(tmp / "err"));
+  check_notices(read_file(tmp / "err"), 1);
+}
+
+TEST_CASE("pg restart: a drain stopped by SIGINT while its handler runs writes its outcomes after a restart cut its connection") {
+  OwnServer srv;
+  TempDir tmp;
+  queue_of_20(srv.uri());
+  const int pid = drain_holding_a_batch(srv.uri(), tmp, {"--follow"});
+  ::kill(pid, SIGINT);  // it stops once its handler is done: what it holds is to be written then
+  srv.restart();
+  release_handler(tmp);
+  CHECK_MESSAGE(wait_for(pid) == 130, read_file(tmp / "err"));
+  CHECK(parse_lines(read_file(tmp / "log")).size() == 5);
+  CHECK_MESSAGE(contains(read_file(tmp / "out"), "5 acked"), read_file(tmp / "out"));
+  // The batch handled is acked and the one leased ahead given back: nothing waits for a lease to expire.
+  auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
+  REQUIRE(s.status == 0);
+  const auto st = nlohmann::json::parse(s.out);
+  CHECK_MESSAGE(st["lag"].get<std::int64_t>() == 15, s.out);
+  CHECK_MESSAGE(st["leased"].get<std::int64_t>() == 0, s.out);
+  check_notices(read_file(tmp / "err"), 1);
+}
+
+TEST_CASE("pg restart: SIGINT while a drain reconnects ends it at once with its summary (exit 130)") {
+  OwnServer srv;
+  TempDir tmp;
+  queue_of_20(srv.uri());
+  const int pid = drain_holding_a_batch(srv.uri(), tmp);  // without --follow: it would try for 30 s, then exit 1
+  srv.stop();
+  release_handler(tmp);
+  wait_until([&] { return contains(read_file(tmp / "err"), "; reconnecting"); }, pid, tmp / "err");
+  ::kill(pid, SIGINT);
+  CHECK_MESSAGE(wait_for(pid) == 130, read_file(tmp / "err"));
+  CHECK_MESSAGE(contains(read_file(tmp / "out"), "drained queue 'q': 5 delivered"), read_file(tmp / "out"));
+  CHECK_MESSAGE(contains(read_file(tmp / "out"), "(interrupted)"), read_file(tmp / "out"));
+  CHECK_MESSAGE(!contains(read_file(tmp / "err"), "error"), read_file(tmp / "err"));
+}
+
+TEST_CASE("pg restart: a drain without --follow whose server stays away gives up after 30 s with exit 1 saying so") {
+  // The shared test server, not one of its own (whose start would add seconds to the 30): its
+  // database stops taking connections and the drainer's sessions are ended.
+  esctl::test::TempDatabase db;
+  TempDir tmp;
+  queue_of_20(db.uri());
+  const int pid = drain_holding_a_batch(db.uri(), tmp);
+  {
+    esctl::pg::Conn admin(esctl::test::pg_server_uri(), 5000);
+    admin.exec_script(("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS false").c_str());
+    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", {db.name()});
+  }
+  release_handler(tmp);
+  CHECK(wait_for(pid) == 1);
+  const std::string err = read_file(tmp / "err");
+  CHECK_MESSAGE(count_lines(err, "esctl: lost the connection to the PostgreSQL server") == 1, err);
+  CHECK_MESSAGE(contains(err, "esctl: error: lost the connection to the PostgreSQL server of '" + db.uri() +
+                                  "' and could not reconnect within 30 seconds: cannot connect"),
+                err);
+  CHECK_MESSAGE(!contains(err, "reconnected"), err);
+}
+
+TEST_CASE("pg restart: a queue command whose connection is cut while COMMIT runs exits 1 saying the outcome is unknown") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 3);
+  REQUIRE(run({"--store", srv.uri(), "queue", "create", "q", "--from", "start"}).status == 0);
+  esctl::pg::Conn admin(srv.uri(), 5000);
+  // A deferred trigger runs inside COMMIT; it waits for an advisory lock the test holds, so the
+  // reset is reliably inside its COMMIT when the test ends its session (as a restart would).
+  admin.exec_script(
+      "CREATE FUNCTION public.hold_commit() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$ BEGIN PERFORM pg_advisory_lock(4243); RETURN NULL; END $$;"
+      "CREATE CONSTRAINT TRIGGER hold_commit AFTER UPDATE ON esctl.queues DEFERRABLE INITIALLY DEFERRED "
+      "FOR EACH ROW EXECUTE FUNCTION public.hold_commit();");
+  admin.exec("SELECT pg_advisory_lock(4243)");
+  const int pid = spawn({"--store", srv.uri(), "queue", "reset", "q", "--to", "start"}, tmp / "out", tmp / "err");
+  auto committing = [&] {
+    return admin.exec("SELECT pid FROM pg_stat_activity WHERE query = 'COMMIT' AND wait_event_type = 'Lock'");
+  };
+  wait_until([&] { return committing().rows() > 0; }, pid, tmp / "err");
+  admin.exec("SELECT pg_terminate_backend($1)", {committing().i64(0, 0)});
+  CHECK(wait_for(pid) == 1);
+  CHECK_MESSAGE(contains(read_file(tmp / "err"), "before it confirmed the commit: the outcome is unknown"),
+                read_file(tmp / "err"));
+}
+
+TEST_CASE("pg restart: rebuild --queue whose read is cut by a restart reconnects, then hands the queue over") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 50);
+  REQUIRE(run({"--store", srv.uri(), "queue", "create", "q", "--from", "start"}).status == 0);
+  const std::string proj = tmp / "view.sql", db = tmp / "view.db";
+  {
+    std::ofstream(proj.c_str()) << "-- @init\nCREATE TABLE seen (position INTEGER PRIMARY KEY);\n\n-- @on T\n"
+                                   "INSERT INTO seen (position) VALUES (:position);\n";
+  }
+  // Barrier: the rebuild has looked its queue up and waits to read the events, which a session of
+  // the test holds locked; the restart then cuts the read.
+  esctl::pg::Conn locker(srv.uri(), 5000);
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE esctl.events IN ACCESS EXCLUSIVE MODE");
+  const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "rebuild", db, "--projection", proj, "--queue", "q"},
+                        tmp / "out", tmp / "err");
+  restart_once_waiting_for_a_lock(srv, pid, tmp);
+  auto s = run({"--store", srv.uri(), "--json", "queue", "status", "q"});
+  REQUIRE(s.status == 0);
+  CHECK_MESSAGE(nlohmann::json::parse(s.out)["lag"].get<std::int64_t>() == 0, s.out);  // handed over at the head
+  check_notices(read_file(tmp / "err"), 1);
+}
+
+TEST_CASE("pg restart: a drain whose pull is cut while it reads stream names reconnects and drains everything") {
+  OwnServer srv;
+  TempDir tmp;
+  import_events(srv.uri(), 1, 20);
+  // A stream filter: the pull reads stream names inside its transaction.
+  auto c = run({"--store", srv.uri(), "queue", "create", "q", "--from", "start", "--stream", "s-*"});
+  REQUIRE_MESSAGE(c.status == 0, c.err);
+  // Barrier: the pull waits for the stream names, which a session of the test holds locked; the
+  // restart then cuts the read inside the pull's transaction.
+  esctl::pg::Conn locker(srv.uri(), 5000);
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE esctl.streams IN ACCESS EXCLUSIVE MODE");
+  const std::string log = tmp / "log";
+  const int pid = spawn({"--store", srv.uri(), "--busy-timeout", "60s", "queue", "drain", "q", "--exec", "cat >> '" + log + "'"},
+                        tmp / "out", tmp / "err");
+  restart_once_waiting_for_a_lock(srv, pid, tmp);
+  std::set<std::int64_t> seen;
+  for (const auto& e : parse_lines(read_file(log))) seen.insert(e["position"].get<std::int64_t>());
+  CHECK(seen.size() == 20);
+  check_notices(read_file(tmp / "err"), 1);
 }

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "core/outage.hpp"
 #include "core/signals.hpp"
 #include "core/uuid.hpp"
 #include "store/location.hpp"
@@ -101,6 +102,7 @@ PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Access access)
     : uri_(uri),
       busy_timeout_ms_(busy_timeout_ms),
       access_(access),
+      opened_at_(outage::epoch()),
       store_(std::make_unique<PgStore>(uri, busy_timeout_ms, access)) {}
 
 bool PgBackend::connection_failed() const {
@@ -111,16 +113,25 @@ bool PgBackend::connection_failed() const {
 
 void PgBackend::reconnect() {
   const auto display = display_location(uri_);
-  std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
+  auto say_lost = [&](std::uint64_t opened_at) {
+    if (outage::lost(opened_at))
+      std::fprintf(stderr, "esctl: lost the connection to the PostgreSQL server of '%s'; reconnecting\n", display.c_str());
+  };
+  say_lost(opened_at_);
   int backoff_ms = 100, waited_ms = 0;
   for (;;) {
     check_interrupted();
+    const auto epoch = outage::epoch();
     try {
+      queue_rows_.reset();  // they run on the connection that is gone: made again on the new one
       store_ = std::make_unique<PgStore>(uri_, busy_timeout_ms_, access_);
-      std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
+      opened_at_ = epoch;
+      if (outage::reconnected())
+        std::fprintf(stderr, "esctl: reconnected to the PostgreSQL server of '%s'\n", display.c_str());
       return;
     } catch (const Error& e) {
       if (e.code() != Errc::io || waited_ms >= kReconnectForMs) throw;
+      say_lost(epoch);
     }
     ::usleep(static_cast<useconds_t>(backoff_ms) * 1000);
     waited_ms += backoff_ms;
@@ -131,11 +142,16 @@ void PgBackend::reconnect() {
 template <class F>
 auto PgBackend::retrying(ReadScope* scope, F&& f, const bool* delivered) -> decltype(f()) {
   for (;;) {
-    const bool caller_snapshot = snapshot_open_ && !(scope && scope->owned());
+    // A transaction the caller has open on this connection (its snapshot, or a queue
+    // transaction) dies with it: such a read is not run again on another connection, since the
+    // caller's work is gone and its transaction still refers to the old connection.
+    const auto txn = PQtransactionStatus(store_->conn().raw());
+    const bool caller_txn = (snapshot_open_ || txn == PQTRANS_INTRANS || txn == PQTRANS_INERROR) &&
+                            !(scope && scope->owned());
     try {
       return f();
     } catch (const Error& e) {
-      if (e.code() != Errc::io || caller_snapshot || (delivered && *delivered) || !connection_failed()) throw;
+      if (e.code() != Errc::io || caller_txn || (delivered && *delivered) || !connection_failed()) throw;
     }
     if (scope) scope->drop();
     reconnect();

@@ -52,7 +52,8 @@ class PgBackend final : public StoreBackend {
   bool emit_rows(Result& r, RowFn fn);
   /// Runs a read `f` (which must deliver nothing before it succeeds, or be safe to run again).
   /// When the connection is (or turns out to be) lost and no caller's snapshot is open,
-  /// reconnects with back-off (100 ms doubling to 2 s, for up to 30 s, saying so on stderr) and
+  /// reconnects with back-off (100 ms doubling to 2 s, for up to 30 s, saying so on stderr once per
+  /// outage of the server: core/outage.hpp) and
   /// runs it again: a failed statement returned nothing, so no row is skipped or repeated.
   /// `scope`, if given, is the read's own snapshot, begun again on the new connection. No retry
   /// once `*delivered` (if given) is true.
@@ -67,6 +68,7 @@ class PgBackend final : public StoreBackend {
   std::string uri_;
   int busy_timeout_ms_;
   Access access_;
+  std::uint64_t opened_at_;  // outage::epoch() when store_'s connection was opened
   std::unique_ptr<PgStore> store_;
   bool snapshot_open_ = false;
   std::vector<std::string> names_;  // stream id -> name ("" = not fetched)

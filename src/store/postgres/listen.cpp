@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "core/outage.hpp"
 #include "core/signals.hpp"
 #include "store/location.hpp"
 
@@ -28,6 +29,7 @@ std::int64_t ms_between(std::chrono::steady_clock::time_point a, std::chrono::st
 
 Listener::Listener(std::string uri, int busy_timeout_ms, Report report)
     : uri_(std::move(uri)), busy_timeout_ms_(busy_timeout_ms), report_(std::move(report)) {
+  opened_at_ = outage::epoch();
   conn_ = std::make_unique<Conn>(uri_, busy_timeout_ms_);
   conn_->exec_script(fmt::format("LISTEN {}", kEventsChannel).c_str());
 }
@@ -39,15 +41,20 @@ void Listener::wake_on_hangup(int fd) { hangup_fds_.push_back(fd); }
 int Listener::backend_pid() const { return conn_ ? PQbackendPID(conn_->raw()) : 0; }
 
 bool Listener::try_connect() {
+  const auto epoch = outage::epoch();
   try {
     auto c = std::make_unique<Conn>(uri_, busy_timeout_ms_);
     c->exec_script(fmt::format("LISTEN {}", kEventsChannel).c_str());
     conn_ = std::move(c);
+    opened_at_ = epoch;
     backoff_ms_ = 100;
-    if (report_) report_(fmt::format("reconnected to the PostgreSQL server of '{}'", display_location(uri_)));
+    if (report_ && outage::reconnected())
+      report_(fmt::format("reconnected to the PostgreSQL server of '{}'", display_location(uri_)));
     return true;
   } catch (const Error& e) {
     if (e.code() != Errc::io) throw;
+    if (report_ && outage::lost(epoch))  // back, then gone again before this connection was made
+      report_(fmt::format("lost the connection to the PostgreSQL server of '{}'; reconnecting", display_location(uri_)));
     next_attempt_ = Steady::now() + std::chrono::milliseconds(backoff_ms_);
     backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
     return false;
@@ -57,7 +64,7 @@ bool Listener::try_connect() {
 bool Listener::drain() {
   PGconn* c = conn_->raw();
   if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
-    if (report_)
+    if (report_ && outage::lost(opened_at_))
       report_(fmt::format("lost the connection to the PostgreSQL server of '{}'; reconnecting", display_location(uri_)));
     conn_.reset();
     next_attempt_ = Steady::now();

@@ -27,7 +27,8 @@ enum class Woke {
 
 class Listener {
  public:
-  /// Told about a lost connection and each reconnection (a line for stderr).
+  /// Told about a lost connection and the reconnection (a line for stderr), once per outage of
+  /// the server however many of the process's connections find out (core/outage.hpp).
   using Report = std::function<void(const std::string&)>;
 
   /// Connects and LISTENs (Errc::io if the server cannot be reached). Construct it BEFORE the
@@ -60,6 +61,7 @@ class Listener {
   std::vector<int> hangup_fds_;
   int recheck_ms_ = 2000;
   int backoff_ms_ = 100;
+  std::uint64_t opened_at_ = 0;  // outage::epoch() when the connection was opened
   Steady::time_point next_attempt_{};
   Steady::time_point last_wake_ = Steady::now();
 };

@@ -64,6 +64,12 @@ std::string trim(std::string s) {
   return s;
 }
 
+// SQLSTATEs of a session the server ended or cannot keep: connection exceptions (08) and
+// operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+bool connection_state(const std::string& state) {
+  return state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03";
+}
+
 }  // namespace
 
 // ---- Result ----
@@ -122,6 +128,7 @@ Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(display_locat
   const char* values[] = {"10", "esctl", uri.c_str(), "UTF8", nullptr};
   conn_ = PQconnectdbParams(keys, values, 1);
   if (!conn_) throw Error(Errc::io, fmt::format("cannot connect to PostgreSQL at '{}': out of memory", display_));
+  PQsetNoticeReceiver(conn_, &Conn::on_notice, this);
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string why = trim(PQerrorMessage(conn_));
     for (const auto& p : pw)
@@ -144,19 +151,51 @@ Conn::~Conn() {
 
 bool Conn::lost() const { return !conn_ || PQstatus(conn_) != CONNECTION_OK; }
 
+bool Conn::gone(pg_result* r) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  // A failure libpq made up itself (no SQLSTATE) may be a closed socket that libpq has not
+  // marked as such yet (a server stopped at once: "server closed the connection unexpectedly"
+  // with the status still OK); reading from it settles the question.
+  if (!state && conn_ && PQstatus(conn_) == CONNECTION_OK) PQconsumeInput(conn_);
+  return lost() || (state && connection_state(state));
+}
+
+// libpq's default receiver prints every message the server sends outside a statement on stderr,
+// among them what a server says to idle sessions as it shuts down (a FATAL, or a WARNING for an
+// immediate shutdown). Kept instead: that is the reason given when the connection turns out
+// lost; other notices and warnings are dropped.
+void Conn::on_notice(void* self, const pg_result* r) {
+  const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  if (!primary) return;
+  if ((severity && (std::strcmp(severity, "FATAL") == 0 || std::strcmp(severity, "PANIC") == 0)) ||
+      (state && connection_state(state)))
+    static_cast<Conn*>(self)->server_reason_ = primary;
+}
+
 int Conn::server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
 
 void Conn::fail(pg_result* r, const char* what) {
+  const bool is_gone = gone(r);
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   last_sqlstate_ = state ? state : "";
   std::string msg;
-  if (r && PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)) msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-  else msg = trim(PQerrorMessage(conn_));
+  if (r && PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)) {
+    msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  } else if (is_gone) {
+    // What the server said as it closed the connection, else the first line of libpq's words
+    // ("server closed the connection unexpectedly", without its multi-line guesses).
+    msg = !server_reason_.empty() ? server_reason_ : trim(PQerrorMessage(conn_));
+    msg = msg.substr(0, msg.find('\n'));
+    if (msg.rfind("FATAL:  ", 0) == 0) msg.erase(0, 8);  // the server's words, passed on by libpq
+  } else {
+    msg = trim(PQerrorMessage(conn_));
+  }
   if (r) PQclear(r);
   if (!password_.empty())
     for (std::size_t at; (at = msg.find(password_)) != std::string::npos;) msg.replace(at, password_.size(), "***");
-  if (lost() || last_sqlstate_.rfind("08", 0) == 0 || last_sqlstate_ == "57P01" || last_sqlstate_ == "57P02" ||
-      last_sqlstate_ == "57P03")
+  if (is_gone)
     throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
                          fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
   if (last_sqlstate_ == "55P03")  // lock_not_available: lock_timeout expired
@@ -199,7 +238,12 @@ Txn::~Txn() {
 
 void Txn::commit() {
   done_ = true;
-  pg_result* r = PQexec(conn_.raw(), "COMMIT");
+  conn_.commit();
+}
+
+void Conn::commit() {
+  last_sqlstate_.clear();
+  pg_result* r = PQexec(conn_, "COMMIT");
   auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK) {
     const bool rolled_back = std::strcmp(PQcmdStatus(r), "ROLLBACK") == 0;
@@ -207,15 +251,15 @@ void Txn::commit() {
     if (rolled_back) throw Error(Errc::internal, "PostgreSQL rolled the transaction back at COMMIT (an earlier statement failed)");
     return;
   }
-  if (conn_.lost()) {
+  if (gone(r)) {
     if (r) PQclear(r);
-    throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", conn_.display()),
+    throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
                          fmt::format("lost the connection to the PostgreSQL server of '{}' before it confirmed the "
                                       "commit: the outcome is unknown (the write may or may not be stored; re-running "
                                       "it is safe only for events with ids)",
-                                      conn_.display()));
+                                      display_));
   }
-  conn_.fail(r, "commit");  // refused by the server (e.g. a deferred check): nothing was written
+  fail(r, "commit");  // refused by the server (e.g. a deferred check): nothing was written
 }
 
 }  // namespace esctl::pg

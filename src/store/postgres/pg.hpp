@@ -75,12 +75,20 @@ class Conn {
   Result exec(const char* sql, const std::vector<Param>& params = {});
   /// Runs statements without parameters (schema scripts).
   void exec_script(const char* sql);
+  /// COMMITs the transaction open on this connection. If the connection drops before the server
+  /// confirms it, the outcome is unknown: throws ConnectionLost saying so (callers must not
+  /// retry the transaction blindly).
+  void commit();
   /// The SQLSTATE of the last failed statement ("" if none or unknown): lets callers tell a
   /// unique violation (23505) from other failures after catching the Error.
   const std::string& last_sqlstate() const { return last_sqlstate_; }
 
   /// True once the connection to the server is known to be broken.
   bool lost() const;
+  /// Why the server closed the connection, as its last FATAL message said (e.g. "terminating
+  /// connection due to administrator command"), "" if it said nothing. Messages the server sends
+  /// outside a statement (notices, warnings, a FATAL before it closes) never reach stderr.
+  const std::string& server_reason() const { return server_reason_; }
   /// The URI without its password, for messages.
   const std::string& display() const { return display_; }
   int busy_timeout_ms() const { return busy_timeout_ms_; }
@@ -90,9 +98,12 @@ class Conn {
   pg_conn* raw() { return conn_; }
 
  private:
-  friend class Txn;
   [[noreturn]] void fail(pg_result* r, const char* what);
+  /// Whether the failure `r` (nullptr: no result) means the connection is gone.
+  bool gone(pg_result* r);
+  static void on_notice(void* self, const pg_result* r);
   pg_conn* conn_ = nullptr;
+  std::string server_reason_;
   std::string display_;
   std::string password_;  // to scrub from server messages, never printed
   std::string last_sqlstate_;

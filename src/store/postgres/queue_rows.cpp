@@ -92,8 +92,7 @@ class PgQueueTxn final : public QueueRows::Txn {
       conn_.exec("RELEASE SAVEPOINT esctl_queue");
       return;
     }
-    auto r = conn_.exec("COMMIT");
-    (void)r;
+    conn_.commit();  // a connection lost meanwhile: the outcome is unknown, and said so
   }
 
  private:
