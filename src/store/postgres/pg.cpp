@@ -150,6 +150,16 @@ std::optional<std::int64_t> Result::opt_i64(int row, int col) const {
 
 // ---- Conn ----
 
+namespace {
+
+// SQLSTATEs of a broken session: connection exceptions (08xxx), and the server shutting down or
+// terminating the session (57P01-57P03).
+bool connection_failure(std::string_view sqlstate) {
+  return sqlstate.rfind("08", 0) == 0 || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+}
+
+}  // namespace
+
 Conn::Conn(const std::string& uri, int busy_timeout_ms) : display_(redact_uri(uri)), busy_timeout_ms_(busy_timeout_ms) {
   auto pw = passwords_of(uri);
   if (!pw.empty()) password_ = pw.back();
@@ -191,10 +201,10 @@ void Conn::fail(pg_result* r, const char* what) {
   if (r) PQclear(r);
   if (!password_.empty())
     for (std::size_t at; (at = msg.find(password_)) != std::string::npos;) msg.replace(at, password_.size(), "***");
-  if (lost() || last_sqlstate_.rfind("08", 0) == 0 || last_sqlstate_ == "57P01" || last_sqlstate_ == "57P02" ||
-      last_sqlstate_ == "57P03")
+  if (lost() || connection_failure(last_sqlstate_))
     throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
-                         fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
+                         fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}{}", display_, what,
+                                     trim(msg), in_txn_ ? " (before COMMIT: nothing of it was stored)" : ""));
   if (last_sqlstate_ == "55P03")  // lock_not_available: lock_timeout expired
     throw Error(Errc::busy, fmt::format("store '{}' is busy: another session holds a lock it needs; gave up after {}ms "
                                         "(raise --busy-timeout to wait longer)",
@@ -225,9 +235,13 @@ void Conn::exec_script(const char* sql) {
 
 // ---- Txn ----
 
-Txn::Txn(Conn& conn) : conn_(conn) { conn_.exec("BEGIN"); }
+Txn::Txn(Conn& conn) : conn_(conn) {
+  conn_.exec("BEGIN");
+  conn_.in_txn_ = true;
+}
 
 Txn::~Txn() {
+  conn_.in_txn_ = false;
   if (done_ || conn_.lost()) return;
   pg_result* r = PQexec(conn_.raw(), "ROLLBACK");
   if (r) PQclear(r);
@@ -235,6 +249,7 @@ Txn::~Txn() {
 
 void Txn::commit() {
   done_ = true;
+  conn_.in_txn_ = false;
   pg_result* r = PQexec(conn_.raw(), "COMMIT");
   auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK) {
@@ -243,7 +258,8 @@ void Txn::commit() {
     if (rolled_back) throw Error(Errc::internal, "PostgreSQL rolled the transaction back at COMMIT (an earlier statement failed)");
     return;
   }
-  if (conn_.lost()) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  if (conn_.lost() || connection_failure(state ? state : "")) {
     if (r) PQclear(r);
     throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", conn_.display()),
                          fmt::format("lost the connection to the PostgreSQL server of '{}' before it confirmed the "
