@@ -80,6 +80,30 @@ void verify_clean(const std::string& uri) {
   CHECK_MESSAGE(v.status == 0, v.out, v.err);
 }
 
+/// Runs `procs` appending processes at once against `uri`, each `rounds` times: one append to
+/// shared-1, then one --ndjson batch of `batch` events to its own stream own-P; every event's
+/// data is {"p":P,"i":ROUND,"k":0..batch}. CHECKs that every append exited 0.
+void append_at_once(const std::string& uri, int procs, int rounds, int batch) {
+  std::string script;
+  for (int p = 0; p < procs; ++p) {
+    std::string format, args;  // printf's format and arguments for the batch of round $i
+    for (int k = 1; k <= batch; ++k) {
+      format += fmt::format(R"({{"type":"T","data":{{"p":{},"i":%s,"k":{}}}}}\n)", p, k);
+      args += " $i";
+    }
+    script += fmt::format(
+        "( for i in $(seq 0 {0}); do "
+        "\"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append shared-1 T \"{{\\\"p\\\":{1},\\\"i\\\":$i,\\\"k\\\":0}}\" "
+        "|| echo \"FAIL {1} $i\"; "
+        "printf '{2}'{3} | \"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append own-{1} --ndjson - || echo \"FAIL {1} $i\"; "
+        "done ) & ",
+        rounds - 1, p, format, args);
+  }
+  auto r = sh(script + "wait", RunOptions{"", {{"STORE", uri}}, ""});
+  REQUIRE(r.status == 0);
+  CHECK_MESSAGE(!contains(r.out, "FAIL"), r.out, r.err);
+}
+
 std::string uuid_for(int n) { return fmt::format("0190a6e4-6d5a-7c4e-9a51-{:012x}", n); }
 
 }  // namespace
@@ -90,21 +114,9 @@ TEST_SUITE("postgres/concurrency") {
     TempDir dir;
     REQUIRE(run({"--store", db.uri(), "init"}).status == 0);
     // Each process: 6 single appends to shared-1, each followed by a 2-event --ndjson batch to
-    // its own stream; a failure prints FAIL.
+    // its own stream.
     constexpr int kProcs = 8, kRounds = 6;
-    std::string script;
-    for (int p = 0; p < kProcs; ++p)
-      script += fmt::format(
-          "( for i in $(seq 0 {}); do "
-          "\"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append shared-1 T \"{{\\\"p\\\":{},\\\"i\\\":$i,\\\"k\\\":0}}\" "
-          "|| echo \"FAIL {} $i\"; "
-          "printf '{{\"type\":\"T\",\"data\":{{\"p\":{},\"i\":%s,\"k\":1}}}}\\n{{\"type\":\"T\",\"data\":{{\"p\":{},\"i\":%s,\"k\":2}}}}\\n' "
-          "$i $i | \"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append own-{} --ndjson - || echo \"FAIL {} $i\"; "
-          "done ) & ",
-          kRounds - 1, p, p, p, p, p, p);
-    auto r = sh(script + "wait", RunOptions{"", {{"STORE", db.uri()}}, ""});
-    REQUIRE(r.status == 0);
-    CHECK_MESSAGE(!contains(r.out, "FAIL"), r.out, r.err);
+    append_at_once(db.uri(), kProcs, kRounds, 2);
 
     auto events = all_events(db.uri());
     REQUIRE(events.size() == static_cast<std::size_t>(kProcs * kRounds * 3));
@@ -185,19 +197,7 @@ TEST_SUITE("postgres/concurrency") {
     // 8 writers, each: 5 single appends to shared-1 and 5 4-event batches to its own stream, so
     // commits of different sizes race for the next positions.
     constexpr int kProcs = 8, kRounds = 5;
-    std::string script;
-    for (int p = 0; p < kProcs; ++p)
-      script += fmt::format(
-          "( for i in $(seq 1 {}); do "
-          "\"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append shared-1 T \"{{\\\"p\\\":{},\\\"i\\\":$i}}\" "
-          "|| echo FAIL; "
-          "printf '{{\"type\":\"T\",\"data\":{{}}}}\\n%.0s' 1 2 3 4 | "
-          "\"$ESCTL\" -q --store \"$STORE\" --busy-timeout 60s append w-{} --ndjson - || echo FAIL; "
-          "done ) & ",
-          kRounds, p, p);
-    auto w = sh(script + "wait", RunOptions{"", {{"STORE", db.uri()}}, ""});
-    REQUIRE(w.status == 0);
-    CHECK_MESSAGE(!contains(w.out, "FAIL"), w.out, w.err);
+    append_at_once(db.uri(), kProcs, kRounds, 4);
     const std::size_t total = 1 + kProcs * kRounds * 5;
 
     const std::string seen = wait_for_lines(dir / "out", total);

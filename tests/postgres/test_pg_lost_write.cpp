@@ -45,6 +45,22 @@ void hold_commits_on(pg::Conn& admin, std::initializer_list<const char*> tables,
 
 std::int64_t count(pg::Conn& c, const char* sql) { return c.exec(sql).i64(0, 0); }
 
+// Runs `esctl ARGS` while the test holds advisory lock 4242 (see hold_commits_on), ends its
+// session once it waits inside COMMIT, then releases the lock at once (an esctl that retried
+// would now get through) and returns how the command ended.
+Result cut_in_commit(pg::Conn& admin, const std::vector<std::string>& args) {
+  TempDir dir;
+  admin.exec("SELECT pg_advisory_lock(4242)");
+  const int pid = spawn(args, dir / "out", dir / "err");
+  admin.exec("SELECT pg_terminate_backend($1)", {waiting_backend(admin, "COMMIT")});
+  admin.exec("SELECT pg_advisory_unlock(4242)");
+  Result r;
+  r.status = wait_for(pid);
+  r.out = read_file(dir / "out");
+  r.err = read_file(dir / "err");
+  return r;
+}
+
 }  // namespace
 
 TEST_SUITE("postgres/lost_write") {
@@ -53,19 +69,12 @@ TEST_SUITE("postgres/lost_write") {
     REQUIRE(run({"--store", db.uri(), "init"}).status == 0);
     pg::Conn admin(db.uri(), 5000);
     hold_commits_on(admin, {"esctl.events"});
-    admin.exec("SELECT pg_advisory_lock(4242)");
-    TempDir dir;
-    const int pid = spawn({"--store", db.uri(), "--busy-timeout", "60s", "append", "a-1", "T", "--id",
-                           "0190a6e4-6d5a-7c4e-9a51-000000000001"},
-                          dir / "out", dir / "err");
-    admin.exec("SELECT pg_terminate_backend($1)", {waiting_backend(admin, "COMMIT")});
-    // Released at once: an esctl that retried would now get through and store the event.
-    admin.exec("SELECT pg_advisory_unlock(4242)");
-    CHECK(wait_for(pid) == 1);
-    const std::string err = read_file(dir / "err");
-    CHECK_MESSAGE(contains(err, "the outcome is unknown"), err);
-    CHECK_MESSAGE(contains(err, "re-running it is safe only for events with ids"), err);
-    CHECK(read_file(dir / "out").empty());
+    auto r = cut_in_commit(admin, {"--store", db.uri(), "--busy-timeout", "60s", "append", "a-1", "T", "--id",
+                                   "0190a6e4-6d5a-7c4e-9a51-000000000001"});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(contains(r.err, "the outcome is unknown"), r.err);
+    CHECK_MESSAGE(contains(r.err, "re-running it is safe only for events with ids"), r.err);
+    CHECK(r.out.empty());
     CHECK(count(admin, "SELECT count(*) FROM esctl.events") == 0);  // the cut COMMIT did not commit here
     // Re-running it, as the message says, stores it once.
     admin.exec_script("DROP TRIGGER hold_commit ON esctl.events");
@@ -96,19 +105,14 @@ TEST_SUITE("postgres/lost_write") {
     REQUIRE(run({"--store", db.uri(), "init"}).status == 0);
     pg::Conn admin(db.uri(), 5000);
     hold_commits_on(admin, {"esctl.events"}, "(SELECT count(*) FROM esctl.events) > 5");  // the first batch passes
-    admin.exec("SELECT pg_advisory_lock(4242)");
     TempDir dir;
     std::string input;
     for (int i = 0; i < 10; ++i) input += "{\"stream\":\"s-1\",\"type\":\"T\",\"data\":{\"i\":" + std::to_string(i) + "}}\n";
     write_file(dir / "in.ndjson", input);
-    const int pid = spawn({"--store", db.uri(), "--busy-timeout", "60s", "import", "--batch", "5", dir / "in.ndjson"},
-                          dir / "out", dir / "err");
-    admin.exec("SELECT pg_terminate_backend($1)", {waiting_backend(admin, "COMMIT")});
-    admin.exec("SELECT pg_advisory_unlock(4242)");
-    CHECK(wait_for(pid) == 1);
-    const std::string err = read_file(dir / "err");
-    CHECK_MESSAGE(contains(err, "the outcome is unknown"), err);
-    CHECK_MESSAGE(contains(err, "committed before this batch: 5 events"), err);
+    auto r = cut_in_commit(admin, {"--store", db.uri(), "--busy-timeout", "60s", "import", "--batch", "5", dir / "in.ndjson"});
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(contains(r.err, "the outcome is unknown"), r.err);
+    CHECK_MESSAGE(contains(r.err, "committed before this batch: 5 events"), r.err);
     CHECK(count(admin, "SELECT count(*) FROM esctl.events") == 5);
   }
 
@@ -121,25 +125,21 @@ TEST_SUITE("postgres/lost_write") {
     const auto lease = nlohmann::json::parse(lines(pulled.out).at(0));
     pg::Conn admin(db.uri(), 5000);
     hold_commits_on(admin, {"esctl.queues", "esctl.queue_items", "esctl.queue_runs"});
-    TempDir dir;
     SUBCASE("create") {
-      admin.exec("SELECT pg_advisory_lock(4242)");
-      const int pid = spawn({"--store", db.uri(), "--busy-timeout", "60s", "queue", "create", "q2"}, dir / "out", dir / "err");
-      admin.exec("SELECT pg_terminate_backend($1)", {waiting_backend(admin, "COMMIT")});
-      admin.exec("SELECT pg_advisory_unlock(4242)");
-      CHECK(wait_for(pid) == 1);
-      CHECK_MESSAGE(contains(read_file(dir / "err"), "the outcome is unknown"), read_file(dir / "err"));
+      auto r = cut_in_commit(admin, {"--store", db.uri(), "--busy-timeout", "60s", "queue", "create", "q2"});
+      CHECK(r.status == 1);
+      CHECK_MESSAGE(contains(r.err, "the outcome is unknown"), r.err);
       CHECK(count(admin, "SELECT count(*) FROM esctl.queues WHERE name = 'q2'") == 0);
     }
     SUBCASE("ack") {
-      admin.exec("SELECT pg_advisory_lock(4242)");
       const std::string target = std::to_string(lease["position"].get<std::int64_t>()) + ":" +
                                  std::to_string(lease["lease"].get<std::int64_t>());
-      const int pid = spawn({"--store", db.uri(), "--busy-timeout", "60s", "queue", "ack", "q", target}, dir / "out", dir / "err");
-      admin.exec("SELECT pg_terminate_backend($1)", {waiting_backend(admin, "COMMIT")});
-      admin.exec("SELECT pg_advisory_unlock(4242)");
-      CHECK(wait_for(pid) == 1);
-      CHECK_MESSAGE(contains(read_file(dir / "err"), "the outcome is unknown"), read_file(dir / "err"));
+      auto r = cut_in_commit(admin, {"--store", db.uri(), "--busy-timeout", "60s", "queue", "ack", "q", target});
+      CHECK(r.status == 1);
+      CHECK_MESSAGE(contains(r.err, "the outcome is unknown"), r.err);
+      // Not acked: the event is still leased to that delivery.
+      auto st = nlohmann::json::parse(run({"--store", db.uri(), "--json", "queue", "status", "q"}).out);
+      CHECK(st["lag"] == 1);
     }
   }
 }
