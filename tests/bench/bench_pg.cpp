@@ -4,6 +4,9 @@
 // --durable`) and prints, each next to its baseline:
 //   import of N events (NDJSON as `export` writes it)  vs  psql \copy of the same lines into a
 //                                                          one-column text table with no index
+//                                                          (and, for scale, \copy of the rows
+//                                                          esctl stored into a table with the
+//                                                          same three unique indexes)
 //   append, one process per event                      vs  psql -c "INSERT ..." per event
 //   read --all --json > /dev/null                      (events/s; vs the \copy rate for scale)
 //   queue drain --pipe (an ack per line) of D events   vs  read --all --json of the same store
@@ -265,6 +268,17 @@ int bench(int argc, char** argv) {
   fmt::print("  {:<46} {:>10.0f} lines/s  ({:.1f} s)\n", "baseline: psql \\copy into a text column", copy_rate, copy.seconds);
   row(fmt::format("esctl import ({:.1f} s)", import.seconds), static_cast<double>(events) / import.seconds, "ev/s  ", copy_rate,
       import);
+  // For scale: the rows esctl stored, copied into a table with esctl.events' columns and its
+  // three unique indexes (position, id, stream and version) that idempotency and integrity need.
+  must({"psql", "-q", "-X", uri, "-c", "\\copy (SELECT * FROM esctl.events ORDER BY position) TO '" + work + "/rows.tsv'"});
+  must({"psql", "-q", "-X", copy_uri, "-c",
+        "CREATE TABLE shaped (position bigint PRIMARY KEY, stream_id bigint NOT NULL, version bigint NOT NULL, "
+        "id uuid NOT NULL, type text NOT NULL, data text NOT NULL, meta text NOT NULL, recorded_at bigint NOT NULL); "
+        "CREATE UNIQUE INDEX ON shaped (id); CREATE UNIQUE INDEX ON shaped (stream_id, version)"});
+  const Ran shaped = must({"psql", "-q", "-X", copy_uri, "-c", "\\copy shaped FROM '" + work + "/rows.tsv'"});
+  fmt::print("  {:<46} {:>10.0f} rows/s   ratio {:.2f}  ({:.1f} s)\n", "for scale: \\copy of esctl's rows, 3 unique indexes",
+             static_cast<double>(events) / shaped.seconds, copy.seconds / shaped.seconds, shaped.seconds);
+  std::filesystem::remove(work + "/rows.tsv");
 
   // 2. One process per event.
   std::vector<double> esctl_ms, psql_ms;
