@@ -134,7 +134,9 @@ Runner setup_import(CLI::App& app) {
         done = store.append(b.events, {}, !o->ignore_versions, &failed);
       } catch (const Error& e) {
         progress.finish();
-        if (e.code() != Errc::conflict) throw;
+        if (e.code() != Errc::conflict && t.batches == 0) throw;
+        if (e.code() != Errc::conflict)  // e.g. a lost connection: say what is certainly stored
+          throw Error(e.code(), fmt::format("{} (committed before this batch: {})", e.what(), done_note(t)));
         std::string where = failed < b.line_nos.size() ? fmt::format("line {}: ", b.line_nos[failed]) : "";
         const auto* setting = dynamic_cast<const SettingError*>(&e);
         const std::string what = setting ? with_flag_names(*setting, {{"ignoring versions", "--ignore-versions"}}).what() : e.what();

@@ -74,6 +74,11 @@ Runner setup_stats(CLI::App& app) {
     if (ctx.quiet()) return 0;
     Summary sum;
     sum.add_text("store", st.location, "store");
+    if (!st.server.empty()) {  // a database server: "server: PostgreSQL 15.18", "server_version":"15.18"
+      std::string version;
+      json::append_quoted(version, st.server_version);
+      sum.add("server", st.server + " " + st.server_version, "server_version", std::move(version));
+    }
     sum.add("schema version", st.schema_version, "schema_version");
     // The backend's sizes: the first is the store's ("file size 1.2 MB"), the others its parts
     // beside it ("(+64 kB WAL)").

@@ -76,6 +76,27 @@ _esctl_add_categories()
     done < <(_esctl_names streams ${cur:+"$cur"})
 }
 
+# _esctl_line_words: sets `line_words` to the words before the one being completed as the
+# user typed them. Bash splits COMP_WORDS at the COMP_WORDBREAKS characters too (`:`, `=`,
+# `@`...), so that a store URI such as postgresql://u@/db?host=/run arrives in 9 pieces; the
+# pieces with no blank between them in COMP_LINE are joined again here.
+_esctl_line_words()
+{
+    local i w rest gap pos=0
+    line_words=()
+    for ((i = 0; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        rest=${COMP_LINE:pos}
+        gap=${rest%%"$w"*}
+        if ((i > 0)) && [[ -z $gap ]]; then
+            line_words[${#line_words[@]} - 1]+=$w
+        else
+            line_words+=("$w")
+        fi
+        ((pos += ${#gap} + ${#w}))
+    done
+}
+
 _esctl_files()
 {
     if declare -F _filedir >/dev/null; then
@@ -105,22 +126,21 @@ _esctl()
         fi
     fi
 
-    # Find the command, the queue subcommand, the positional arguments and --store.
+    # Find the command, the queue subcommand, the positional arguments and --store, in the
+    # words as typed (a URI or an `--opt=value` is one word there).
     local i w cmd='' sub='' store=''
-    local -a args=()
-    for ((i = 1; i < cword; i++)); do
-        w=${words[i]}
+    local -a args=() line_words=()
+    _esctl_line_words
+    local n=${#line_words[@]}
+    for ((i = 1; i < n; i++)); do
+        w=${line_words[i]}
         case $w in
             --store=*) store=${w#--store=} ;;
             --*=*) ;;
             -*)
                 if [[ $_esctl_value_opts == *" $w "* ]]; then
-                    if [[ ${words[i + 1]-} == = ]]; then
-                        ((i += 2))
-                    else
-                        ((i++))
-                    fi
-                    ((i < cword)) && [[ $w == --store ]] && store=${words[i]}
+                    ((i++))
+                    ((i < n)) && [[ $w == --store ]] && store=${line_words[i]}
                 fi
                 ;;
             *)

@@ -74,6 +74,8 @@ struct StoreSize {
 /// What `esctl stats` shows of a store.
 struct StoreStats {
   std::string location;
+  std::string server;          ///< a database server's product, e.g. "PostgreSQL" (empty: embedded)
+  std::string server_version;  ///< its version as the server reports it, e.g. "15.18"
   int schema_version = 0;
   std::vector<StoreSize> sizes;  ///< the first is the store's main size
   std::int64_t events = 0;

@@ -71,13 +71,25 @@ std::vector<Cmd> all_commands() {
 }
 
 // Candidates bash offers for `line` (completing its last word), via the real _esctl function.
+// COMP_WORDS is split as interactive bash splits it: at blanks, and around each run of the
+// COMP_WORDBREAKS characters @><=;|&(: (so `--store=postgresql://u@/db?host=/run` is 11 words),
+// quoted text staying whole.
 std::vector<std::string> bash_complete(const std::string& line, const std::string& store = "") {
   std::string script = "source '" + kSrc + "/completions/esctl.bash'\n"
-                       "read -r -a COMP_WORDS <<< \"$LINE\"\n"
-                       "[[ $LINE == *' ' ]] && COMP_WORDS+=('')\n"
+                       "COMP_WORDS=(); w=''; kind=''; q=''\n"  // kind: '' none, b a run of breaks, t text
+                       "for ((k = 0; k < ${#LINE}; k++)); do c=${LINE:k:1}\n"
+                       "  if [[ -n $q ]]; then w+=$c; [[ $c == \"$q\" ]] && q=''; continue; fi\n"
+                       "  case $c in\n"
+                       "    ' ') [[ -n $kind ]] && COMP_WORDS+=(\"$w\"); w=''; kind='' ;;\n"
+                       "    [@\\>\\<=\\;\\|\\&\\(:]) [[ $kind == t ]] && { COMP_WORDS+=(\"$w\"); w=''; }; w+=$c; kind=b ;;\n"
+                       "    *) [[ $kind == b ]] && { COMP_WORDS+=(\"$w\"); w=''; }; w+=$c; kind=t\n"
+                       "       [[ $c == [\\'\\\"] ]] && q=$c ;;\n"
+                       "  esac\n"
+                       "done\n"
+                       "COMP_WORDS+=(\"$w\")\n"
                        "COMP_WORDS[0]=\"$ESCTL\"\n"
                        "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
-                       "COMP_LINE=$LINE; COMP_POINT=${#LINE}\n"
+                       "COMP_LINE=$ESCTL${LINE#esctl}; COMP_POINT=${#COMP_LINE}\n"
                        "_esctl esctl \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\"\n"
                        "printf '%s\\n' \"${COMPREPLY[@]}\"\n";
   RunOptions o;
@@ -226,5 +238,24 @@ TEST_SUITE("cli/docs" * store_free()) {
       }
     }
     CHECK(cases > 100);
+  }
+}
+
+// Runs on both backends: on the PostgreSQL pass the store is a URI (postgresql://user@/db?host=DIR),
+// whose `:`, `@` and `=` bash splits into separate completion words.
+TEST_SUITE("cli/completion") {
+  TEST_CASE("bash completes names of a store named with colon, at and equals signs: --store X, --store=X, quoted, ESCTL_STORE") {
+    using Names = std::vector<std::string>;
+    TempDir dir;
+    const std::string store = store_location(dir / "x:y@z=w.db");  // a file name with the same breaks on SQLite
+    REQUIRE(run({"--store", store, "append", "order-1", "Placed"}).status == 0);
+    REQUIRE(run({"--store", store, "append", "orbit-9", "Launched"}).status == 0);
+    REQUIRE(run({"--store", store, "queue", "create", "billing", "--from", "start"}).status == 0);
+    CHECK(bash_complete("esctl --store " + store + " read orb") == Names{"orbit-9"});
+    CHECK(bash_complete("esctl --store=" + store + " queue status b") == Names{"billing"});
+    CHECK(bash_complete("esctl --store '" + store + "' --busy-timeout=5s queue status ") == Names{"billing"});
+    CHECK(bash_complete("esctl -q --store " + store + " verify --stream orb") == Names{"orbit-9"});
+    CHECK(bash_complete("esctl read orb", store) == Names{"orbit-9"});  // $ESCTL_STORE
+    CHECK(bash_complete("esctl queue status b", store) == Names{"billing"});
   }
 }

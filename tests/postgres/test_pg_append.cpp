@@ -14,18 +14,10 @@
 #include "support/pg_db.hpp"
 
 using namespace esctl;
+using esctl::test::event;
 using esctl::test::TempDatabase;
 
 namespace {
-
-NewEvent event(std::string stream, std::string data = "{}", std::optional<Uuid> id = std::nullopt) {
-  NewEvent e;
-  e.stream = std::move(stream);
-  e.type = "t";
-  e.data = std::move(data);
-  e.id = id;
-  return e;
-}
 
 // Every event of the store at `uri`, read through the backend-neutral Store.
 std::vector<Event> all_events(const std::string& uri) {
@@ -44,7 +36,7 @@ TEST_CASE("pg: append assigns versions and positions and reads give the events b
   TempDatabase db;
   pg::PgStore s(db.uri(), 5000, Access::write);
   const std::string data = R"({"b":1,"a":2.50,"s":"\u00e9\"\\","n":[1e3,-0]})";
-  auto a = s.append({event("order-1", data), event("order-2"), event("order-1")});
+  auto a = s.append({event("order-1", "t", data), event("order-2"), event("order-1")});
   REQUIRE(a.size() == 3);
   CHECK(a[0].version == 0);
   CHECK(a[0].position == 1);
@@ -71,16 +63,16 @@ TEST_CASE("pg: expected versions and idempotency by id and all-or-nothing batche
   TempDatabase db;
   pg::PgStore s(db.uri(), 5000, Access::write);
   const Uuid id = new_uuid_v7();
-  auto first = s.append({event("a", R"({"x":1})", id)}, Expect{Expect::none});
+  auto first = s.append({event("a", "t", R"({"x":1})", id)}, Expect{Expect::none});
   CHECK_FALSE(first[0].existed);
   // the same event again: a no-op reporting where it is
-  auto again = s.append({event("a", R"({"x":1})", id)}, Expect{Expect::none});
+  auto again = s.append({event("a", "t", R"({"x":1})", id)}, Expect{Expect::none});
   CHECK(again[0].existed);
   CHECK(again[0].position == first[0].position);
   CHECK(s.head_position() == 1);
   // the same id with other content: conflict
   try {
-    s.append({event("a", R"({"x":2})", id)});
+    s.append({event("a", "t", R"({"x":2})", id)});
     FAIL("expected a conflict");
   } catch (const Error& e) {
     CHECK(e.code() == Errc::conflict);
@@ -102,7 +94,7 @@ TEST_CASE("pg: expected versions and idempotency by id and all-or-nothing batche
   CHECK(s.append({event("c")})[0].position == 3);
   // an id repeated inside one batch is one event
   const Uuid id2 = new_uuid_v7();
-  auto twice = s.append({event("e", "{}", id2), event("e", "{}", id2)});
+  auto twice = s.append({event("e", "t", "{}", id2), event("e", "t", "{}", id2)});
   CHECK_FALSE(twice[0].existed);
   CHECK(twice[1].existed);
   CHECK(twice[1].position == twice[0].position);
@@ -138,7 +130,7 @@ TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and eac
       try {
         pg::PgStore s(db.uri(), 30000, Access::write);
         for (int i = 0; i < kAppends; ++i)
-          s.append({event("own-" + std::to_string(w), "{\"i\":" + std::to_string(i) + "}"), event("shared")});
+          s.append({event("own-" + std::to_string(w), "t", "{\"i\":" + std::to_string(i) + "}"), event("shared")});
       } catch (const std::exception& e) {
         ++failures;
         MESSAGE(e.what());
@@ -177,7 +169,7 @@ TEST_CASE("pg: a 32-way expected-version race has exactly one winner") {
     threads.emplace_back([&, i] {
       start.arrive_and_wait();
       try {
-        stores[static_cast<std::size_t>(i)]->append({event("race", "{\"racer\":" + std::to_string(i) + "}")},
+        stores[static_cast<std::size_t>(i)]->append({event("race", "t", "{\"racer\":" + std::to_string(i) + "}")},
                                                     Expect{Expect::version, 0});
         ++won;
       } catch (const Error& e) {

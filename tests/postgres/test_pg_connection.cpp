@@ -13,6 +13,7 @@
 #include "support/pg_db.hpp"
 
 using namespace esctl;
+using esctl::test::event;
 using esctl::test::TempDatabase;
 
 namespace {
@@ -27,14 +28,6 @@ Error error_of(F&& f) {
   }
   FAIL("no esctl::Error thrown");
   return Error(Errc::internal, "");
-}
-
-NewEvent event(std::string stream, std::string data = "{}") {
-  NewEvent e;
-  e.stream = std::move(stream);
-  e.type = "t";
-  e.data = std::move(data);
-  return e;
 }
 
 // Waits (without a time limit of its own: ctest's timeout bounds it) until `sql` returns a row.

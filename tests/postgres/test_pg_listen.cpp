@@ -9,18 +9,8 @@
 #include "support/pg_db.hpp"
 
 using namespace esctl;
+using esctl::test::event;
 using esctl::test::TempDatabase;
-
-namespace {
-
-NewEvent event(std::string stream) {
-  NewEvent e;
-  e.stream = std::move(stream);
-  e.type = "t";
-  return e;
-}
-
-}  // namespace
 
 TEST_CASE("pg: a committed append wakes a listener / a rolled-back one does not") {
   TempDatabase db;

@@ -16,16 +16,10 @@
 #include "support/pg_db.hpp"
 
 using namespace esctl;
+using esctl::test::event;
 using esctl::test::TempDatabase;
 
 namespace {
-
-NewEvent event(std::string stream) {
-  NewEvent e;
-  e.stream = std::move(stream);
-  e.type = "T";
-  return e;
-}
 
 Store open(const std::string& uri, int busy_ms = 5000) {
   StoreOptions o;

@@ -9,14 +9,13 @@
 #include "support/pg_db.hpp"
 
 using namespace esctl;
+using esctl::test::event;
 using esctl::test::TempDatabase;
 
 namespace {
 
-NewEvent event(std::string stream, std::string type, std::optional<std::int64_t> at = std::nullopt) {
-  NewEvent e;
-  e.stream = std::move(stream);
-  e.type = std::move(type);
+// `e` recorded at `at` (µs since the epoch).
+NewEvent recorded(NewEvent e, std::int64_t at) {
   e.recorded_at = at;
   return e;
 }
@@ -56,8 +55,8 @@ TEST_CASE("pg: read_all and read_last filter by stream glob / category and type"
 TEST_CASE("pg: time ranges are narrowed over the ordered prefix and filtered after it") {
   TempDatabase db;
   Store s(StoreOptions{db.uri(), 5000}, Access::write);
-  s.append({event("a", "t", 100), event("a", "t", 200), event("a", "t", 300)});
-  s.append({event("a", "t", 150), event("a", "t", 400)});  // out of order: the prefix stops at 3
+  s.append({recorded(event("a", "t"), 100), recorded(event("a", "t"), 200), recorded(event("a", "t"), 300)});
+  s.append({recorded(event("a", "t"), 150), recorded(event("a", "t"), 400)});  // out of order: the prefix stops at 3
   auto span = s.time_span(200, 300);
   CHECK(span.ordered_through == 3);
   CHECK(span.from == 2);

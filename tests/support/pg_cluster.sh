@@ -1,7 +1,7 @@
 #!/bin/sh
 # A throwaway PostgreSQL cluster for the tests: `pg_cluster.sh start DIR` creates a cluster in
 # DIR (fsync off, no TCP, a Unix socket in DIR, user `esctl`, trust authentication) and starts
-# it; `pg_cluster.sh restart DIR` restarts it (`pg_ctl restart`, fast mode: every session is
+# it (`start DIR --durable`: with the server's default durability, fsync on, for benchmarks); `pg_cluster.sh restart DIR` restarts it (`pg_ctl restart`, fast mode: every session is
 # disconnected; returns once it accepts connections again); `pg_cluster.sh stop DIR` stops it and
 # removes DIR. `pg_cluster.sh uri DIR` prints the
 # connection URI of its `postgres` database. initdb and postgres refuse to run as root, so as
@@ -9,8 +9,13 @@
 # binaries are installed (CTest reports the tests that need the cluster as skipped).
 set -eu
 
-usage() { echo "usage: pg_cluster.sh start|restart|stop|uri DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: pg_cluster.sh start|restart|stop|uri DIR (start DIR --durable: fsync on)" >&2; exit 2; }
+fsync=off
+if [ $# -eq 3 ] && [ "$1" = start ] && [ "$3" = --durable ]; then
+  fsync=on
+elif [ $# -ne 2 ]; then
+  usage
+fi
 cmd=$1
 dir=$2
 
@@ -42,7 +47,7 @@ case $cmd in
     as_owner "$bin/initdb" -D "$dir/data" -A trust -U esctl -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 ||
       { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-k $dir -c listen_addresses='' -c fsync=off -c max_connections=200" \
+      -o "-k $dir -c listen_addresses='' -c fsync=$fsync -c max_connections=200" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "pg_cluster.sh: PostgreSQL running in $dir ($("$bin/postgres" --version))"
     ;;

@@ -1,9 +1,25 @@
 // A fresh database on the throwaway PostgreSQL test server (ESCTL_TEST_PG, the URI of its
 // `postgres` database; see tests/support/pg_cluster.sh), dropped when the object goes away.
 #pragma once
+#include <optional>
 #include <string>
 
+#include "core/event.hpp"
+#include "core/uuid.hpp"
+
 namespace esctl::test {
+
+/// A new event as the PostgreSQL tests append it: `data` is a JSON text; no id means one is
+/// generated on append.
+inline NewEvent event(std::string stream, std::string type = "t", std::string data = "{}",
+                      std::optional<Uuid> id = std::nullopt) {
+  NewEvent e;
+  e.stream = std::move(stream);
+  e.type = std::move(type);
+  e.data = std::move(data);
+  e.id = id;
+  return e;
+}
 
 /// The test server's URI (ESCTL_TEST_PG, else ESCTL_TEST_BACKEND if that is a URI); empty if
 /// there is none.

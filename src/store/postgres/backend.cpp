@@ -270,6 +270,8 @@ StoreStats PgBackend::stats() {
   const PgStats s = retrying(nullptr, [&] { return store_->stats(); });
   StoreStats out;
   out.location = s.uri;
+  out.server = "PostgreSQL";
+  out.server_version = s.server_version;
   out.schema_version = s.schema_version;
   out.sizes = {StoreSize{"store_bytes", "store size", s.store_bytes},
                StoreSize{"database_bytes", "database size", s.database_bytes}};

@@ -197,7 +197,8 @@ void Conn::fail(pg_result* r, const char* what) {
     for (std::size_t at; (at = msg.find(password_)) != std::string::npos;) msg.replace(at, password_.size(), "***");
   if (is_gone)
     throw ConnectionLost(fmt::format("the PostgreSQL server of '{}'", display_),
-                         fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}", display_, what, trim(msg)));
+                         fmt::format("lost the connection to the PostgreSQL server of '{}' ({}): {}{}", display_, what,
+                                     trim(msg), in_txn_ ? " (before COMMIT: nothing of it was stored)" : ""));
   if (last_sqlstate_ == "55P03")  // lock_not_available: lock_timeout expired
     throw Error(Errc::busy, fmt::format("store '{}' is busy: another session holds a lock it needs; gave up after {}ms "
                                         "(raise --busy-timeout to wait longer)",
@@ -228,9 +229,13 @@ void Conn::exec_script(const char* sql) {
 
 // ---- Txn ----
 
-Txn::Txn(Conn& conn) : conn_(conn) { conn_.exec("BEGIN"); }
+Txn::Txn(Conn& conn) : conn_(conn) {
+  conn_.exec("BEGIN");
+  conn_.in_txn_ = true;
+}
 
 Txn::~Txn() {
+  conn_.in_txn_ = false;
   if (done_ || conn_.lost()) return;
   pg_result* r = PQexec(conn_.raw(), "ROLLBACK");
   if (r) PQclear(r);
@@ -238,6 +243,7 @@ Txn::~Txn() {
 
 void Txn::commit() {
   done_ = true;
+  conn_.in_txn_ = false;
   conn_.commit();
 }
 

@@ -98,6 +98,7 @@ class Conn {
   pg_conn* raw() { return conn_; }
 
  private:
+  friend class Txn;
   [[noreturn]] void fail(pg_result* r, const char* what);
   /// Whether the failure `r` (nullptr: no result) means the connection is gone.
   bool gone(pg_result* r);
@@ -108,16 +109,18 @@ class Conn {
   std::string password_;  // to scrub from server messages, never printed
   std::string last_sqlstate_;
   int busy_timeout_ms_ = 0;
+  bool in_txn_ = false;  // a Txn is open and has not reached COMMIT
 };
 
-/// A transaction: BEGIN now, ROLLBACK when destroyed without commit().
+/// A write transaction: BEGIN now, ROLLBACK when destroyed without commit(). A connection lost
+/// before commit() is reported (ConnectionLost) as having stored nothing of the transaction.
 class Txn {
  public:
   explicit Txn(Conn& conn);
   ~Txn();
   Txn(const Txn&) = delete;
   /// COMMIT. If the connection drops before the server confirms it, the outcome is unknown:
-  /// throws Errc::io saying so (callers must not retry the transaction blindly).
+  /// throws ConnectionLost (Errc::io) saying so (callers must not retry the transaction blindly).
   void commit();
 
  private:

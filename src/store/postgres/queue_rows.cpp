@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -77,28 +78,27 @@ class PgQueueTxn final : public QueueRows::Txn {
     } else if (kind == QueueRows::TxnKind::read) {
       conn_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     } else {
-      conn_.exec("BEGIN");
+      write_.emplace(conn_);  // its commit reports a connection lost inside COMMIT as an unknown outcome
       if (kind == QueueRows::TxnKind::write_relaxed) conn_.exec("SET LOCAL synchronous_commit = off");
     }
   }
   ~PgQueueTxn() override {
-    if (done_ || conn_.lost()) return;
+    if (write_ || done_ || conn_.lost()) return;  // write_ rolls itself back
     const char* sql = nested_ ? "ROLLBACK TO SAVEPOINT esctl_queue; RELEASE SAVEPOINT esctl_queue" : "ROLLBACK";
     if (pg_result* r = PQexec(conn_.raw(), sql)) PQclear(r);
   }
   void commit() override {
     done_ = true;
-    if (nested_) {
-      conn_.exec("RELEASE SAVEPOINT esctl_queue");
-      return;
-    }
-    conn_.commit();  // a connection lost meanwhile: the outcome is unknown, and said so
+    if (write_) return write_->commit();
+    auto r = conn_.exec(nested_ ? "RELEASE SAVEPOINT esctl_queue" : "COMMIT");
+    (void)r;
   }
 
  private:
   Conn& conn_;
   bool nested_;
   bool done_ = false;
+  std::optional<pg::Txn> write_;
 };
 
 class PgQueueRows final : public QueueRows {
