@@ -234,8 +234,10 @@ class Session {
   // expired runs become rows first. Returns how many it parked. Runs on every pull: the index of
   // leased rows keeps it from reading the pending rows of blocked streams.
   std::int64_t park_expired() {
+    std::vector<Run> expired;
     for (const Run& r : runs())
-      if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
+      if (due_passed(r.due_mono, r.due_boot, clock_)) expired.push_back(r);
+    for (const Run& r : expired) materialize(r);
     return rows_.park_expired(q_.id, q_.max_attempts, clock_);
   }
 
@@ -304,12 +306,20 @@ class Session {
   }
 
   // ---- runs ----
-  std::vector<Run> runs() {
+  // The queue's runs, lowest first: read once per session, then kept in step with its writes
+  // (a settle and the pull after it in one transaction read and decode them once).
+  const std::vector<Run>& runs() {
+    if (!runs_) runs_ = read_runs();
+    return *runs_;
+  }
+  std::vector<Run> read_runs() {
     std::vector<Run> out;
     rows_.runs(q_.id, [&](const RunRow& row) {
       Run r;
       r.first = row.first;
       r.last = row.last;
+      r.positions.reserve(static_cast<std::size_t>(std::max<std::int64_t>(row.count, 0)));
+      r.streams.reserve(static_cast<std::size_t>(std::max<std::int64_t>(row.count, 0)));
       std::string_view blob = row.members;
       std::size_t at = 0;
       std::int64_t pos = 0;
@@ -336,9 +346,15 @@ class Session {
     const std::string members = r.encode();
     rows_.insert_run(q_.id, RunRow{r.first, r.last, static_cast<std::int64_t>(r.positions.size()), members, r.due_mono,
                                    r.due_boot, r.due_wall, r.lease});
+    runs_.reset();
   }
 
-  void delete_run(const Run& r) { rows_.delete_run(q_.id, r.first); }
+  // `r` may be one of runs(): it is gone once this returns.
+  void delete_run(const Run& r) {
+    const std::int64_t first = r.first;
+    rows_.delete_run(q_.id, first);
+    if (runs_) std::erase_if(*runs_, [&](const Run& x) { return x.first == first; });
+  }
 
   // Turns a run into leased rows (attempt 1, the run's due time and token).
   void materialize(const Run& r) {
@@ -586,11 +602,30 @@ class Session {
   }
 
   // ---- settling a batch (drain) ----
+  // The common case of a drain, settled without the general walk below (which would do the
+  // same): the items are the members of one current run, in order, every one acked. Then no
+  // outcome is stale and the run goes as a whole. False, having changed nothing, otherwise.
+  bool settle_whole_run(const Settlement& st, SettleCounts& counts) {
+    if (st.items.empty()) return false;
+    const std::vector<Run>& all = runs();
+    auto r = std::upper_bound(all.begin(), all.end(), st.items.front().position,
+                              [](std::int64_t p, const Run& run) { return p < run.first; });
+    if (r == all.begin()) return false;
+    const Run& run = *std::prev(r);
+    if (run.positions.size() != st.items.size() || !current(run, st.token)) return false;
+    for (std::size_t i = 0; i < st.items.size(); ++i)
+      if (st.items[i].kind != Settlement::ack || st.items[i].position != run.positions[i]) return false;
+    delete_run(run);
+    counts.acked += static_cast<std::int64_t>(st.items.size());
+    return true;
+  }
+
   void settle(const Settlement& st, SettleCounts& counts) {
     if (st.queue_id != q_.id) {  // another queue now goes by this name
       counts.stale += static_cast<std::int64_t>(st.items.size());
       return;
     }
+    if (settle_whole_run(st, counts)) return;
     std::vector<Run> all = runs();
     std::vector<std::pair<std::int64_t, std::int64_t>> fenced;
     for (const auto& it : st.items) fenced.emplace_back(it.position, st.token);
@@ -654,9 +689,11 @@ class Session {
   // Extends the deliveries of `lease` that are still current to `due`.
   void renew(const Lease& lease, const Clock& due) {
     if (lease.queue_id != q_.id) return;
-    if (lease.run)
+    if (lease.run) {
       for (const Run& r : runs())
         if (r.first == *lease.run && current(r, lease.token)) rows_.renew_run(q_.id, r.first, due);
+      runs_.reset();  // due times changed
+    }
     for (auto p : lease.rows) {
       auto r = item(p);
       if (r && current(*r, lease.token)) rows_.renew_item(q_.id, p, due);
@@ -720,6 +757,7 @@ class Session {
   QueueRows& rows_;
   QueueInfo q_;
   Clock clock_;
+  std::optional<std::vector<Run>> runs_;  // runs(), once read
 };
 
 std::vector<std::int64_t> unique_sorted(std::vector<std::int64_t> v) {
