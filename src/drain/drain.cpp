@@ -445,7 +445,11 @@ DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, con
   }
   const auto started = std::chrono::steady_clock::now();
   LeaseKeeper keeper(store_options, o.queue, lease_ms);
-  Shared sh{o, store_options, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}, queue_id};
+  // The workers' pulls read the events in order: the page cache of a scan, which a 1M-event
+  // drain would otherwise grow to its full size at the cost of thousands of page faults.
+  StoreOptions worker_store = store_options;
+  worker_store.scans = true;
+  Shared sh{o, worker_store, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}, queue_id};
   if (o.parallel == 1) {
     run_worker(sh, 0);
   } else {
