@@ -314,7 +314,7 @@ void run_worker(Shared& sh, int index) {
 
       // Pulls up to a batch, writing the unsettled outcome in the same transaction. nullopt: the
       // --max-events budget is spent.
-      auto pull = [&](bool whole_batch_only) -> std::optional<PullResult> {
+      auto pull = [&](bool whole_batch_only, std::vector<Delivery>* recycle) -> std::optional<PullResult> {
         std::int64_t want = sh.take(o.batch);
         if (want == 0) return std::nullopt;
         PullOptions po;
@@ -322,6 +322,7 @@ void run_worker(Shared& sh, int index) {
         po.isolate_retries = true;
         po.whole_batch_only = whole_batch_only;
         po.queue_id = sh.queue_id;
+        po.recycle = recycle;
         SettleCounts counts;
         PullResult r;
         try {
@@ -341,9 +342,10 @@ void run_worker(Shared& sh, int index) {
         return r;
       };
 
-      Helper helper;
-      // The batch handled last, freed while the next one is pulled rather than between batches.
-      PullResult done;
+      // The deliveries of the batch handled last: the next pull writes its events over them,
+      // reusing their buffers, instead of freeing one batch and allocating the next.
+      std::vector<Delivery> spare;
+      Helper helper;  // after `spare`, which its jobs use
       int slot = 0;  // the lease keeper's key for the batch in hand: index * 2 + slot
       while (!sh.stop.load() && !interrupted()) {
         PullResult cur;
@@ -365,7 +367,7 @@ void run_worker(Shared& sh, int index) {
           cur = std::move(*ahead);
           ahead.reset();
         } else {
-          auto r = pull(false);
+          auto r = pull(false, &spare);
           if (!r) break;
           if (r->deliveries.empty()) {
             if (!o.follow) break;
@@ -381,14 +383,13 @@ void run_worker(Shared& sh, int index) {
         std::exception_ptr ahead_error;
         helper.start([&] {
           try {
-            ahead = pull(true);
+            ahead = pull(true, &spare);
             if (ahead && ahead->deliveries.empty()) ahead.reset();
             if (ahead) sh.keeper.hold(ahead_key, ahead->lease);
           } catch (...) {
             ahead_error = std::current_exception();
           }
         });
-        done = PullResult();
         BatchOutcome out;
         try {
           out = handler(cur.deliveries);
@@ -408,7 +409,7 @@ void run_worker(Shared& sh, int index) {
         sh.keeper.drop(cur_key);
         unsettled.push_back(settlement_for(cur, out, interrupted()));
         sh.add({}, delivered, 0);
-        done = std::move(cur);
+        spare = std::move(cur.deliveries);
         slot ^= 1;
         if (ahead_error) std::rethrow_exception(ahead_error);
         if (ahead && (sh.stop.load() || interrupted())) {
@@ -479,7 +480,11 @@ DrainSummary drain(const StoreOptions& store_options, const DrainOptions& o, con
   }
   const auto started = std::chrono::steady_clock::now();
   LeaseKeeper keeper(store_options, o.queue, lease_ms);
-  Shared sh{o, store_options, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}, queue_id};
+  // The workers' pulls read the events in order: the page cache of a scan, which a 1M-event
+  // drain would otherwise grow to its full size at the cost of thousands of page faults.
+  StoreOptions worker_store = store_options;
+  worker_store.scans = true;
+  Shared sh{o, worker_store, make_handler, keeper, {o.max_events.value_or(INT64_MAX)}, queue_id};
   if (o.parallel == 1) {
     run_worker(sh, 0);
   } else {

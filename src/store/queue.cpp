@@ -60,7 +60,6 @@
 #include <algorithm>
 #include <queue>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -131,9 +130,23 @@ struct Run {
   }
 };
 
-Event event_of(Store& store, const EventRow& r) {
-  return Event{r.position,      std::string(store.stream_name(r.stream_id)), r.version,        std::string(r.id),
-               std::string(r.type), std::string(r.data),                     std::string(r.meta), r.recorded_at_us};
+// Makes `e` the event of `r`. An event that held another keeps its strings' buffers (see
+// PullOptions::recycle).
+void set_event(Event& e, Store& store, const EventRow& r) {
+  // clear() and append() copy into the buffer there is, where assign() takes a slower path that
+  // allows for overlap.
+  auto set = [](std::string& to, std::string_view from) {
+    to.clear();
+    to.append(from);
+  };
+  e.position = r.position;
+  set(e.stream, store.stream_name(r.stream_id));
+  e.version = r.version;
+  set(e.id, r.id);
+  set(e.type, r.type);
+  set(e.data, r.data);
+  set(e.meta, r.meta);
+  e.recorded_at_us = r.recorded_at_us;
 }
 
 QueueInfo load_queue(QueueRows& rows, std::string_view name, bool lock = false) {
@@ -158,6 +171,39 @@ std::int64_t resolve(StartPoint p, std::int64_t head, const char* setting) {
   }
   return head;
 }
+
+// A set of stream ids (positive), by open addressing: the pull asks it about every new event,
+// and fills it with the streams of the runs in flight, so it must be cheaper than a node set.
+class StreamSet {
+ public:
+  void insert(std::int64_t id) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    std::size_t i = slot(id);
+    if (slots_[i] == 0) {
+      slots_[i] = id;
+      ++size_;
+    }
+  }
+  bool contains(std::int64_t id) const { return size_ != 0 && slots_[slot(id)] == id; }
+
+ private:
+  // The slot that holds `id`, or the empty one where it would go.
+  std::size_t slot(std::int64_t id) const {
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t i = static_cast<std::size_t>((static_cast<std::uint64_t>(id) * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    while (slots_[i] != 0 && slots_[i] != id) i = (i + 1) & mask;
+    return i;
+  }
+  void grow() {
+    std::vector<std::int64_t> old = std::move(slots_);
+    slots_.assign(std::max<std::size_t>(16, old.size() * 2), 0);
+    size_ = 0;
+    for (auto id : old)
+      if (id != 0) insert(id);
+  }
+  std::vector<std::int64_t> slots_;  // 0: empty
+  std::size_t size_ = 0;
+};
 
 // The queue work of one transaction on one queue: the delivery algorithm over the rows.
 class Session {
@@ -189,8 +235,10 @@ class Session {
   // expired runs become rows first. Returns how many it parked. Runs on every pull: the index of
   // leased rows keeps it from reading the pending rows of blocked streams.
   std::int64_t park_expired() {
+    std::vector<Run> expired;
     for (const Run& r : runs())
-      if (due_passed(r.due_mono, r.due_boot, clock_)) materialize(r);
+      if (due_passed(r.due_mono, r.due_boot, clock_)) expired.push_back(r);
+    for (const Run& r : expired) materialize(r);
     return rows_.park_expired(q_.id, q_.max_attempts, clock_);
   }
 
@@ -259,12 +307,20 @@ class Session {
   }
 
   // ---- runs ----
-  std::vector<Run> runs() {
+  // The queue's runs, lowest first: read once per session, then kept in step with its writes
+  // (a settle and the pull after it in one transaction read and decode them once).
+  const std::vector<Run>& runs() {
+    if (!runs_) runs_ = read_runs();
+    return *runs_;
+  }
+  std::vector<Run> read_runs() {
     std::vector<Run> out;
     rows_.runs(q_.id, [&](const RunRow& row) {
       Run r;
       r.first = row.first;
       r.last = row.last;
+      r.positions.reserve(static_cast<std::size_t>(std::max<std::int64_t>(row.count, 0)));
+      r.streams.reserve(static_cast<std::size_t>(std::max<std::int64_t>(row.count, 0)));
       std::string_view blob = row.members;
       std::size_t at = 0;
       std::int64_t pos = 0;
@@ -291,9 +347,15 @@ class Session {
     const std::string members = r.encode();
     rows_.insert_run(q_.id, RunRow{r.first, r.last, static_cast<std::int64_t>(r.positions.size()), members, r.due_mono,
                                    r.due_boot, r.due_wall, r.lease});
+    runs_.reset();
   }
 
-  void delete_run(const Run& r) { rows_.delete_run(q_.id, r.first); }
+  // `r` may be one of runs(): it is gone once this returns.
+  void delete_run(const Run& r) {
+    const std::int64_t first = r.first;
+    rows_.delete_run(q_.id, first);
+    if (runs_) std::erase_if(*runs_, [&](const Run& x) { return x.first == first; });
+  }
 
   // Turns a run into leased rows (attempt 1, the run's due time and token).
   void materialize(const Run& r) {
@@ -306,14 +368,17 @@ class Session {
   // ---- events ----
   Event event_at(std::int64_t position) {
     Event e;
+    read_event(position, e);
+    return e;
+  }
+  void read_event(std::int64_t position, Event& e) {
     if (!rows_.event_at(position, [&](const EventRow& r) {
-          e = event_of(store_, r);
+          set_event(e, store_, r);
           return true;
         }))
       throw Error(Errc::corrupt, fmt::format("store '{}': queue '{}' refers to position {}, which holds no event; "
                                              "run 'esctl verify'",
                                              rows_.display(), q_.name, position));
-    return e;
   }
 
   // Whether `position` is one of this queue's events (after its start, matching its filter).
@@ -348,8 +413,10 @@ class Session {
 
     // 1. Runs: expired ones become rows, and what expired for good is parked.
     out.parked += park_expired();
-    std::unordered_set<std::int64_t> run_blocked;
-    for (const Run& r : runs()) run_blocked.insert(r.streams.begin(), r.streams.end());
+    // The streams of the runs in flight; after step 2, also the streams whose rows hold them.
+    StreamSet held;
+    for (const Run& r : runs())
+      for (auto sid : r.streams) held.insert(sid);
 
     // 2. Rows, lowest position first: the heads in position order merged with `next`, the next
     // row of each stream we moved past. `has_rows`: streams with rows -> blocked?
@@ -367,7 +434,7 @@ class Session {
         }
         bool& blocked = has_rows.try_emplace(r.stream, false).first->second;
         if (blocked) return true;
-        if (run_blocked.count(r.stream)) {
+        if (held.contains(r.stream)) {
           blocked = true;
           return true;
         }
@@ -416,17 +483,27 @@ class Session {
       }
     }
 
-    // 3. New events after the cursor.
+    // 3. New events after the cursor. The deliveries are written in place, in position order:
+    // slots 0..picked-1 for the rows picked (their events are read once the rows are written),
+    // then the new events leased in this pull's run.
+    std::vector<Delivery>& ds = out.deliveries;
+    if (o.recycle) {
+      ds.swap(*o.recycle);
+      o.recycle->clear();
+    }
+    std::size_t n = picked.size();
+    if (ds.size() < n) ds.resize(n);
     Run run;
-    std::vector<Event> run_events;
     std::vector<std::pair<std::int64_t, std::int64_t>> admitted;  // position, stream
     std::int64_t cursor = q_.cursor;
     if (rows_done && !full) {
+      for (const auto& [sid, row_blocked] : has_rows)
+        if (row_blocked) held.insert(sid);
       StreamFilter match(store_, q_.filter);
       std::int64_t budget = kScanBudget;
       rows_.events(q_.cursor, INT64_MAX, true, o.max - static_cast<std::int64_t>(picked.size()), [&](const EventRow& e) {
         if (budget-- <= 0) {
-          pass.more = picked.empty() && run_events.empty();
+          pass.more = n == 0;
           return false;
         }
         const std::int64_t pos = e.position, sid = e.stream_id;
@@ -434,14 +511,13 @@ class Session {
           cursor = pos;
           return true;
         }
-        auto it = has_rows.find(sid);
-        if ((it != has_rows.end() && it->second) || run_blocked.count(sid)) {
+        if (held.contains(sid)) {
           if (o.whole_batch_only) {
             // The batch cannot be filled without admitting: lease nothing, move nothing.
             picked.clear();
             run.positions.clear();
             run.streams.clear();
-            run_events.clear();
+            n = 0;
             admitted.clear();
             cursor = q_.cursor;
             return false;
@@ -453,10 +529,14 @@ class Session {
         cursor = pos;
         run.positions.push_back(pos);
         run.streams.push_back(sid);
-        run_events.push_back(event_of(store_, e));
-        return static_cast<std::int64_t>(picked.size() + run_events.size()) < o.max;
+        if (n == ds.size()) ds.emplace_back();
+        Delivery& d = ds[n++];
+        set_event(d.event, store_, e);
+        d.attempt = 1;
+        return static_cast<std::int64_t>(n) < o.max;
       });
     }
+    ds.resize(n);
     // Writes.
     if (!picked.empty() || !run.positions.empty()) out.lease.token = new_token();
     for (const Row& r : picked) lease_item(r.position, due, out.lease.token);
@@ -477,12 +557,12 @@ class Session {
     }
     if (cursor != q_.cursor) set_cursor(cursor);
 
-    out.deliveries.reserve(picked.size() + run_events.size());
-    for (const Row& r : picked) {
-      out.deliveries.push_back(Delivery{event_at(r.position), r.attempts + 1, out.lease.token});
-      out.lease.rows.push_back(r.position);
+    for (std::size_t i = 0; i < picked.size(); ++i) {
+      read_event(picked[i].position, ds[i].event);
+      ds[i].attempt = picked[i].attempts + 1;
+      out.lease.rows.push_back(picked[i].position);
     }
-    for (auto& e : run_events) out.deliveries.push_back(Delivery{std::move(e), 1, out.lease.token});
+    for (Delivery& d : ds) d.lease = out.lease.token;
     return pass;
   }
 
@@ -523,11 +603,30 @@ class Session {
   }
 
   // ---- settling a batch (drain) ----
+  // The common case of a drain, settled without the general walk below (which would do the
+  // same): the items are the members of one current run, in order, every one acked. Then no
+  // outcome is stale and the run goes as a whole. False, having changed nothing, otherwise.
+  bool settle_whole_run(const Settlement& st, SettleCounts& counts) {
+    if (st.items.empty()) return false;
+    const std::vector<Run>& all = runs();
+    auto r = std::upper_bound(all.begin(), all.end(), st.items.front().position,
+                              [](std::int64_t p, const Run& run) { return p < run.first; });
+    if (r == all.begin()) return false;
+    const Run& run = *std::prev(r);
+    if (run.positions.size() != st.items.size() || !current(run, st.token)) return false;
+    for (std::size_t i = 0; i < st.items.size(); ++i)
+      if (st.items[i].kind != Settlement::ack || st.items[i].position != run.positions[i]) return false;
+    delete_run(run);
+    counts.acked += static_cast<std::int64_t>(st.items.size());
+    return true;
+  }
+
   void settle(const Settlement& st, SettleCounts& counts) {
     if (st.queue_id != q_.id) {  // another queue now goes by this name
       counts.stale += static_cast<std::int64_t>(st.items.size());
       return;
     }
+    if (settle_whole_run(st, counts)) return;
     std::vector<Run> all = runs();
     std::vector<std::pair<std::int64_t, std::int64_t>> fenced;
     for (const auto& it : st.items) fenced.emplace_back(it.position, st.token);
@@ -591,9 +690,11 @@ class Session {
   // Extends the deliveries of `lease` that are still current to `due`.
   void renew(const Lease& lease, const Clock& due) {
     if (lease.queue_id != q_.id) return;
-    if (lease.run)
+    if (lease.run) {
       for (const Run& r : runs())
         if (r.first == *lease.run && current(r, lease.token)) rows_.renew_run(q_.id, r.first, due);
+      runs_.reset();  // due times changed
+    }
     for (auto p : lease.rows) {
       auto r = item(p);
       if (r && current(*r, lease.token)) rows_.renew_item(q_.id, p, due);
@@ -657,6 +758,7 @@ class Session {
   QueueRows& rows_;
   QueueInfo q_;
   Clock clock_;
+  std::optional<std::vector<Run>> runs_;  // runs(), once read
 };
 
 std::vector<std::int64_t> unique_sorted(std::vector<std::int64_t> v) {

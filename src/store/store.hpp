@@ -23,6 +23,9 @@ struct StoreOptions {
   /// Where the store is: a file path for SQLite (the backend is chosen by its form).
   std::string location = "events.db";
   int busy_timeout_ms = 5000;
+  /// The connection mostly scans events in position order (a drain's): it gets the small page
+  /// cache of a reader, recycled rather than grown (SQLite; a server backend ignores it).
+  bool scans = false;
 };
 
 /// How a store is opened.
