@@ -201,9 +201,11 @@ TEST_SUITE("drain/pipe_handler") {
 
   TEST_CASE("a handler that answers nothing for the ack timeout fails, and what it started is ended with it") {
     Dir dir;
-    Pipe p(acker(dir, 1, "sleep 600"), 200);
+    // The timeout also bounds the restarted handler's first answer below: long enough for a shell
+    // to start and answer on a loaded machine under sanitizers.
+    Pipe p(acker(dir, 1, "sleep 600"), 2000);
     auto out = p.handle({event(1, "s", 0), event(2, "t", 0)});
-    CHECK(of(out, 1) == "nack: handler answered nothing for 200ms (the queue's --ack-timeout)");
+    CHECK(of(out, 1) == "nack: handler answered nothing for 2s (the queue's --ack-timeout)");
     CHECK(of(out, 2) == "returned");
     auto again = p.handle({event(1, "s", 0)});
     CHECK(of(again, 1) == "ack");
