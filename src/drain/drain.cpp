@@ -170,6 +170,13 @@ struct Shared {
       if (budget.compare_exchange_weak(cur, cur - n)) return n;
     }
   }
+  /// Inside a catch block: keeps the exception being handled (the first one wins) and stops
+  /// every worker.
+  void fail_with_current() {
+    std::lock_guard<std::mutex> lock(m);
+    if (!error) error = std::current_exception();
+    stop = true;
+  }
   void add(const SettleCounts& c, std::int64_t delivered, std::int64_t parked_on_expiry) {
     std::lock_guard<std::mutex> lock(m);
     totals.delivered += delivered;
@@ -428,14 +435,10 @@ void run_worker(Shared& sh, int index) {
         store = reopen(sh, lost, opened_at, interrupted() || sh.stop.load());
         again = store != nullptr;
       } catch (...) {
-        std::lock_guard<std::mutex> lock(sh.m);
-        if (!sh.error) sh.error = std::current_exception();
-        sh.stop = true;
+        sh.fail_with_current();
       }
     } catch (...) {
-      std::lock_guard<std::mutex> lock(sh.m);
-      if (!sh.error) sh.error = std::current_exception();
-      sh.stop = true;
+      sh.fail_with_current();
     }
   }
   // At stop: the outcomes not written yet, and the batches leased ahead given back. A connection
@@ -449,14 +452,10 @@ void run_worker(Shared& sh, int index) {
       try {
         store = reopen(sh, lost, opened_at, true);
       } catch (...) {
-        std::lock_guard<std::mutex> lock(sh.m);
-        if (!sh.error) sh.error = std::current_exception();
-        sh.stop = true;
+        sh.fail_with_current();
       }
     } catch (...) {
-      std::lock_guard<std::mutex> lock(sh.m);
-      if (!sh.error) sh.error = std::current_exception();
-      sh.stop = true;
+      sh.fail_with_current();
       return;
     }
   }
