@@ -14,13 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-/// The store's events as JSON objects (read --all --json).
-std::vector<json> all_events(const std::string& store) {
-  auto r = run({"--store", store, "--json", "read", "--all"});
-  REQUIRE_MESSAGE(r.status == 0, r.err);
-  return parse_lines(r.out);
-}
-
 Result append(const std::string& store, std::vector<std::string> args, const RunOptions& opt = {}) {
   std::vector<std::string> argv{"--store", store, "append"};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -32,12 +32,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<json> all_events(const std::string& uri) {
-  auto r = run({"--store", uri, "--json", "read", "--all"});
-  REQUIRE_MESSAGE(r.status == 0, r.err);
-  return parse_lines(r.out);
-}
-
 /// Positions 1..N with no gap, versions 0..n-1 per stream in position order; returns the
 /// number of events per stream.
 std::map<std::string, std::int64_t> check_dense(const std::vector<json>& events) {

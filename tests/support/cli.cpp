@@ -312,6 +312,12 @@ std::vector<nlohmann::json> parse_lines(const std::string& text) {
   return out;
 }
 
+std::vector<nlohmann::json> all_events(const std::string& store) {
+  auto r = run({"--store", store, "--json", "read", "--all"});
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  return parse_lines(r.out);
+}
+
 void check_sound(const std::string& store) {
   auto v = run({"--store", store, "verify"});
   CHECK_MESSAGE(v.status == 0, store, ": ", v.out, v.err);

@@ -77,6 +77,8 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
 /// Each line of `text` parsed as JSON (NDJSON output).
 std::vector<nlohmann::json> parse_lines(const std::string& text);
+/// Every event of `store` as JSON objects (`read --all --json`); REQUIREs that the read works.
+std::vector<nlohmann::json> all_events(const std::string& store);
 inline bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 /// After an attack: `esctl verify` passes and SQLite's integrity_check says ok (doctest CHECKs;
 /// on PostgreSQL stores only the first).
