@@ -106,9 +106,7 @@ PgBackend::PgBackend(const std::string& uri, int busy_timeout_ms, Access access)
       store_(std::make_unique<PgStore>(uri, busy_timeout_ms, access)) {}
 
 bool PgBackend::connection_failed() const {
-  const std::string& state = store_->conn().last_sqlstate();
-  return store_->conn().lost() || state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" ||
-         state == "57P03";
+  return store_->conn().lost() || connection_state(store_->conn().last_sqlstate());
 }
 
 void PgBackend::reconnect() {

@@ -64,13 +64,11 @@ std::string trim(std::string s) {
   return s;
 }
 
-// SQLSTATEs of a session the server ended or cannot keep: connection exceptions (08) and
-// operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+}  // namespace
+
 bool connection_state(const std::string& state) {
   return state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03";
 }
-
-}  // namespace
 
 // ---- Result ----
 

@@ -58,6 +58,10 @@ class Result {
   pg_result* r_ = nullptr;
 };
 
+/// Whether a SQLSTATE says the session is gone: connection exceptions (08) and operator
+/// intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+bool connection_state(const std::string& sqlstate);
+
 /// One connection to the database of a store URI.
 class Conn {
  public:
