@@ -242,7 +242,8 @@ TEST_SUITE("cli/docs" * store_free()) {
 }
 
 // Runs on both backends: on the PostgreSQL pass the store is a URI (postgresql://user@/db?host=DIR),
-// whose `:`, `@` and `=` bash splits into separate completion words.
+// whose `:`, `@` and `=` bash splits into separate completion words; zsh and fish get the same
+// store names to hand to `esctl __complete`.
 TEST_SUITE("cli/completion") {
   TEST_CASE("bash completes names of a store named with colon, at and equals signs: --store X, --store=X, quoted, ESCTL_STORE") {
     using Names = std::vector<std::string>;
@@ -257,5 +258,55 @@ TEST_SUITE("cli/completion") {
     CHECK(bash_complete("esctl -q --store " + store + " verify --stream orb") == Names{"orbit-9"});
     CHECK(bash_complete("esctl read orb", store) == Names{"orbit-9"});  // $ESCTL_STORE
     CHECK(bash_complete("esctl queue status b", store) == Names{"billing"});
+  }
+
+  TEST_CASE("zsh and fish complete names of a store named with colon, at and equals signs: --store X, --store=X, quoted") {
+    using Names = std::vector<std::string>;
+    TempDir dir;
+    const std::string store = store_location(dir / "x:y@z=w.db");
+    REQUIRE(run({"--store", store, "append", "orbit-9", "Launched"}).status == 0);
+    REQUIRE(run({"--store", store, "queue", "create", "billing", "--from", "start"}).status == 0);
+    RunOptions o;  // the shells find the binary under test as `esctl` on PATH
+    const std::string on_path = "PATH=\"$(dirname \"$ESCTL\"):$PATH\"; ";
+    // zsh: the completion file's functions, with the completion system's builtins replaced by
+    // stand-ins that print the candidates; `words` split as zsh splits a command line.
+    const std::string zsh_names = "eval \"$(sed '$d' '" + kSrc + "/completions/_esctl')\"\n"
+                                  "_call_program() { shift; eval \"$@\"; }\n"
+                                  "_wanted() { shift 3; \"$@\"; }\n"
+                                  "compadd() { while [[ $1 == -* ]]; do [[ $1 == - ]] && { shift; break }; shift; done\n"
+                                  "  local a; for a; print -rl -- ${(P)a}; }\n"
+                                  "words=(${(z)LINE}); CURRENT=${#words}; PREFIX=$words[CURRENT]; _esctl_bin=$words[1]\n"
+                                  "local -a reply _esctl_store; _esctl_store_opt; _esctl_store=($reply)\n"
+                                  "$FN\n";
+    auto zsh = [&](const std::string& line, const std::string& fn) {
+      o.env["LINE"] = line;
+      o.env["FN"] = fn;
+      o.input = zsh_names;
+      auto r = sh(on_path + "exec zsh -f /dev/stdin", o);
+      REQUIRE_MESSAGE(r.status == 0, r.err);
+      return lines(r.out);
+    };
+    auto fish = [&](const std::string& line) {
+      o.env["LINE"] = line;
+      o.input.clear();
+      auto r = sh(on_path + "fish --no-config -c \"source '" + kSrc +
+                      "/completions/esctl.fish'; complete -C \\\"$LINE\\\"\"",
+                  o);
+      REQUIRE_MESSAGE(r.status == 0, r.err);
+      Names out;
+      for (const auto& l : lines(r.out)) out.push_back(l.substr(0, l.find('\t')));
+      return out;
+    };
+    const bool have_zsh = sh("command -v zsh").status == 0, have_fish = sh("command -v fish").status == 0;
+    if (have_zsh) {
+      CHECK(zsh("esctl --store " + store + " read orb", "_esctl_streams") == Names{"orbit-9"});
+      CHECK(zsh("esctl --store='" + store + "' read orb", "_esctl_streams") == Names{"orbit-9"});
+      CHECK(zsh("esctl --store=" + store + " queue status b", "_esctl_queues") == Names{"billing"});
+    }
+    if (have_fish) {
+      CHECK(fish("esctl --store " + store + " read orb") == Names{"orbit-9"});
+      CHECK(fish("esctl --store=" + store + " queue status b") == Names{"billing"});
+      CHECK(fish("esctl --store '" + store + "' queue status b") == Names{"billing"});
+    }
   }
 }
