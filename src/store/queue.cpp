@@ -6,7 +6,9 @@
 // `--from start` on a big store costs one row. Every matching event after the start and up to the
 // cursor is either acked (no trace at all) or in flight, in one of two forms:
 // - a queue_items row (state pending / leased / retry / parked, attempts, due time, reason);
-//   the lowest row of each stream carries head=1, so the pull can walk streams, not rows;
+//   the lowest row of each stream is flagged as its stream's front (the row that decides for
+//   the stream: the next of it to deliver, or what blocks it), so the pull can walk streams,
+//   not rows;
 // - a member of a queue_runs row: a run of first deliveries leased together by one pull
 //   (attempt 1, one due time), stored as one row with its members packed in a blob. A drain that
 //   acks whole batches thus writes one row per batch instead of one per event. A run is turned
@@ -18,10 +20,10 @@
 // Pull (one write transaction; several if the filter skips very many events):
 //  1. Runs whose lease expired are materialized as expired leased rows. The streams of the
 //     other runs are blocked.
-//  2. Rows, lowest position first: the stream heads in position order, merged with the next row
-//     of each stream we moved past. A stream's head decides for the stream: pending, due retry or
-//     expired lease -> deliver it (attempt = attempts + 1) and look at the stream's next row;
-//     unexpired lease or retry not yet due -> the stream is blocked; parked -> blocked under
+//  2. Rows, lowest position first: the front rows in position order, merged with the next row
+//     of each stream we moved past. A stream's front row decides for the stream: pending, due
+//     retry or expired lease -> deliver it (attempt = attempts + 1) and look at the stream's next
+//     row; unexpired lease or retry not yet due -> the stream is blocked; parked -> blocked under
 //     on-poison block, skipped (look at the next row) under park. An expired lease that used up
 //     max-attempts is parked ("lease expired") first. So a later event of a stream is never
 //     handed out while an earlier one is unacked, and a batch may hold consecutive events of a
@@ -262,26 +264,26 @@ class Session {
 
   std::optional<Row> next_in_stream(const Row& r) { return rows_.next_in_stream(q_.id, r.stream, r.position); }
 
-  // Inserts a row, keeping head right. `known_head`: the caller knows whether the stream has a
-  // lower row (true: this is the head; false: it is not); nullopt: look it up.
+  // Inserts a row, keeping the front flags right. `known_front`: the caller knows whether the
+  // stream has a lower row (true: this is its front; false: it is not); nullopt: look it up.
   void insert_item(std::int64_t position, std::int64_t stream, State state, std::int64_t attempts,
-                   std::optional<Clock> due, std::optional<bool> known_head = std::nullopt, std::int64_t lease = 0) {
-    bool head;
-    if (known_head) {
-      head = *known_head;
+                   std::optional<Clock> due, std::optional<bool> known_front = std::nullopt, std::int64_t lease = 0) {
+    bool front;
+    if (known_front) {
+      front = *known_front;
     } else {
       std::optional<std::int64_t> first = rows_.first_in_stream(q_.id, stream);
-      head = !first || *first > position;
-      if (head && first) rows_.set_head(q_.id, *first, false);
+      front = !first || *first > position;
+      if (front && first) rows_.set_front(q_.id, *first, false);
     }
-    rows_.insert_item(q_.id, Row{position, stream, state, attempts, 0, 0, lease}, due, head);
+    rows_.insert_item(q_.id, Row{position, stream, state, attempts, 0, 0, lease}, due, front);
   }
 
-  // Deletes a row if it exists; the stream's next row becomes its head. Returns whether it existed.
+  // Deletes a row if it exists; the stream's next row becomes its front. Returns whether it existed.
   bool delete_item(std::int64_t position) {
     auto gone = rows_.delete_item(q_.id, position);
     if (!gone) return false;
-    if (gone->second) rows_.promote_head(q_.id, gone->first);
+    if (gone->second) rows_.promote_front(q_.id, gone->first);
     return true;
   }
 
@@ -418,7 +420,7 @@ class Session {
     for (const Run& r : runs())
       for (auto sid : r.streams) held.insert(sid);
 
-    // 2. Rows, lowest position first: the heads in position order merged with `next`, the next
+    // 2. Rows, lowest position first: the front rows in position order merged with `next`, the next
     // row of each stream we moved past. `has_rows`: streams with rows -> blocked?
     std::unordered_map<std::int64_t, bool> has_rows;
     std::vector<Row> picked;
@@ -473,8 +475,8 @@ class Session {
         return true;
       };
       bool go = true;
-      rows_.heads(q_.id, [&](const Row& head) {
-        go = drain_next(head.position) && visit(head);
+      rows_.fronts(q_.id, [&](const Row& front) {
+        go = drain_next(front.position) && visit(front);
         return go;
       });
       if (go && drain_next(INT64_MAX)) {
@@ -661,7 +663,7 @@ class Session {
       materialize(all[i]);
       rows.insert(rows.end(), items.begin(), items.end());
     }
-    // Highest position first: deleting a stream's rows from the top promotes a head only once.
+    // Highest position first: deleting a stream's rows from the top promotes a front only once.
     std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->position > b->position; });
     for (const auto* it : rows) {
       auto r = item(it->position);
@@ -1001,7 +1003,7 @@ std::vector<Target> Queues::ack_targets(std::string_view name, const std::vector
   const std::vector<Run> all = session.runs();
   const auto first = session.first_stale(fenced_of(targets), all);
   auto rest = session.open_runs(targets, true, all, first, stale);
-  // Highest position first: deleting a stream's rows from the top promotes a head only once.
+  // Highest position first: deleting a stream's rows from the top promotes a front only once.
   std::sort(rest.begin(), rest.end(), [](const Target& a, const Target& b) { return a.position > b.position; });
   for (const auto& t : rest) {
     auto r = session.item(t.position);

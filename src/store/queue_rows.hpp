@@ -95,19 +95,22 @@ class QueueRows {
 
   // ---- rows ----
   virtual std::optional<QueueRow> item(std::int64_t queue, std::int64_t position) = 0;
-  /// The head rows (lowest of their stream) in position order; fn returns false to stop.
-  virtual void heads(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) = 0;
+  /// The front rows (each the lowest row of its stream, the one that decides for the stream) in
+  /// position order; fn returns false to stop.
+  virtual void fronts(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) = 0;
   /// The row of `stream` after `position`, if any.
   virtual std::optional<QueueRow> next_in_stream(std::int64_t queue, std::int64_t stream, std::int64_t position) = 0;
   /// The position of the lowest row of `stream`, if any.
   virtual std::optional<std::int64_t> first_in_stream(std::int64_t queue, std::int64_t stream) = 0;
-  virtual void set_head(std::int64_t queue, std::int64_t position, bool head) = 0;
-  /// Inserts a row; `due` for leased and retry rows (its wall time too), nullopt for others.
-  virtual void insert_item(std::int64_t queue, const QueueRow& row, const std::optional<Clock>& due, bool head) = 0;
-  /// Deletes a row; returns its stream and head flag, or nullopt if there was none.
+  /// Sets or clears a row's front flag.
+  virtual void set_front(std::int64_t queue, std::int64_t position, bool front) = 0;
+  /// Inserts a row, marked as its stream's front or not; `due` for leased and retry rows (its
+  /// wall time too), nullopt for others.
+  virtual void insert_item(std::int64_t queue, const QueueRow& row, const std::optional<Clock>& due, bool front) = 0;
+  /// Deletes a row; returns its stream and front flag, or nullopt if there was none.
   virtual std::optional<std::pair<std::int64_t, bool>> delete_item(std::int64_t queue, std::int64_t position) = 0;
-  /// Marks the lowest row of `stream` as its head.
-  virtual void promote_head(std::int64_t queue, std::int64_t stream) = 0;
+  /// Marks the lowest row of `stream` as its front.
+  virtual void promote_front(std::int64_t queue, std::int64_t stream) = 0;
   /// Sets a row's state, attempts and due time (nullopt: none), clears its lease; its wall time
   /// to `wall` (nullopt: none) and, if `reason` is given, its reason.
   virtual void set_state(std::int64_t queue, std::int64_t position, QueueState state, std::int64_t attempts,

@@ -436,7 +436,8 @@ TEST_SUITE("store/verify") {
                "created_at) VALUES ('" + name + "', '" + streams + "', 0, " + std::to_string(cursor) + ", 5, 30000, 'block', 0)")
                   .c_str());
     };
-    // Items get head = 1 on the lowest row of their stream, as the queue code keeps them.
+    // Items get their front flag (head = 1) on the lowest row of their stream, as the queue code
+    // keeps them.
     auto item = [&](const std::string& queue_name, std::int64_t position, std::int64_t stream_id, int state = 1) {
       sql::Db db(t.path, sql::OpenMode::read_write, 5000);
       db.exec(("INSERT INTO queue_items (queue_id, position, stream_id, state) SELECT id, " + std::to_string(position) +

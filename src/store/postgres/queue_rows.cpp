@@ -12,6 +12,7 @@
 // boot part of a Clock is always 0 here. Queue state commits are relaxed with
 // synchronous_commit = off: atomic, but the last ones may be lost if the server crashes, which
 // at-least-once tolerates (a lost ack or lease means a redelivery).
+// The column `head` of queue_items holds a row's front flag (see schema.cpp).
 #include "store/postgres/queue_rows.hpp"
 
 #include <libpq-fe.h>
@@ -209,7 +210,7 @@ class PgQueueRows final : public QueueRows {
     return row_at(r, 0);
   }
 
-  void heads(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) override {
+  void fronts(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) override {
     std::int64_t after = INT64_MIN;
     for (;;) {
       auto r = c_.exec("SELECT " ESCTL_PG_ROW_COLUMNS " FROM esctl.queue_items WHERE queue_id = $1 AND head "
@@ -238,17 +239,17 @@ class PgQueueRows final : public QueueRows {
     return r.i64(0, 0);
   }
 
-  void set_head(std::int64_t queue, std::int64_t position, bool head) override {
+  void set_front(std::int64_t queue, std::int64_t position, bool front) override {
     c_.exec("UPDATE esctl.queue_items SET head = $3 WHERE queue_id = $1 AND position = $2",
-            {queue, position, head ? "true" : "false"});
+            {queue, position, front ? "true" : "false"});
   }
 
-  void insert_item(std::int64_t queue, const QueueRow& row, const std::optional<Clock>& due, bool head) override {
+  void insert_item(std::int64_t queue, const QueueRow& row, const std::optional<Clock>& due, bool front) override {
     c_.exec("INSERT INTO esctl.queue_items (queue_id, position, stream_id, state, attempts, due, due_wall, head, lease) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             {queue, row.position, row.stream, static_cast<int>(row.state), row.attempts,
              due ? Param(due->mono_us) : Param(std::nullopt), due ? Param(due->wall_us) : Param(std::nullopt),
-             head ? "true" : "false", row.lease ? Param(row.lease) : Param(std::nullopt)});
+             front ? "true" : "false", row.lease ? Param(row.lease) : Param(std::nullopt)});
   }
 
   std::optional<std::pair<std::int64_t, bool>> delete_item(std::int64_t queue, std::int64_t position) override {
@@ -258,7 +259,7 @@ class PgQueueRows final : public QueueRows {
     return std::make_pair(r.i64(0, 0), r.text(0, 1) == "t");
   }
 
-  void promote_head(std::int64_t queue, std::int64_t stream) override {
+  void promote_front(std::int64_t queue, std::int64_t stream) override {
     c_.exec("UPDATE esctl.queue_items SET head = true WHERE queue_id = $1 AND position = "
             "(SELECT position FROM esctl.queue_items WHERE queue_id = $1 AND stream_id = $2 ORDER BY position LIMIT 1)",
             {queue, stream});

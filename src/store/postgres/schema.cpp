@@ -19,7 +19,8 @@
 //   every drainer on every machine shares. How drainers in several processes share a queue is
 //   explained in queue_rows.cpp.
 //
-// Versions: 1 first; 2 adds queue_items_heads, the partial index a pull walks the heads by.
+// Versions: 1 first; 2 adds queue_items_heads, the partial index a pull walks the front rows by
+// (the column `head` is a row's front flag; the SQL names stay, see the schema).
 #include "store/postgres/schema.hpp"
 
 #include <fmt/format.h>
@@ -114,6 +115,8 @@ CREATE TABLE esctl.queues (
 );
 
 -- Events in flight one by one: held behind their stream, redelivered, parked, or leased.
+-- `head` is the row's front flag (queue.cpp's word): set on the lowest row of its stream in
+-- the queue, the row that decides for the stream; queue_items_heads indexes the front rows.
 -- Narrow rows, and the columns a lease updates (state, attempts, due, lease) are in no index
 -- but the partial ones below, so most lease updates stay heap-only.
 CREATE TABLE esctl.queue_items (
@@ -149,7 +152,7 @@ ALTER TABLE esctl.queue_runs SET (fillfactor = 80, autovacuum_vacuum_scale_facto
 )sql";
 
 // Migrations, one per older version, each frozen once released: version N to N+1.
-// 1 -> 2: the heads of each queue's rows get a partial index (a pull walks them in order).
+// 1 -> 2: the front rows of each queue get a partial index (a pull walks them in order).
 constexpr const char* kMigrateFrom1 = R"sql(
 CREATE INDEX IF NOT EXISTS queue_items_heads ON esctl.queue_items (queue_id, position) WHERE head;
 UPDATE esctl.store SET schema_version = 2 WHERE id = 1;

@@ -2,6 +2,7 @@
 // QueueState enum: written into the statement text where a partial index needs the literal
 // (queue_items_leased is `WHERE state = 1`), bound everywhere else. Write transactions are
 // BEGIN IMMEDIATE, the store's one writer; relaxed ones commit with synchronous=NORMAL.
+// The column `head` of queue_items holds a row's front flag (see schema.cpp).
 #include "store/sqlite/queue_rows.hpp"
 
 #include <fmt/format.h>
@@ -184,7 +185,7 @@ class SqliteQueueRows final : public QueueRows {
     return read_row(*s);
   }
 
-  void heads(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) override {
+  void fronts(std::int64_t queue, FunctionRef<bool(const QueueRow&)> fn) override {
     sql::StmtScope s(
         db_.prepare("SELECT " ESCTL_ROW_COLUMNS " FROM queue_items WHERE queue_id = ?1 AND head ORDER BY position"));
     s->bind(1, queue);
@@ -209,20 +210,20 @@ class SqliteQueueRows final : public QueueRows {
     return s->i64(0);
   }
 
-  void set_head(std::int64_t queue, std::int64_t position, bool head) override {
+  void set_front(std::int64_t queue, std::int64_t position, bool front) override {
     sql::StmtScope u(db_.prepare("UPDATE queue_items SET head = ?3 WHERE queue_id = ?1 AND position = ?2"));
-    u->bind(1, queue).bind(2, position).bind(3, head ? 1 : 0);
+    u->bind(1, queue).bind(2, position).bind(3, front ? 1 : 0);
     u->run();
   }
 
-  void insert_item(std::int64_t queue, const QueueRow& r, const std::optional<Clock>& due, bool head) override {
+  void insert_item(std::int64_t queue, const QueueRow& r, const std::optional<Clock>& due, bool front) override {
     sql::StmtScope s(db_.prepare(
         "INSERT INTO queue_items (queue_id, position, stream_id, state, attempts, due_mono, due_boot, due_wall, head, lease) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
     s->bind(1, queue).bind(2, r.position).bind(3, r.stream).bind(4, static_cast<int>(r.state)).bind(5, r.attempts);
     if (due) s->bind(6, due->mono_us).bind(7, due->boot).bind(8, due->wall_us);
     else s->bind_null(6).bind_null(7).bind_null(8);
-    s->bind(9, head ? 1 : 0);
+    s->bind(9, front ? 1 : 0);
     if (r.lease) s->bind(10, r.lease);
     else s->bind_null(10);
     s->run();
@@ -236,7 +237,7 @@ class SqliteQueueRows final : public QueueRows {
     return std::make_pair(s->i64(0), s->i64(1) != 0);
   }
 
-  void promote_head(std::int64_t queue, std::int64_t stream) override {
+  void promote_front(std::int64_t queue, std::int64_t stream) override {
     sql::StmtScope u(db_.prepare(
         "UPDATE queue_items SET head = 1 WHERE queue_id = ?1 AND position = "
         "(SELECT position FROM queue_items WHERE queue_id = ?1 AND stream_id = ?2 ORDER BY position LIMIT 1)"));

@@ -25,6 +25,8 @@
 //   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
 //   Every lease carries a token, and every queue an id, drawn from `counters`: neither is ever
 //   reused, even after a queue is deleted, so a late outcome can be told from a current one.
+//   SQL names are kept from older versions where the code now says otherwise: queue_items.head
+//   (and the index queue_items_heads) is a row's front flag, not a head position.
 #include "store/sqlite/schema.hpp"
 
 #include <algorithm>
@@ -119,6 +121,8 @@ INSERT INTO counters (name, value) VALUES ('queue', 0), ('lease', 0);
 
 -- Events in flight one by one (see src/store/queue.cpp): held behind their stream, redelivered,
 -- parked, or leased singly. due_* is a lease expiry or retry time.
+-- `head` is the row's front flag (queue.cpp's word): set on the lowest row of its stream in
+-- the queue, the row that decides for the stream; queue_items_heads indexes the front rows.
 CREATE TABLE queue_items (
   queue_id    INTEGER NOT NULL,
   position    INTEGER NOT NULL,

@@ -6,7 +6,7 @@
 // position of version v-1 the scan knows, or by a lookup for anomalous events), the partial
 // "marks" index the read path relies on (events whose version is a multiple of 64 are looked up
 // in it), ids checked with one ordered scan of their unique index (adjacent duplicates; entry
-// count = event count), and the queue rows' own layout (lease runs, head flags).
+// count = event count), and the queue rows' own layout (lease runs, front flags).
 #include "store/sqlite/verify.hpp"
 
 #include <sqlite3.h>
@@ -464,13 +464,14 @@ class Verifier {
   // ---- queues (kept together: the queue tables may still change) ----
   //
   // Layout (see store/queue.cpp): a queue's cursor; its events in flight (all at or below the
-  // cursor) are queue_items rows (one per event; the lowest row of each stream has head = 1) or
-  // members of queue_runs rows (first deliveries leased together, packed as varint pairs of
-  // position delta and stream id). An event is in flight in one form only.
+  // cursor) are queue_items rows (one per event; the lowest row of each stream is flagged as its
+  // front, in the column `head`) or members of queue_runs rows (first deliveries leased
+  // together, packed as varint pairs of position delta and stream id). An event is in flight in
+  // one form only.
   void check_queues() {
     const std::int64_t store_last = sqlite::last_position(db_);
     const bool runs_table = has("table", "queue_runs");
-    const bool head_flags = db_.query_i64("SELECT count(*) FROM pragma_table_info('queue_items') WHERE name = 'head'") > 0;
+    const bool front_flags = db_.query_i64("SELECT count(*) FROM pragma_table_info('queue_items') WHERE name = 'head'") > 0;
     auto queues = db_.prepare_new(
         "SELECT id, name, cursor, filter_streams, filter_categories, filter_types FROM queues ORDER BY name");
     auto& event_at = db_.prepare(
@@ -510,7 +511,7 @@ class Verifier {
                    fmt::format("queue '{}' item has unknown delivery state {}", name, state));
         }
       }
-      if (head_flags) {  // exactly the lowest row of each stream is marked as its head
+      if (front_flags) {  // exactly the lowest row of each stream is flagged as its front
         sql::StmtScope it(by_stream);
         it->bind(1, qid);
         std::optional<std::int64_t> stream;
