@@ -107,7 +107,7 @@ class ReadSnapshot {
 };
 
 /// The append rules every backend enforces, with one wording (all throw Errc::conflict).
-/// `last_version` is the stream's last version (its head), -1 when it has no events.
+/// `last_version` is the stream's last version, -1 when it has no events.
 /// `expect` not met by a stream at `last_version`:
 void check_expected(std::string_view stream, std::int64_t last_version, const Expect& expect);
 /// An event asking for `version` that does not follow `last_version` (a SettingError naming

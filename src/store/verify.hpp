@@ -1,5 +1,5 @@
 // `esctl verify` for a store: the backend's storage check (SQLite: its integrity pragma), per-stream order (versions, positions, prev
-// links, marks), ids, JSON payloads, stream heads, queues and the immutability triggers.
+// links, marks), ids, JSON payloads, streams' last versions, queues and the immutability triggers.
 // Reads only: never writes the store. Reports findings as values; knows nothing about output.
 #pragma once
 #include <cstdint>

@@ -10,7 +10,8 @@
 //   v <  next, otherwise   seen before: version_duplicate.
 // Holes left at the end are version_gap. The time order a store claims (recorded_at
 // non-decreasing through a position, which --since/--until searches rely on) is checked on the
-// way. Stream heads are judged against the scan's result once it is complete.
+// way. The streams' stored last versions are judged against the scan's result once it is
+// complete.
 #include "store/verify_checks.hpp"
 
 #include <algorithm>
@@ -99,9 +100,9 @@ EventStep LogicalChecks::event(std::int64_t p, std::int64_t sid, std::int64_t v,
   }
   EventStep step;
   if (v == st.next) {
-    step.previous_position = v == 0 ? 0 : st.head_position;
+    step.previous_position = v == 0 ? 0 : st.last_position;
     st.next = v + 1;
-    st.head_position = p;
+    st.last_position = p;
   } else if (v < 0) {
     report_("version_invalid", sid, v, p, fmt::format("version {} is negative; versions start at 0", v));
     step.kind = EventStep::invalid;
@@ -114,7 +115,7 @@ EventStep LogicalChecks::event(std::int64_t p, std::int64_t sid, std::int64_t v,
       st.holes_overflow = true;
     }
     st.next = v + 1;
-    st.head_position = p;
+    st.last_position = p;
     step.kind = EventStep::ahead;
   } else {
     // v < next: a late version (it fills a hole) or a repeat.
@@ -149,7 +150,7 @@ EventStep LogicalChecks::event(std::int64_t p, std::int64_t sid, std::int64_t v,
       else
         report_("version_duplicate", sid, v, p,
                 v == st.next - 1 ? fmt::format("version {} is stored twice: at position {} and at position {}", v,
-                                               st.head_position, p)
+                                               st.last_position, p)
                                  : fmt::format("version {} is stored twice: here and at a lower position", v));
     }
   }
@@ -194,29 +195,31 @@ void LogicalChecks::report_gaps() {
   });
 }
 
-// Every stream with events has a head row naming its highest version and where it is; no other
-// head rows exist.
-void LogicalChecks::head_row(std::int64_t id, std::int64_t head, std::int64_t head_position) {
+// Every stream with events has a last-version row naming its highest version and where it is;
+// no other such rows exist. The findings keep the words users see in SQL (kind stream_head, the
+// stream_heads table's "head row", columns head and head_position).
+void LogicalChecks::last_version_row(std::int64_t id, std::int64_t last_version, std::int64_t last_position) {
   StreamState* st = find_state(id);
-  if (st) st->has_head = true;
+  if (st) st->has_last_version = true;
   if (!st || st->events == 0) {
-    report_("stream_head", id, head, head_position,
-            fmt::format("a head row says version {} at position {}, but the stream has no events", head, head_position));
+    report_("stream_head", id, last_version, last_position,
+            fmt::format("a head row says version {} at position {}, but the stream has no events", last_version,
+                        last_position));
     return;
   }
   const std::int64_t last = st->next - 1;
   std::string detail;
-  if (head != last) detail = fmt::format("head is {}, but the highest version is {}", head, last);
-  if (head_position != st->head_position)
+  if (last_version != last) detail = fmt::format("head is {}, but the highest version is {}", last_version, last);
+  if (last_position != st->last_position)
     detail += fmt::format("{}head_position is {}, but version {} is at position {}", detail.empty() ? "" : "; ",
-                          head_position, last, st->head_position);
-  if (!detail.empty()) report_("stream_head", id, last, st->head_position, std::move(detail));
+                          last_position, last, st->last_position);
+  if (!detail.empty()) report_("stream_head", id, last, st->last_position, std::move(detail));
 }
 
-void LogicalChecks::end_heads() {
+void LogicalChecks::end_last_version_rows() {
   each_state([&](std::int64_t id, const StreamState& st) {
-    if (st.events > 0 && !st.has_head)
-      report_("stream_head", id, st.next - 1, st.head_position,
+    if (st.events > 0 && !st.has_last_version)
+      report_("stream_head", id, st.next - 1, st.last_position,
               fmt::format("the stream has events up to version {}, but no head row", st.next - 1));
   });
 }

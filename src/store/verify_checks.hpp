@@ -1,9 +1,9 @@
 // The logical checks of `esctl verify`, written once for every backend: fed the rows a backend's
-// verify reads in its one snapshot (stream rows, the events in position order, stream head rows,
-// queue rows), they find what breaks the store's rules and word each finding the same way on
-// every backend. No SQL here: each backend reads its own tables, and checks its storage-level
-// objects (integrity, indexes, triggers, prev links) itself. The algorithm is at the top of
-// verify_checks.cpp.
+// verify reads in its one snapshot (stream rows, the events in position order, the rows of the
+// streams' last versions, queue rows), they find what breaks the store's rules and word each
+// finding the same way on every backend. No SQL here: each backend reads its own tables, and
+// checks its storage-level objects (integrity, indexes, triggers, prev links) itself. The
+// algorithm is at the top of verify_checks.cpp.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -70,16 +70,17 @@ class LogicalChecks {
   void payload(std::int64_t position, std::int64_t stream_id, std::int64_t version, std::string_view data,
                std::string_view meta);
   /// After the scan. `complete`: every event was read (a scan cut short by damage skips the
-  /// checks that need every event: time order claims, gaps and, later, heads).
+  /// checks that need every event: time order claims, gaps and, later, last versions).
   void end_scan(bool complete);
   /// The last position the scan read (0: none).
   std::int64_t last_position() const { return last_position_; }
 
-  // ---- stream head rows, after a complete scan ----
-  /// A head row: the stream's highest version `head`, at `head_position` (stream_head).
-  void head_row(std::int64_t stream_id, std::int64_t head, std::int64_t head_position);
-  /// After the head rows: every stream with events must have had one (stream_head).
-  void end_heads();
+  // ---- the streams' last versions, after a complete scan ----
+  /// A last-version row (a stream_heads row, in SQL): the stream's highest version
+  /// `last_version`, at `last_position` (stream_head).
+  void last_version_row(std::int64_t stream_id, std::int64_t last_version, std::int64_t last_position);
+  /// After the last-version rows: every stream with events must have had one (stream_head).
+  void end_last_version_rows();
 
   // ---- ids ----
   /// `id_text` (at `position`) is also the id of the event at `first`; `count` events share it.
@@ -110,10 +111,10 @@ class LogicalChecks {
   };
   struct StreamState {
     std::int64_t next = 0;           // one above the highest version seen
-    std::int64_t head_position = 0;  // position of the first event seen with version next-1
+    std::int64_t last_position = 0;  // position of the first event seen with version next-1
     std::int64_t events = 0;
     bool has_row = false;            // the streams table has this id
-    bool has_head = false;           // a head row was seen for it
+    bool has_last_version = false;   // a last-version row was seen for it
     bool missing_reported = false;
     bool holes_overflow = false;
     std::unique_ptr<std::map<std::int64_t, Hole>> holes;  // by lo; only for damaged streams

@@ -56,7 +56,8 @@ CREATE TABLE esctl.streams (
 );
 CREATE INDEX streams_by_category ON esctl.streams (category);
 
--- One row per stream with events, written in the transaction that appends them.
+-- One row per stream with events, written in the transaction that appends them: the stream's
+-- last version (`head`; the SQL name is older than the code's word) and where it is.
 CREATE TABLE esctl.stream_heads (
   stream_id       bigint PRIMARY KEY,      -- streams.id
   head            bigint NOT NULL,         -- last version

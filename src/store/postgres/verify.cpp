@@ -45,7 +45,7 @@ class Verifier {
     if (!o_.narrowed() || o_.stream) {
       scan_events();
       check_streams();
-      check_heads();
+      check_last_versions();
       if (!o_.stream) check_ids();
     }
     if (!o_.narrowed() || !o_.queues.empty()) check_queues();
@@ -177,15 +177,15 @@ class Verifier {
     }
   }
 
-  // Every stream with events has a head row naming its highest version and where it is; no
-  // other head rows exist.
-  void check_heads() {
+  // Every stream with events has a row in stream_heads naming its last version and where it is;
+  // no other such rows exist.
+  void check_last_versions() {
     auto r = only_stream_
                  ? conn_.exec("SELECT stream_id, head, head_position FROM esctl.stream_heads WHERE stream_id = $1",
                               {*only_stream_})
                  : conn_.exec("SELECT stream_id, head, head_position FROM esctl.stream_heads");
-    for (int i = 0; i < r.rows(); ++i) checks_.head_row(r.i64(i, 0), r.i64(i, 1), r.i64(i, 2));
-    checks_.end_heads();
+    for (int i = 0; i < r.rows(); ++i) checks_.last_version_row(r.i64(i, 0), r.i64(i, 1), r.i64(i, 2));
+    checks_.end_last_version_rows();
   }
 
   // Ids are unique by an index; this finds duplicates even if that index was dropped.

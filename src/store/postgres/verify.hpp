@@ -1,6 +1,6 @@
 // `esctl verify` for a PostgreSQL store: the same logical checks as for a SQLite store (per-stream
-// versions, dense positions, ids, JSON payloads, stream rows and heads, time order, the position
-// counter, the immutability triggers, queue cursors and items), read in one snapshot.
+// versions, dense positions, ids, JSON payloads, stream rows and last versions, time order, the
+// position counter, the immutability triggers, queue cursors and items), read in one snapshot.
 #pragma once
 #include "store/verify.hpp"
 

@@ -2,9 +2,10 @@
 // rely on (prev links, marks, stream_heads, time_order) is explained in schema.cpp.
 //
 // Locating version v of a stream: the nearest mark at or above v is version m = ceil(v/64)*64;
-// if m <= head it is found through the partial index, otherwise we start from the stream's
-// head. From there we follow `prev` links down to v: at most 63 steps. Forward reads go one
-// 64-version block at a time, so they run in constant memory however long the stream is.
+// if m is below the stream's last version it is found through the partial index, otherwise we
+// start from the last version (its position is in stream_heads). From there we follow `prev`
+// links down to v: at most 63 steps. Forward reads go one 64-version block at a time, so they run
+// in constant memory however long the stream is.
 #include "store/sqlite/event_store.hpp"
 
 #include <sys/stat.h>
@@ -30,7 +31,7 @@ namespace esctl::sqlite {
 namespace {
 
 constexpr std::int64_t kMarkEvery = 64;
-// Beyond this many cached stream heads the cache is dropped and refilled (bounds memory).
+// Beyond this many cached stream rows the cache is dropped and refilled (bounds memory).
 constexpr std::size_t kMaxCachedStreams = 100000;
 
 // append() inserts events kInsertRows to a statement: one statement start, one sqlite_sequence
@@ -111,8 +112,8 @@ class SqliteStore final : public StoreBackend {
  private:
   struct StreamRow {
     std::int64_t id = 0;  // 0: no such stream yet
-    std::int64_t head = -1;
-    std::int64_t head_position = 0;
+    std::int64_t last_version = -1;
+    std::int64_t last_position = 0;  // of the stream's last version
     bool dirty = false;  // changed by the append in progress
   };
   /// Stream rows by name, reused across append() calls. An open-addressing index into a vector
@@ -141,17 +142,17 @@ class SqliteStore final : public StoreBackend {
   void emit_positions(const std::vector<std::int64_t>& positions, const EventFn& fn, bool& go);
   /// The position before `pos` in its stream (its prev link).
   std::int64_t prev_of(std::int64_t pos);
-  std::int64_t locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version);
+  std::int64_t locate(std::int64_t stream_id, std::int64_t last_version, std::int64_t last_position, std::int64_t version);
 
 
   StoreOptions options_;
   std::unique_ptr<sql::Db> db_;
   std::unique_ptr<QueueRows> queue_rows_;  // made on first use; destroyed before db_
   std::vector<std::string> names_;  // stream id -> name cache ("" = unknown)
-  // Stream heads as of our own last commit, reused across append() calls (import batches) for
-  // as long as no other connection has committed (PRAGMA data_version unchanged).
-  StreamCache heads_;
-  std::int64_t heads_data_version_ = -1;
+  // Streams' last versions as of our own last commit, reused across append() calls (import
+  // batches) for as long as no other connection has committed (PRAGMA data_version unchanged).
+  StreamCache stream_rows_;
+  std::int64_t stream_rows_data_version_ = -1;
   bool scanning_ = false;
   sql::Stmt* prev_ = nullptr;  // kPrev, cached: the stream walk runs it per version  // the cached scan statement is in use (a nested scan prepares its own)
 };
@@ -263,20 +264,20 @@ void SqliteStore::StreamCache::clear() {
 }
 
 std::uint32_t SqliteStore::stream_row(std::string_view name) {
-  auto [e, fresh] = heads_.find_or_add(name);
+  auto [e, fresh] = stream_rows_.find_or_add(name);
   if (fresh) {
     sql::StmtScope s(db_->prepare(
         "SELECT s.id, coalesce(h.head, -1), coalesce(h.head_position, 0) FROM streams s "
         "LEFT JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));
     s->bind(1, name);
-    if (s->step()) heads_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), false};
+    if (s->step()) stream_rows_.row(e) = StreamRow{s->i64(0), s->i64(1), s->i64(2), false};
   }
   return e;
 }
 
 void SqliteStore::forget_cached_streams() {
-  heads_.clear();
-  heads_data_version_ = -1;
+  stream_rows_.clear();
+  stream_rows_data_version_ = -1;
 }
 
 std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
@@ -297,15 +298,16 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
   Lazy insert_stream{*db_, "INSERT INTO streams (name, category) VALUES (?1, ?2)"};
   Lazy insert_event{*db_, insert_events_sql(1).c_str()};
   Lazy insert_group{*db_, insert_events_sql(kInsertRows).c_str()};
-  Lazy update_head{*db_,
-                   "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
-                   "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position"};
+  Lazy update_last_version{*db_,
+                           "INSERT INTO stream_heads (stream_id, head, head_position) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, "
+                           "head_position = excluded.head_position"};
 
   sql::Txn txn(*db_);
   std::size_t at = 0;
   try {
     // One statement (one parse, for a one-event append) reads what the batch starts from:
-    // - data_version: the cached heads are ours as of our last commit; any other writer
+    // - data_version: the cached stream rows are ours as of our last commit; any other writer
     //   invalidates them;
     // - max(id): every stored id is <= it, so a given id above it needs no lookup (with
     //   time-ordered UUIDv7 ids, nearly every id of an import; the lookup costs a b-tree probe);
@@ -322,7 +324,7 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
       if (!s->is_null(1)) max_id = std::string(s->blob(1));
       next_position = s->i64(2);
     }
-    if (data_version != heads_data_version_ || heads_.size() > kMaxCachedStreams) heads_.clear();
+    if (data_version != stream_rows_data_version_ || stream_rows_.size() > kMaxCachedStreams) stream_rows_.clear();
     auto above_max = [&](std::string_view id) {
       return max_id.empty() || std::memcmp(id.data(), max_id.data(), 16) > 0;
     };
@@ -359,7 +361,8 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
     std::vector<std::uint32_t> dirty;  // cache entries (indices: the cache may grow meanwhile)
     const std::int64_t now = now_us();
     // The time order (schema.cpp, time_order): extended while the new events keep recorded_at
-    // non-decreasing from the stored events, if those are known to be in order through the head.
+    // non-decreasing from the stored events, if those are known to be in order through the head
+    // position.
     std::optional<TimeOrder> order = time_order();
     const TimeOrder order_before = order.value_or(TimeOrder{});
     bool in_order = order && order->ordered_through == next_position - 1;
@@ -367,7 +370,7 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
       const std::uint32_t entry = stream_row(ev.stream);
-      StreamRow& row = heads_.row(entry);
+      StreamRow& row = stream_rows_.row(entry);
       if (ev.id && !above_max(ev.id->view())) {
         insert_pending();  // the id may be that of an event earlier in this batch
         sql::StmtScope s(find_id());
@@ -381,9 +384,9 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
       }
       if (!expect_checked) {
         expect_checked = true;
-        check_expected(ev.stream, row.head, expect);
+        check_expected(ev.stream, row.last_version, expect);
       }
-      if (check_versions && ev.version) check_version_fits(ev.stream, row.head, *ev.version);
+      if (check_versions && ev.version) check_version_fits(ev.stream, row.last_version, *ev.version);
       if (row.id == 0) {
         sql::StmtScope s(insert_stream());
         s->bind(1, ev.stream).bind(2, category_of(ev.stream));
@@ -396,16 +399,16 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
       if (in_order && recorded >= order->max_recorded_at) *order = TimeOrder{position, recorded};
       else in_order = false;
       pending[static_cast<std::size_t>(pending_count++)] =
-          Pending{&ev, id, position, row.id, row.head + 1, row.head_position, recorded};
+          Pending{&ev, id, position, row.id, row.last_version + 1, row.last_position, recorded};
       if (pending_count == kInsertRows) insert_pending();
       if (above_max(id.view())) max_id.assign(id.view());
-      row.head += 1;
-      row.head_position = position;
+      row.last_version += 1;
+      row.last_position = position;
       if (!row.dirty) {
         row.dirty = true;
         dirty.push_back(entry);
       }
-      out.push_back(Appended{ev.stream, row.head, row.head_position, id, false});
+      out.push_back(Appended{ev.stream, row.last_version, row.last_position, id, false});
     }
     insert_pending();
     if (order && order->ordered_through != order_before.ordered_through) {
@@ -414,14 +417,14 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
       s->run();
     }
     for (std::uint32_t entry : dirty) {
-      StreamRow& row = heads_.row(entry);
-      sql::StmtScope s(update_head());
-      s->bind(1, row.id).bind(2, row.head).bind(3, row.head_position);
+      StreamRow& row = stream_rows_.row(entry);
+      sql::StmtScope s(update_last_version());
+      s->bind(1, row.id).bind(2, row.last_version).bind(3, row.last_position);
       s->run();
       row.dirty = false;
     }
     txn.commit();
-    heads_data_version_ = data_version;
+    stream_rows_data_version_ = data_version;
   } catch (...) {
     forget_cached_streams();
     names_.clear();  // the ids of streams this append created are free again for others
@@ -431,10 +434,11 @@ std::vector<Appended> SqliteStore::append(const std::vector<NewEvent>& events, c
   return out;
 }
 
-std::int64_t SqliteStore::locate(std::int64_t stream_id, std::int64_t head, std::int64_t head_position, std::int64_t version) {
+std::int64_t SqliteStore::locate(std::int64_t stream_id, std::int64_t last_version, std::int64_t last_position,
+                                 std::int64_t version) {
   std::int64_t mark = (version + kMarkEvery - 1) / kMarkEvery * kMarkEvery;
-  std::int64_t at = head, pos = head_position;
-  if (mark < head) {
+  std::int64_t at = last_version, pos = last_position;
+  if (mark < last_version) {
     sql::StmtScope s(db_->prepare(
         "SELECT position FROM events WHERE stream_id = ?1 AND version = ?2 AND version % 64 = 0"));
     s->bind(1, stream_id).bind(2, mark);
@@ -465,24 +469,24 @@ void SqliteStore::emit_positions(const std::vector<std::int64_t>& positions, con
 void SqliteStore::read_stream(std::string_view stream, std::optional<std::int64_t> from, std::optional<std::int64_t> count,
                         bool backwards, const EventFn& fn) {
   sql::Txn snapshot(*db_, sql::Txn::deferred);
-  std::int64_t id, head, head_position;
+  std::int64_t id, last_version, last_position;
   {
     sql::StmtScope s(db_->prepare(
         "SELECT s.id, h.head, h.head_position FROM streams s JOIN stream_heads h ON h.stream_id = s.id WHERE s.name = ?1"));
     s->bind(1, stream);
     if (!s->step())
       throw Error(Errc::not_found, fmt::format("stream '{}' not found (see 'esctl streams')", stream));
-    id = s->i64(0), head = s->i64(1), head_position = s->i64(2);
+    id = s->i64(0), last_version = s->i64(1), last_position = s->i64(2);
   }
   std::int64_t limit = count.value_or(INT64_MAX);
   if (limit <= 0) return;
   bool go = true;
   if (backwards) {
-    std::int64_t start = std::min(from.value_or(head), head);
+    std::int64_t start = std::min(from.value_or(last_version), last_version);
     if (start < 0) return;
     std::int64_t stop = start - limit + 1 < 0 ? 0 : start - limit + 1;
     std::vector<std::int64_t> block;
-    std::int64_t pos = locate(id, head, head_position, start);
+    std::int64_t pos = locate(id, last_version, last_position, start);
     for (std::int64_t v = start; v >= stop && go; --v) {
       block.assign(1, pos);
       emit_positions(block, fn, go);
@@ -492,11 +496,11 @@ void SqliteStore::read_stream(std::string_view stream, std::optional<std::int64_
     return;
   }
   std::int64_t first = std::max<std::int64_t>(from.value_or(0), 0);
-  std::int64_t last = limit > head - first ? head : first + limit - 1;
+  std::int64_t last = limit > last_version - first ? last_version : first + limit - 1;
   std::vector<std::int64_t> block;
   for (std::int64_t v = first; v <= last && go;) {
     std::int64_t block_end = std::min(last, v / kMarkEvery * kMarkEvery + kMarkEvery - 1);
-    std::int64_t pos = locate(id, head, head_position, block_end);
+    std::int64_t pos = locate(id, last_version, last_position, block_end);
     block.assign(static_cast<std::size_t>(block_end - v + 1), 0);
     for (std::int64_t k = block_end; k >= v; --k) {
       block[static_cast<std::size_t>(k - v)] = pos;
@@ -510,7 +514,7 @@ void SqliteStore::read_stream(std::string_view stream, std::optional<std::int64_
 
 std::vector<StreamInfo> SqliteStore::streams(std::optional<std::string> category, std::optional<std::string> prefix) {
   std::vector<StreamInfo> out;
-  // The last recorded_at is the head event's: one primary-key lookup per listed stream.
+  // The last recorded_at is that of the stream's last event: one primary-key lookup per listed stream.
   auto s = db_->prepare_new(
       category ? "SELECT s.name, h.head, h.head_position, e.recorded_at FROM streams s "
                  "JOIN stream_heads h ON h.stream_id = s.id JOIN events e ON e.position = h.head_position "

@@ -14,19 +14,22 @@
 // - Ids are 16-byte blobs with a unique index; generated ids are UUIDv7, so that index too
 //   grows at its right edge.
 // - streams: one row per stream (name, category), written once when the stream is created.
-// - stream_heads: each stream's last version and its position, apart from the names: a commit
-//   rewrites every page holding a head it moved, and an import over 10k streams moves most of
-//   them each batch. Narrow rows (~12 bytes) keep that to about a third of the pages the heads
-//   took inside the streams rows (schema v1), which made import ~1.4x faster. A stream's last
-//   recorded_at is that of the event at head_position; it is not stored twice.
+// - stream_heads: each stream's last version (column `head`) and its position (`head_position`),
+//   apart from the names: a commit rewrites every page holding a last version it moved, and an
+//   import over 10k streams moves most of them each batch. Narrow rows (~12 bytes) keep that to
+//   about a third of the pages the last versions took inside the streams rows (schema v1), which
+//   made import ~1.4x faster. A stream's last recorded_at is that of the event at
+//   head_position; it is not stored twice.
 // - queues / queue_items / queue_runs: projector queues. A queue is a cursor plus state only for
 //   events in flight (leased, waiting for retry, parked, or held behind one of those); acked
 //   events below the cursor leave no trace, so a queue costs nothing per event until it is
 //   drained. A pull's first deliveries are leased as one queue_runs row (see store/queue.cpp).
 //   Every lease carries a token, and every queue an id, drawn from `counters`: neither is ever
 //   reused, even after a queue is deleted, so a late outcome can be told from a current one.
-//   SQL names are kept from older versions where the code now says otherwise: queue_items.head
-//   (and the index queue_items_heads) is a row's front flag, not a head position.
+// SQL names kept from older versions where the code now says otherwise (renaming them would take a
+// schema version, which readers of older stores refuse until a writer migrates): stream_heads
+// and its `head` hold a stream's last version; queue_items.head (and the index
+// queue_items_heads) is a row's front flag. Neither is a head position, the store's highest.
 #include "store/sqlite/schema.hpp"
 
 #include <algorithm>
@@ -161,9 +164,9 @@ CREATE TABLE queue_runs (
 // Migrations, one per older version, each frozen as that step was first released: it turns a
 // store of version N into one of version N+1 and never changes afterwards.
 //
-// 1 -> 2: the heads move out of the streams rows into stream_heads, and the marks index is keyed
-// (version, stream_id) (see the top of this file); updated_at is dropped (it is the recorded_at
-// of the event at head_position).
+// 1 -> 2: the streams' last versions move out of the streams rows into stream_heads, and the
+// marks index is keyed (version, stream_id) (see the top of this file); updated_at is dropped (it
+// is the recorded_at of the event at head_position).
 constexpr const char* kMigrateFrom1 = R"sql(
 CREATE TABLE stream_heads (
   stream_id       INTEGER PRIMARY KEY,  -- streams.id

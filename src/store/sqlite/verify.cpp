@@ -102,7 +102,7 @@ class Verifier {
         guarded("reading streams and events", [&] { scan_events(); });
         guarded("checking ids", [&] { check_ids(); });
         guarded("checking stream rows", [&] { check_streams(); });
-        if (has("table", "stream_heads")) guarded("checking stream heads", [&] { check_heads(); });
+        if (has("table", "stream_heads")) guarded("checking stream heads", [&] { check_last_versions(); });
       }
     }
     if (!o_.narrowed() || !o_.queues.empty()) {
@@ -439,7 +439,7 @@ class Verifier {
     checks_.id_duplicate(sid, v, at, uuid_text(id), first, count);
   }
 
-  // ---- stream rows and heads ----
+  // ---- stream rows and their last versions ----
   void check_streams() {
     auto s = db_.prepare_new(only_stream_ ? "SELECT id, name, category FROM streams WHERE id = ?1"
                                           : "SELECT id, name, category FROM streams");
@@ -450,15 +450,15 @@ class Verifier {
     }
   }
 
-  // Every stream with events has a head row naming its highest version and where it is; no
-  // other head rows exist. Judged only after a complete scan of the events.
-  void check_heads() {
+  // Every stream with events has a row in stream_heads naming its last version and where it is;
+  // no other such rows exist. Judged only after a complete scan of the events.
+  void check_last_versions() {
     if (!scan_complete_) return;
     auto s = db_.prepare_new(only_stream_ ? "SELECT stream_id, head, head_position FROM stream_heads WHERE stream_id = ?1"
                                           : "SELECT stream_id, head, head_position FROM stream_heads");
     if (only_stream_) s.bind(1, *only_stream_);
-    while (s.step()) checks_.head_row(s.i64(0), s.i64(1), s.i64(2));
-    checks_.end_heads();
+    while (s.step()) checks_.last_version_row(s.i64(0), s.i64(1), s.i64(2));
+    checks_.end_last_version_rows();
   }
 
   // ---- queues (kept together: the queue tables may still change) ----
