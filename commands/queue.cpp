@@ -153,7 +153,7 @@ std::string status_json(const QueueStatus& st) {
   JsonObject o;
   o.string("name", q.name)
       .number("cursor", q.cursor)
-      .number("head", st.head)
+      .number("head", st.head_position)
       .number("lag", st.lag)
       .number("pending", st.pending)
       .number("leased", st.leased)
@@ -199,7 +199,7 @@ void print_status(Context& ctx, const QueueStatus& st) {
                          "  parked:       {}\n"
                          "oldest unacked: {}\n"
                          "policy:         max attempts {}, ack timeout {}, on poison {}\n",
-                         q.name, filter_text(q.filter), q.start_position, q.cursor, st.head, st.lag, st.pending,
+                         q.name, filter_text(q.filter), q.start_position, q.cursor, st.head_position, st.lag, st.pending,
                          st.leased, st.retrying, st.parked, oldest_text(st, now_us(), true), q.max_attempts,
                          duration_text(q.ack_timeout_ms), poison_name(q.on_poison)));
   }
@@ -253,7 +253,7 @@ int run_ls(Context& ctx) {
   for (std::size_t i = 1; i <= 8; ++i) t.right(i);
   std::int64_t now = now_us();
   for (const auto& st : all)
-    t.add({st.queue.name, std::to_string(st.queue.cursor), std::to_string(st.head), std::to_string(st.lag),
+    t.add({st.queue.name, std::to_string(st.queue.cursor), std::to_string(st.head_position), std::to_string(st.lag),
            std::to_string(st.pending), std::to_string(st.leased), std::to_string(st.retrying),
            std::to_string(st.parked), oldest_text(st, now, false), filter_text(st.queue.filter)});
   t.render(b);

@@ -70,7 +70,7 @@ Runner setup_rebuild(CLI::App& app) {
     if (o->dry_run) {
       if (ctx.json()) {
         JsonObject j = summary_head(*o);
-        j.number("head", r.head).boolean("replaced", r.replaced);
+        j.number("head", r.head_position).boolean("replaced", r.replaced);
         if (q)
           j.number("settled", r.settled)
               .number("pending", q->pending)
@@ -80,11 +80,11 @@ Runner setup_rebuild(CLI::App& app) {
         ctx.out.write(j.line());
       } else {
         ctx.out.write(fmt::format("would {} '{}' with '{}' through position {}\n", r.replaced ? "rebuild" : "build",
-                                  o->db, o->projection, r.head));
+                                  o->db, o->projection, r.head_position));
         if (q)
           ctx.out.write(fmt::format("queue '{}' would continue after position {}: the hand-over would settle {} "
                                     "({} pending, {} leased, {} retrying, {} parked)\n",
-                                    o->queue, r.head, plural(r.settled, "unacked event"), q->pending, q->leased,
+                                    o->queue, r.head_position, plural(r.settled, "unacked event"), q->pending, q->leased,
                                     q->retrying, q->parked));
         ctx.out.write("dry run: nothing was written\n");
       }
@@ -93,7 +93,7 @@ Runner setup_rebuild(CLI::App& app) {
     double rate = r.seconds > 0 ? static_cast<double>(r.applied) / r.seconds : 0;
     if (ctx.json()) {
       ctx.out.write(summary_head(*o)
-                        .number("head", r.head)
+                        .number("head", r.head_position)
                         .number("applied", r.applied)
                         .number("streams", r.streams)
                         .boolean("replaced", r.replaced)
@@ -105,10 +105,10 @@ Runner setup_rebuild(CLI::App& app) {
       ctx.out.write(fmt::format("rebuilt '{}' with '{}': {} event{} of {} stream{} applied, through position {}, "
                                 "{:.2f}s, {:.0f} events/s\n",
                                 o->db, o->projection, r.applied, r.applied == 1 ? "" : "s", r.streams,
-                                r.streams == 1 ? "" : "s", r.head, r.seconds, rate));
+                                r.streams == 1 ? "" : "s", r.head_position, r.seconds, rate));
       if (!o->queue.empty())
         ctx.out.write(fmt::format("queue '{}' continues after position {}; the hand-over settled {}\n", o->queue,
-                                  r.head, plural(r.settled, "unacked event")));
+                                  r.head_position, plural(r.settled, "unacked event")));
     }
     return 0;
   };

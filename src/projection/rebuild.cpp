@@ -270,7 +270,7 @@ RebuildResult rebuild_steps(Store& store, std::shared_ptr<const Projection> proj
 
   // H: the rebuild applies the matching events up to here, then hands the queue over at H.
   const std::int64_t head = store.last_position();
-  result.head = head;
+  result.head_position = head;
   if (options.dry_run) {
     if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
     result.settled = result.queue_before ? result.queue_before->lag : 0;
@@ -400,9 +400,9 @@ RebuildResult rebuild_steps(Store& store, std::shared_ptr<const Projection> proj
     QueryDbLock::Swap swap(*lock);
     std::optional<OldDbLock> old_db;  // a connection from outside esctl must not be writing either
     if (result.replaced) old_db.emplace(path, busy_ms);
-    auto hand_over = [&] { Queues(store).reset(options.queue, StartPoint{StartPoint::at, result.head}); };
+    auto hand_over = [&] { Queues(store).reset(options.queue, StartPoint{StartPoint::at, result.head_position}); };
     if (queue) result.queue_before = Queues(store).status(options.queue, Clock::now());
-    bool queue_first = queue && result.queue_before->queue.cursor > result.head;
+    bool queue_first = queue && result.queue_before->queue.cursor > result.head_position;
     if (queue_first) hand_over();
     if (fs_ops::rename(temp.path().c_str(), path.c_str()) != 0)
       throw Error(Errc::io, fmt::format("cannot rename '{}' to '{}': {}", temp.path(), path, std::strerror(errno)));

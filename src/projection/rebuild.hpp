@@ -25,14 +25,16 @@ struct RebuildOptions {
 };
 
 struct RebuildResult {
-  std::int64_t head = 0;     ///< the store's head when the rebuild started: the db reflects every event up to it
-  std::int64_t read = 0;     ///< events the projection handles (and the queue matches) up to head
-  std::int64_t applied = 0;  ///< events whose statements ran (== read: rebuild stops on a failure)
-  std::int64_t streams = 0;  ///< streams with at least one applied event
-  bool replaced = false;     ///< an old db existed and was replaced (dry run: exists)
+  /// The store's head position at the start: the db reflects every event up to it.
+  std::int64_t head_position = 0;
+  std::int64_t read = 0;           ///< events the projection handles (and the queue matches) up to there
+  std::int64_t applied = 0;        ///< events whose statements ran (== read: rebuild stops on a failure)
+  std::int64_t streams = 0;        ///< streams with at least one applied event
+  bool replaced = false;           ///< an old db existed and was replaced (dry run: exists)
   /// With a queue: its status just before the hand-over (dry run: now).
   std::optional<QueueStatus> queue_before;
-  /// With a queue: its unacked events up to head that the hand-over settled (dry run: would settle).
+  /// With a queue: its unacked events up to the head position that the hand-over settled (dry
+  /// run: would settle).
   std::int64_t settled = 0;
   double seconds = 0;
 };

@@ -849,7 +849,7 @@ QueueStatus Queues::status(std::string_view name, const Clock& local) {
   QueueStatus st;
   st.queue = w.session.queue();
   const QueueInfo& q = st.queue;
-  st.head = rows.last_position();
+  st.head_position = rows.last_position();
   std::optional<std::int64_t> oldest;
   auto lower = [&](std::int64_t p) { oldest = oldest ? std::min(*oldest, p) : p; };
   rows.state_counts(q.id, [&](State state, std::int64_t n, std::int64_t min_position) {
@@ -876,11 +876,11 @@ QueueStatus Queues::status(std::string_view name, const Clock& local) {
   // New events: matching events after the cursor. Positions are dense (assigned in the write
   // transaction, events never deleted), so without a filter this is a difference.
   if (q.filter.empty()) {
-    if (st.head > q.cursor) {
-      st.pending += st.head - q.cursor;
+    if (st.head_position > q.cursor) {
+      st.pending += st.head_position - q.cursor;
       lower(q.cursor + 1);
     }
-  } else if (st.head > q.cursor) {
+  } else if (st.head_position > q.cursor) {
     StreamFilter match(store_, q.filter);
     std::optional<std::int64_t> first;
     rows.events(q.cursor, INT64_MAX, false, INT64_MAX, [&](const EventRow& e) {

@@ -77,12 +77,12 @@ struct QueueInfo {
 /// lag = pending + leased + retrying + parked.
 struct QueueStatus {
   QueueInfo queue;
-  std::int64_t head = 0;      ///< the store's head position
-  std::int64_t lag = 0;       ///< not acked, whatever their state
-  std::int64_t pending = 0;   ///< never delivered (or put back by retry): new, or held behind their stream
-  std::int64_t leased = 0;    ///< handed out, lease not expired
-  std::int64_t retrying = 0;  ///< nacked or lease expired with attempts left: will be delivered again
-  std::int64_t parked = 0;    ///< parked, or its last allowed lease expired (see Queues::parked)
+  std::int64_t head_position = 0;  ///< the store's head position
+  std::int64_t lag = 0;            ///< not acked, whatever their state
+  std::int64_t pending = 0;        ///< never delivered (or put back by retry): new, or held behind their stream
+  std::int64_t leased = 0;         ///< handed out, lease not expired
+  std::int64_t retrying = 0;       ///< nacked or lease expired with attempts left: will be delivered again
+  std::int64_t parked = 0;         ///< parked, or its last allowed lease expired (see Queues::parked)
   std::optional<std::int64_t> oldest_position;        ///< the lowest unacked position
   std::optional<std::int64_t> oldest_recorded_at_us;  ///< its recorded_at
   /// Since when the oldest unacked event has been deliverable to this queue: its recorded_at, or

@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
     o.db_path = db;
     o.chunk = chunk;
     auto r = esctl::rebuild(s, projection, o);
-    return static_cast<double>(r.head) / r.seconds;  // positions read per second
+    return static_cast<double>(r.head_position) / r.seconds;  // positions read per second
   };
   struct Row {
     const char* name;

@@ -72,7 +72,7 @@ TEST_SUITE("projection/rebuild") {
         ++calls;
       };
       auto r = rebuild(s, projection, o);
-      CHECK(r.head == 60);
+      CHECK(r.head_position == 60);
       CHECK(r.read == static_cast<std::int64_t>(expected.size()));
       CHECK(r.applied == r.read);
       CHECK(r.streams == 3);
