@@ -86,9 +86,9 @@ void split_statements(ProjectionSection& section, const Body& body, const std::s
     while (!body_text.empty() && is_sql_space(body_text.back())) body_text.remove_suffix(1);
     st.sql = std::string(body_text);
     st.line = body.first_line + count_lines(text.substr(0, from + f));
-    std::string_view head = std::string_view(st.sql).substr(0, 7);
+    std::string_view start = std::string_view(st.sql).substr(0, 7);
     std::string lower;
-    for (char c : head) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char c : start) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (lower.rfind("vacuum", 0) == 0 && (lower.size() == 6 || !std::isalnum(static_cast<unsigned char>(lower[6]))))
       throw Error(Errc::invalid_input, fmt::format("{}:{}: in section '{}': VACUUM is not allowed in a projection",
                                                    name, st.line, section.label));
