@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -222,6 +223,23 @@ void Conn::exec_script(const char* sql) {
   pg_result* r = PQexec(conn_, sql);
   auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail(r, "script");
+  PQclear(r);
+}
+
+void Conn::copy_in(const char* sql, std::string_view data) {
+  constexpr std::size_t kChunk = 1 << 20;
+  last_sqlstate_.clear();
+  pg_result* r = PQexec(conn_, sql);
+  if (!r || PQresultStatus(r) != PGRES_COPY_IN) fail(r, "copy");
+  PQclear(r);
+  for (std::size_t off = 0; off < data.size(); off += kChunk) {
+    const auto n = static_cast<int>(std::min(kChunk, data.size() - off));
+    if (PQputCopyData(conn_, data.data() + off, n) != 1) fail(nullptr, "copy");
+  }
+  if (PQputCopyEnd(conn_, nullptr) != 1) fail(nullptr, "copy");
+  r = PQgetResult(conn_);
+  for (pg_result* more; (more = PQgetResult(conn_)) != nullptr;) PQclear(more);  // the end of the COPY's results
+  if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, "copy");
   PQclear(r);
 }
 

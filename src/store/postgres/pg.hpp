@@ -79,6 +79,9 @@ class Conn {
   Result exec(const char* sql, const std::vector<Param>& params = {});
   /// Runs statements without parameters (schema scripts).
   void exec_script(const char* sql);
+  /// Runs `sql`, a `COPY ... FROM STDIN`, sending `data` (in the format that COPY names) as its
+  /// input. Failures are thrown as exec() throws them; a row the server refuses fails it whole.
+  void copy_in(const char* sql, std::string_view data);
   /// COMMITs the transaction open on this connection. If the connection drops before the server
   /// confirms it, the outcome is unknown: throws ConnectionLost saying so (callers must not
   /// retry the transaction blindly).

@@ -1,10 +1,11 @@
 // PostgreSQL event store (see store.hpp). The life of an append:
 //   BEGIN
 //   lock the 'position' counter row (FOR UPDATE) and read the server clock and time order
-//   look up the batch's streams and given ids in one statement each
-//   check repeats, expected versions and given versions in memory; create new streams
-//   insert the events, chunked multi-row INSERTs with every value bound
-//   move the stream heads, the counter and the time order
+//   look up the batch's streams and given ids in one statement each; create new streams in one
+//   check repeats, expected versions and given versions in memory
+//   write the events with one COPY (binary format)
+//   move the stream heads (one statement for existing heads, one for new), the counter and the
+//   time order
 //   COMMIT (the counter's row lock is released only after the commit is visible)
 // The row lock makes every append wait for the one before it to commit, so position order is
 // commit order and positions are dense (a rolled-back append gives its positions back).
@@ -24,7 +25,6 @@
 namespace esctl::pg {
 namespace {
 
-constexpr int kInsertRows = 500;  // events per INSERT statement (8 parameters each)
 constexpr std::int64_t kReadChunk = 1000;
 
 constexpr const char* kEventColumns =
@@ -40,14 +40,43 @@ struct StreamRow {
   std::int64_t id = 0;  // 0: no such stream yet
   std::int64_t head = -1;
   std::int64_t head_position = 0;
-  bool dirty = false;
+  bool has_head = false;  // it has a stream_heads row
+  bool dirty = false;     // this batch appends to it
 };
 
 struct Stored {  // an event already stored (or earlier in this batch) under a given id
   std::int64_t stream_id = 0;
-  std::string stream, type, data;
+  std::string_view stream, type, data;  // into the batch or the rows read
   std::int64_t position = 0, version = 0;
 };
+
+struct UuidHash {
+  std::size_t operator()(const Uuid& u) const noexcept {  // the bytes are random or a clock: any 8 will do
+    std::uint64_t h = 0;
+    for (int i = 8; i < 16; ++i) h = h << 8 | u.bytes[static_cast<std::size_t>(i)];
+    return std::hash<std::uint64_t>{}(h ^ (static_cast<std::uint64_t>(u.bytes[5]) << 56));
+  }
+};
+
+// COPY's binary format: a signature, flags and header extension (both 0), then per row the
+// field count and each field as its length and bytes, all integers big-endian; -1 ends it.
+constexpr char kCopyHeader[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+template <class Int>
+void put_int(std::string& out, Int v) {
+  auto u = static_cast<std::make_unsigned_t<Int>>(v);
+  for (int shift = 8 * (sizeof(Int) - 1); shift >= 0; shift -= 8) out += static_cast<char>((u >> shift) & 0xff);
+}
+
+void put_field(std::string& out, std::int64_t v) {
+  put_int(out, std::int32_t{8});
+  put_int(out, v);
+}
+
+void put_field(std::string& out, std::string_view v) {
+  put_int(out, static_cast<std::int32_t>(v.size()));
+  out.append(v);
+}
 
 }  // namespace
 
@@ -89,7 +118,7 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
     bool in_order = ordered_through == first_position - 1;
 
     // The batch's streams and given ids, one statement each.
-    std::unordered_map<std::string, StreamRow> streams;
+    std::unordered_map<std::string_view, StreamRow> streams;
     std::vector<std::string_view> names, ids_text;
     std::vector<std::string> id_storage;
     for (const auto& ev : events) {
@@ -99,48 +128,58 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
     for (const auto& s : id_storage) ids_text.push_back(s);
     {
       auto r = conn_.exec(
-          "SELECT s.name, s.id, coalesce(h.head, -1), coalesce(h.head_position, 0) "
+          "SELECT s.name, s.id, coalesce(h.head, -1), coalesce(h.head_position, 0), h.stream_id IS NOT NULL "
           "FROM esctl.streams s LEFT JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = ANY($1::text[])",
           {array_literal(names)});
-      for (int i = 0; i < r.rows(); ++i)
-        streams[std::string(r.text(i, 0))] = StreamRow{r.i64(i, 1), r.i64(i, 2), r.i64(i, 3), false};
+      for (int i = 0; i < r.rows(); ++i) {
+        StreamRow& row = streams.find(r.text(i, 0))->second;
+        row = StreamRow{r.i64(i, 1), r.i64(i, 2), r.i64(i, 3), r.text(i, 4) == "t", false};
+      }
     }
-    std::map<std::string, Stored, std::less<>> stored;  // by id text
+    std::unordered_map<Uuid, Stored, UuidHash> stored;
+    Result stored_rows;  // the strings of `stored`'s entries found in the store
     if (!ids_text.empty()) {
-      auto r = conn_.exec(
+      stored_rows = conn_.exec(
           "SELECT e.id, e.stream_id, s.name, e.type, e.data, e.position, e.version "
           "FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id WHERE e.id = ANY($1::uuid[])",
           {array_literal(ids_text)});
-      for (int i = 0; i < r.rows(); ++i)
-        stored.emplace(std::string(r.text(i, 0)), Stored{r.i64(i, 1), std::string(r.text(i, 2)), std::string(r.text(i, 3)),
-                                                         std::string(r.text(i, 4)), r.i64(i, 5), r.i64(i, 6)});
+      for (int i = 0; i < stored_rows.rows(); ++i) {
+        auto id = parse_uuid(stored_rows.text(i, 0));
+        if (!id) throw Error(Errc::corrupt, fmt::format("store '{}' holds a malformed event id '{}'", conn_.display(),
+                                                        stored_rows.text(i, 0)));
+        stored.emplace(*id, Stored{stored_rows.i64(i, 1), stored_rows.text(i, 2), stored_rows.text(i, 3),
+                                   stored_rows.text(i, 4), stored_rows.i64(i, 5), stored_rows.i64(i, 6)});
+      }
+    }
+    // The batch's new streams, in order of first appearance, in one statement. A stream made
+    // here always gets an event: an event can only repeat one stored in an existing stream.
+    {
+      std::vector<std::string_view> fresh, categories;
+      for (auto name : names)
+        if (streams[name].id == 0) {
+          fresh.push_back(name);
+          categories.push_back(category_of(name));
+        }
+      if (!fresh.empty()) {
+        auto r = conn_.exec(
+            "INSERT INTO esctl.streams (name, category) SELECT n, c FROM unnest($1::text[], $2::text[]) "
+            "WITH ORDINALITY AS u(n, c, o) ORDER BY o RETURNING id, name",
+            {array_literal(fresh), array_literal(categories)});
+        for (int i = 0; i < r.rows(); ++i) streams.find(r.text(i, 1))->second.id = r.i64(i, 0);
+      }
     }
 
-    std::vector<Param> rows;  // pending INSERT values, 8 per event
-    int pending = 0;
-    auto flush = [&] {
-      if (pending == 0) return;
-      std::string sql = "INSERT INTO esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) VALUES ";
-      for (int r = 0; r < pending; ++r) {
-        const int b = r * 8;
-        sql += fmt::format("{}(${},${},${},${},${},${},${},${})", r ? "," : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
-                           b + 7, b + 8);
-      }
-      conn_.exec(sql.c_str(), rows);
-      rows.clear();
-      pending = 0;
-    };
-    std::vector<std::string> dirty;
+    // The new events, in COPY's binary format (no text to escape or parse).
+    std::string copy(kCopyHeader, sizeof kCopyHeader - 1);
+    std::vector<std::string_view> dirty;
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
-      StreamRow& row = streams[ev.stream];
-      std::string id_text;
+      StreamRow& row = streams.find(ev.stream)->second;
       if (ev.id) {
-        id_text = format_uuid(*ev.id);
-        if (auto it = stored.find(id_text); it != stored.end()) {
+        if (auto it = stored.find(*ev.id); it != stored.end()) {
           const Stored& s = it->second;
           bool same = s.stream == ev.stream && s.type == ev.type && s.data == ev.data;
-          if (!same) throw_id_conflict(id_text, s.position, s.stream, s.version);
+          if (!same) throw_id_conflict(format_uuid(*ev.id), s.position, s.stream, s.version);
           out.push_back(Appended{ev.stream, s.version, s.position, *ev.id, true});
           continue;
         }
@@ -150,13 +189,7 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
         check_expected(ev.stream, row.head, expect);
       }
       if (check_versions && ev.version) check_version_fits(ev.stream, row.head, *ev.version);
-      if (row.id == 0) {
-        auto r = conn_.exec("INSERT INTO esctl.streams (name, category) VALUES ($1, $2) RETURNING id",
-                            {ev.stream, category_of(ev.stream)});
-        row.id = r.i64(0, 0);
-      }
-      Uuid id = ev.id ? *ev.id : new_uuid_v7();
-      if (!ev.id) id_text = format_uuid(id);
+      const Uuid id = ev.id ? *ev.id : new_uuid_v7();
       const std::int64_t recorded = ev.recorded_at.value_or(now);
       const std::int64_t position = next_position++;
       if (in_order && recorded >= max_recorded_at) {
@@ -171,35 +204,44 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
         row.dirty = true;
         dirty.push_back(ev.stream);
       }
-      rows.emplace_back(position);
-      rows.emplace_back(row.id);
-      rows.emplace_back(row.head);
-      rows.emplace_back(id_text);
-      rows.emplace_back(ev.type);
-      rows.emplace_back(ev.data);
-      rows.emplace_back(ev.meta);
-      rows.emplace_back(recorded);
-      if (++pending == kInsertRows) flush();
-      stored.emplace(id_text, Stored{row.id, ev.stream, ev.type, ev.data, position, row.head});
+      put_int(copy, std::int16_t{8});
+      put_field(copy, position);
+      put_field(copy, row.id);
+      put_field(copy, row.head);
+      put_field(copy, id.view());
+      put_field(copy, ev.type);
+      put_field(copy, ev.data);
+      put_field(copy, ev.meta);
+      put_field(copy, recorded);
+      stored.emplace(id, Stored{row.id, ev.stream, ev.type, ev.data, position, row.head});
       out.push_back(Appended{ev.stream, row.head, position, id, false});
     }
-    flush();
     if (next_position == first_position) {  // nothing new: every event was a repeat
       txn.commit();
       return out;
     }
-    std::vector<std::int64_t> ids, heads, positions;
-    for (const auto& name : dirty) {
-      const StreamRow& row = streams[name];
-      ids.push_back(row.id);
-      heads.push_back(row.head);
-      positions.push_back(row.head_position);
+    put_int(copy, std::int16_t{-1});
+    conn_.copy_in("COPY esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) "
+                  "FROM STDIN (FORMAT binary)",
+                  copy);
+    // The heads of the streams written to: one statement for those that had one, one for new.
+    std::vector<std::int64_t> ids[2], heads[2], positions[2];
+    for (auto name : dirty) {
+      const StreamRow& row = streams.find(name)->second;
+      ids[row.has_head].push_back(row.id);
+      heads[row.has_head].push_back(row.head);
+      positions[row.has_head].push_back(row.head_position);
     }
-    conn_.exec(
-        "INSERT INTO esctl.stream_heads (stream_id, head, head_position) "
-        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) "
-        "ON CONFLICT (stream_id) DO UPDATE SET head = excluded.head, head_position = excluded.head_position",
-        {int_array(ids), int_array(heads), int_array(positions)});
+    if (!ids[1].empty())
+      conn_.exec(
+          "UPDATE esctl.stream_heads h SET head = u.head, head_position = u.position "
+          "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, head, position) WHERE h.stream_id = u.id",
+          {int_array(ids[1]), int_array(heads[1]), int_array(positions[1])});
+    if (!ids[0].empty())
+      conn_.exec(
+          "INSERT INTO esctl.stream_heads (stream_id, head, head_position) "
+          "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
+          {int_array(ids[0]), int_array(heads[0]), int_array(positions[0])});
     // The notification (the new head) is delivered to listeners when, and only if, this commits.
     conn_.exec("UPDATE esctl.counters SET value = $1 WHERE name = 'position' RETURNING pg_notify('esctl_events', value::text)",
                {next_position - 1});
