@@ -26,6 +26,7 @@ namespace esctl::pg {
 namespace {
 
 constexpr std::int64_t kReadChunk = 1000;
+constexpr std::size_t kKnownStreams = 50000;  // streams an appending session remembers (a few MB)
 
 constexpr const char* kEventColumns =
     "e.position, s.name, e.version, e.id, e.type, e.data, e.meta, e.recorded_at";
@@ -99,10 +100,28 @@ PgStore::PgStore(const std::string& uri, int busy_timeout_ms, Access access) : c
 
 std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
                                       std::size_t* failed_at) {
+  // Given ids are usually new (an import's first run): the first attempt does not look them up
+  // and lets the unique index on ids catch a stored one. If that attempt fails with a conflict
+  // of any kind (a stored id, or a version or expectation that a repeat would have explained),
+  // nothing of it is kept and the append is run again with the lookup, which decides.
+  const bool any_id = std::any_of(events.begin(), events.end(), [](const NewEvent& e) { return e.id.has_value(); });
+  if (any_id) {
+    try {
+      return append_once(events, expect, check_versions, failed_at, false);
+    } catch (const Error& e) {
+      if (e.code() != Errc::conflict && !id_clash_) throw;
+    }
+  }
+  return append_once(events, expect, check_versions, failed_at, true);
+}
+
+std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, const Expect& expect,
+                                           bool check_versions, std::size_t* failed_at, bool look_up_ids) {
   std::vector<Appended> out;
   out.reserve(events.size());
   bool expect_checked = expect.kind == Expect::any;
   std::size_t at = 0;
+  id_clash_ = false;
   try {
     Txn txn(conn_);
     // First statement: the counter's row lock orders this append after every earlier one.
@@ -117,20 +136,28 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
     const std::int64_t ordered_before = ordered_through;
     bool in_order = ordered_through == first_position - 1;
 
-    // The batch's streams and given ids, one statement each.
+    // The batch's streams (those this session has not met, or all if another session appended
+    // since) and given ids, one statement each.
+    if (head.i64(0, 0) != known_through_) known_.clear();
     std::unordered_map<std::string_view, StreamRow> streams;
-    std::vector<std::string_view> names, ids_text;
+    std::vector<std::string_view> names, unknown, ids_text;
     std::vector<std::string> id_storage;
     for (const auto& ev : events) {
-      if (streams.emplace(ev.stream, StreamRow{}).second) names.push_back(ev.stream);
-      if (ev.id) id_storage.push_back(format_uuid(*ev.id));
+      if (auto [it, added] = streams.emplace(ev.stream, StreamRow{}); added) {
+        names.push_back(ev.stream);
+        if (auto k = known_.find(std::string(ev.stream)); k != known_.end())
+          it->second = StreamRow{k->second.id, k->second.head, k->second.head_position, true, false};
+        else
+          unknown.push_back(ev.stream);
+      }
+      if (ev.id && look_up_ids) id_storage.push_back(format_uuid(*ev.id));
     }
     for (const auto& s : id_storage) ids_text.push_back(s);
-    {
+    if (!unknown.empty()) {
       auto r = conn_.exec(
           "SELECT s.name, s.id, coalesce(h.head, -1), coalesce(h.head_position, 0), h.stream_id IS NOT NULL "
           "FROM esctl.streams s LEFT JOIN esctl.stream_heads h ON h.stream_id = s.id WHERE s.name = ANY($1::text[])",
-          {array_literal(names)});
+          {array_literal(unknown)});
       for (int i = 0; i < r.rows(); ++i) {
         StreamRow& row = streams.find(r.text(i, 0))->second;
         row = StreamRow{r.i64(i, 1), r.i64(i, 2), r.i64(i, 3), r.text(i, 4) == "t", false};
@@ -138,7 +165,7 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
     }
     std::unordered_map<Uuid, Stored, UuidHash> stored;
     Result stored_rows;  // the strings of `stored`'s entries found in the store
-    if (!ids_text.empty()) {
+    if (look_up_ids && !ids_text.empty()) {
       stored_rows = conn_.exec(
           "SELECT e.id, e.stream_id, s.name, e.type, e.data, e.position, e.version "
           "FROM esctl.events e JOIN esctl.streams s ON s.id = e.stream_id WHERE e.id = ANY($1::uuid[])",
@@ -221,9 +248,14 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
       return out;
     }
     put_int(copy, std::int16_t{-1});
-    conn_.copy_in("COPY esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) "
-                  "FROM STDIN (FORMAT binary)",
-                  copy);
+    try {
+      conn_.copy_in("COPY esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) "
+                    "FROM STDIN (FORMAT binary)",
+                    copy);
+    } catch (const Error&) {
+      id_clash_ = !look_up_ids && conn_.last_sqlstate() == "23505";  // unique_violation: a stored id
+      throw;
+    }
     // The heads of the streams written to: one statement for those that had one, one for new.
     std::vector<std::int64_t> ids[2], heads[2], positions[2];
     for (auto name : dirty) {
@@ -249,6 +281,10 @@ std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const
       conn_.exec("UPDATE esctl.time_order SET ordered_through = $1, max_recorded_at = $2 WHERE id = 1",
                  {ordered_through, max_recorded_at});
     txn.commit();
+    if (known_.size() + unknown.size() > kKnownStreams) known_.clear();
+    for (const auto& [name, row] : streams)
+      if (row.has_head || row.dirty) known_[std::string(name)] = KnownStream{row.id, row.head, row.head_position};
+    known_through_ = next_position - 1;
   } catch (...) {
     if (failed_at) *failed_at = at;
     throw;

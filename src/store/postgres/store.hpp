@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event.hpp"
@@ -66,8 +67,20 @@ class PgStore {
   /// Runs `sql` (whose rows are position, stream, version, id, type, data, meta, recorded_at)
   /// and calls fn per row; returns false if fn stopped, and the rows seen in *rows.
   bool emit(Result& r, const EventCallback& fn);
+  /// append() in one transaction; without `look_up_ids` it takes every given id as new.
+  std::vector<Appended> append_once(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
+                                    std::size_t* failed_at, bool look_up_ids);
 
   Conn conn_;
+  bool id_clash_ = false;  // the last append_once's COPY hit a stored id
+  /// Streams as this session's last appends left them, valid while the position counter still
+  /// says known_through_ (an append that creates a stream or moves a head moves the counter):
+  /// an import's later batches look up only the streams they have not met yet.
+  struct KnownStream {
+    std::int64_t id = 0, head = -1, head_position = 0;
+  };
+  std::unordered_map<std::string, KnownStream> known_;
+  std::int64_t known_through_ = -1;
 };
 
 /// A PostgreSQL array literal of `items` (for `$1::text[]` and the like): every element quoted.
