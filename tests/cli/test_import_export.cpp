@@ -269,6 +269,36 @@ TEST_SUITE("cli/import_export") {
     CHECK(event_count(store) == 1);
   }
 
+  TEST_CASE("a batch mixing stored ids with new ones imports the new ones densely; a clashing one in the middle stores none") {
+    TempDir d;
+    auto store = d / "s.db";
+    auto with_id = [](const std::string& stream, const std::string& type, int n) {
+      return line(stream, type, "{}", ",\"id\":\"" + uuid(n) + "\"");
+    };
+    REQUIRE(import(store, {}, with_id("a", "T", 1) + with_id("b", "T", 2)).status == 0);
+    auto r = import(store, {}, with_id("c", "T", 3) + with_id("b", "Other", 2) + with_id("a", "T", 4));
+    CHECK(r.status == 3);
+    CHECK(contains(r.err, "line 2"));
+    CHECK(contains(r.err, "already used"));
+    CHECK(event_count(store) == 2);
+    const std::string mixed = with_id("c", "T", 3) + with_id("b", "T", 2) + with_id("a", "T", 4) + with_id("a", "T", 1);
+    r = import(store, {"--json"}, mixed);
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(json::parse(r.out)["imported"] == 2);
+    CHECK(json::parse(r.out)["skipped"] == 2);
+    auto ev = parse_lines(run({"--store", store, "--json", "read", "--all"}).out);
+    REQUIRE(ev.size() == 4);
+    CHECK(ev[2]["position"] == 3);
+    CHECK(ev[2]["id"] == uuid(3));
+    CHECK(ev[3]["position"] == 4);
+    CHECK(ev[3]["stream"] == "a");
+    CHECK(ev[3]["version"] == 1);
+    r = import(store, {"--json"}, mixed);
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(json::parse(r.out)["skipped"] == 4);
+    CHECK(event_count(store) == 4);
+  }
+
   TEST_CASE("a relayed batch imported twice with --ignore-versions is stored once") {
     TempDir d;
     auto src = d / "src.db", dst = d / "dst.db";

@@ -101,6 +101,75 @@ TEST_CASE("pg: expected versions and idempotency by id and all-or-nothing batche
   CHECK(s.head_position() == 4);
 }
 
+TEST_CASE("pg: a batch with stored ids among new ones stores only the new ones, densely, and a stored id with other content stores nothing") {
+  TempDatabase db;
+  pg::PgStore s(db.uri(), 5000, Access::write);
+  const Uuid a = new_uuid_v7(), b = new_uuid_v7(), c = new_uuid_v7(), d = new_uuid_v7();
+  auto first = s.append({event("x", "t", "{}", a), event("y", "t", "{}", b)});
+  // A different id whose content clashes, in the middle: nothing of the batch, and which one.
+  std::size_t failed_at = 99;
+  try {
+    s.append({event("x", "t", "{}", c), event("y", "t", R"({"other":1})", b), event("z", "t", "{}", d)}, {}, true,
+             &failed_at);
+    FAIL("expected a conflict");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::conflict);
+    CHECK(std::string(e.what()).find("already used by a different event") != std::string::npos);
+  }
+  CHECK(failed_at == 1);
+  CHECK(s.head_position() == 2);
+  CHECK_FALSE(s.stream_version("z"));
+  // The same ids with their stored content: repeats reported where they are, the rest appended.
+  auto r = s.append({event("x", "t", "{}", c), event("y", "t", "{}", b), event("z", "t", "{}", d), event("x", "t", "{}", a)});
+  REQUIRE(r.size() == 4);
+  CHECK_FALSE(r[0].existed);
+  CHECK(r[0].position == 3);
+  CHECK(r[0].version == 1);
+  CHECK(r[1].existed);
+  CHECK(r[1].position == first[1].position);
+  CHECK_FALSE(r[2].existed);
+  CHECK(r[2].position == 4);
+  CHECK(r[2].version == 0);
+  CHECK(r[3].existed);
+  CHECK(r[3].position == first[0].position);
+  CHECK(s.head_position() == 4);
+  auto all = all_events(db.uri());
+  REQUIRE(all.size() == 4);
+  for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].position == static_cast<std::int64_t>(i + 1));
+  // An expectation about a repeat's stream is judged on the first event that is not a repeat.
+  auto again = s.append({event("y", "t", "{}", b), event("w")}, Expect{Expect::none});
+  CHECK(again[0].existed);
+  CHECK(again[1].version == 0);
+}
+
+TEST_CASE("pg: a session's later batches see the heads other sessions moved in between, and a failed batch leaves no trace") {
+  TempDatabase db;
+  pg::PgStore mine(db.uri(), 5000, Access::write), other(db.uri(), 5000, Access::write);
+  CHECK(mine.append({event("s"), event("t")})[1].version == 0);
+  CHECK(other.append({event("s"), event("u")})[0].version == 1);
+  // mine appended last at position 2; the store is at 4 now: its next batch must see s at 1.
+  auto r = mine.append({event("s"), event("u")});
+  CHECK(r[0].version == 2);
+  CHECK(r[0].position == 5);
+  CHECK(r[1].version == 1);
+  CHECK_THROWS_AS(mine.append({event("s")}, Expect{Expect::version, 1}), Error);
+  CHECK(mine.append({event("s")}, Expect{Expect::version, 2})[0].version == 3);
+  // A batch that makes a stream and then fails: the stream is not there, for either session.
+  NewEvent bad = event("s");
+  bad.version = 9;
+  CHECK_THROWS_AS(mine.append({event("n"), event("t"), bad}), Error);
+  CHECK_FALSE(mine.stream_version("n"));
+  CHECK(mine.append({event("n")}, Expect{Expect::none})[0].version == 0);
+  CHECK(mine.append({event("t")})[0].version == 1);
+  CHECK(other.append({event("n"), event("s")})[1].version == 4);
+  CHECK(mine.append({event("n"), event("s")})[1].version == 5);
+  auto names = mine.streams(std::nullopt, std::nullopt);
+  REQUIRE(names.size() == 4);
+  CHECK(names[0].name == "n");
+  CHECK(names[0].version == 2);
+  CHECK(mine.head_position() == 13);
+}
+
 TEST_CASE("pg: 8 concurrent appenders lose nothing / positions are dense and each stream's versions contiguous and a reader following position > last never sees a gap") {
   TempDatabase db;
   { pg::PgStore init(db.uri(), 5000, Access::write); }
