@@ -256,10 +256,15 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       id_clash_ = !look_up_ids && conn_.last_sqlstate() == "23505";  // unique_violation: a stored id
       throw;
     }
-    // The heads of the streams written to: one statement for those that had one, one for new.
+    // The heads of the streams written to: one statement for those that had one, one for new;
+    // in stream id order, so that the updates walk the heads' index and pages in order.
+    std::vector<const StreamRow*> moved;
+    moved.reserve(dirty.size());
+    for (auto name : dirty) moved.push_back(&streams.find(name)->second);
+    std::sort(moved.begin(), moved.end(), [](const StreamRow* a, const StreamRow* b) { return a->id < b->id; });
     std::vector<std::int64_t> ids[2], heads[2], positions[2];
-    for (auto name : dirty) {
-      const StreamRow& row = streams.find(name)->second;
+    for (const StreamRow* r : moved) {
+      const StreamRow& row = *r;
       ids[row.has_head].push_back(row.id);
       heads[row.has_head].push_back(row.head);
       positions[row.has_head].push_back(row.head_position);
