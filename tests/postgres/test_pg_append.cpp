@@ -3,6 +3,7 @@
 // byte for byte.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <map>
@@ -106,40 +107,63 @@ TEST_CASE("pg: a batch with stored ids among new ones stores only the new ones, 
   pg::PgStore s(db.uri(), 5000, Access::write);
   const Uuid a = new_uuid_v7(), b = new_uuid_v7(), c = new_uuid_v7(), d = new_uuid_v7();
   auto first = s.append({event("x", "t", "{}", a), event("y", "t", "{}", b)});
-  // A different id whose content clashes, in the middle: nothing of the batch, and which one.
+  // 40 events with ids of their own before and after `middle`: a batch that large takes its ids
+  // as new at first, so the store's unique index is what finds the stored ones.
+  std::vector<Uuid> fill;
+  for (int i = 0; i < 80; ++i) fill.push_back(new_uuid_v7());
+  auto batch = [&](std::vector<NewEvent> middle) {
+    std::vector<NewEvent> out;
+    for (int i = 0; i < 40; ++i) out.push_back(event("f", "t", "{}", fill[static_cast<std::size_t>(i)]));
+    out.insert(out.end(), middle.begin(), middle.end());
+    for (int i = 40; i < 80; ++i) out.push_back(event("g", "t", "{}", fill[static_cast<std::size_t>(i)]));
+    return out;
+  };
+  // A different event under a stored id, in the middle: nothing of the batch, and which one.
   std::size_t failed_at = 99;
   try {
-    s.append({event("x", "t", "{}", c), event("y", "t", R"({"other":1})", b), event("z", "t", "{}", d)}, {}, true,
+    s.append(batch({event("x", "t", "{}", c), event("y", "t", R"({"other":1})", b), event("z", "t", "{}", d)}), {}, true,
              &failed_at);
     FAIL("expected a conflict");
   } catch (const Error& e) {
     CHECK(e.code() == Errc::conflict);
     CHECK(std::string(e.what()).find("already used by a different event") != std::string::npos);
   }
-  CHECK(failed_at == 1);
+  CHECK(failed_at == 41);
   CHECK(s.head_position() == 2);
   CHECK_FALSE(s.stream_version("z"));
+  CHECK_FALSE(s.stream_version("f"));
   // The same ids with their stored content: repeats reported where they are, the rest appended.
-  auto r = s.append({event("x", "t", "{}", c), event("y", "t", "{}", b), event("z", "t", "{}", d), event("x", "t", "{}", a)});
-  REQUIRE(r.size() == 4);
-  CHECK_FALSE(r[0].existed);
+  const auto mixed = batch({event("x", "t", "{}", c), event("y", "t", "{}", b), event("z", "t", "{}", d), event("x", "t", "{}", a)});
+  auto r = s.append(mixed);
+  REQUIRE(r.size() == 84);
   CHECK(r[0].position == 3);
-  CHECK(r[0].version == 1);
-  CHECK(r[1].existed);
-  CHECK(r[1].position == first[1].position);
-  CHECK_FALSE(r[2].existed);
-  CHECK(r[2].position == 4);
-  CHECK(r[2].version == 0);
-  CHECK(r[3].existed);
-  CHECK(r[3].position == first[0].position);
-  CHECK(s.head_position() == 4);
+  CHECK_FALSE(r[40].existed);
+  CHECK(r[40].position == 43);
+  CHECK(r[40].version == 1);
+  CHECK(r[41].existed);
+  CHECK(r[41].position == first[1].position);
+  CHECK_FALSE(r[42].existed);
+  CHECK(r[42].position == 44);
+  CHECK(r[42].version == 0);
+  CHECK(r[43].existed);
+  CHECK(r[43].position == first[0].position);
+  CHECK(r[83].position == 84);
+  CHECK(r[83].version == 39);
+  CHECK(s.head_position() == 84);
   auto all = all_events(db.uri());
-  REQUIRE(all.size() == 4);
+  REQUIRE(all.size() == 84);
   for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].position == static_cast<std::int64_t>(i + 1));
-  // An expectation about a repeat's stream is judged on the first event that is not a repeat.
-  auto again = s.append({event("y", "t", "{}", b), event("w")}, Expect{Expect::none});
-  CHECK(again[0].existed);
-  CHECK(again[1].version == 0);
+  // Once more: every event a repeat, nothing written.
+  auto again = s.append(mixed);
+  CHECK(std::all_of(again.begin(), again.end(), [](const Appended& e) { return e.existed; }));
+  CHECK(again[83].position == 84);
+  CHECK(s.head_position() == 84);
+  // An expectation is judged on the first event that is not a repeat.
+  auto more = mixed;
+  more.push_back(event("w"));
+  auto last = s.append(more, Expect{Expect::none});
+  CHECK(last[84].version == 0);
+  CHECK(last[84].position == 85);
 }
 
 TEST_CASE("pg: a session's later batches see the heads other sessions moved in between, and a failed batch leaves no trace") {

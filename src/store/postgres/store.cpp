@@ -26,6 +26,7 @@ namespace esctl::pg {
 namespace {
 
 constexpr std::int64_t kReadChunk = 1000;
+constexpr std::size_t kGuessIdsFrom = 64;    // events in a batch whose ids are taken as new at first
 constexpr std::size_t kKnownStreams = 50000;  // streams an appending session remembers (a few MB)
 
 constexpr const char* kEventColumns =
@@ -100,12 +101,13 @@ PgStore::PgStore(const std::string& uri, int busy_timeout_ms, Access access) : c
 
 std::vector<Appended> PgStore::append(const std::vector<NewEvent>& events, const Expect& expect, bool check_versions,
                                       std::size_t* failed_at) {
-  // Given ids are usually new (an import's first run): the first attempt does not look them up
-  // and lets the unique index on ids catch a stored one. If that attempt fails with a conflict
-  // of any kind (a stored id, or a version or expectation that a repeat would have explained),
-  // nothing of it is kept and the append is run again with the lookup, which decides.
+  // The ids of a large batch are usually new (an import's first run): its first attempt does not
+  // look them up and lets the unique index on ids catch a stored one. If that attempt fails with
+  // a conflict of any kind (a stored id, or a version or expectation that a repeat would have
+  // explained), nothing of it is kept and the append is run again with the lookup, which
+  // decides. Small appends look up first: a retried `append --id` is no error in the server log.
   const bool any_id = std::any_of(events.begin(), events.end(), [](const NewEvent& e) { return e.id.has_value(); });
-  if (any_id) {
+  if (any_id && events.size() >= kGuessIdsFrom) {
     try {
       return append_once(events, expect, check_versions, failed_at, false);
     } catch (const Error& e) {
