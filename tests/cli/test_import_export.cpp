@@ -269,7 +269,7 @@ TEST_SUITE("cli/import_export") {
     CHECK(event_count(store) == 1);
   }
 
-  TEST_CASE("a batch mixing stored ids with new ones imports the new ones densely; a clashing one in the middle stores none") {
+  TEST_CASE("a batch mixing stored ids with new ones imports the new ones densely, a clashing one in the middle stores none") {
     TempDir d;
     auto store = d / "s.db";
     auto with_id = [](const std::string& stream, const std::string& type, int n) {
