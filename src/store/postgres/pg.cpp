@@ -4,7 +4,6 @@
 
 #include <libpq-fe.h>
 
-#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -226,20 +225,48 @@ void Conn::exec_script(const char* sql) {
   PQclear(r);
 }
 
-void Conn::copy_in(const char* sql, std::string_view data) {
-  constexpr std::size_t kChunk = 1 << 20;
-  last_sqlstate_.clear();
-  pg_result* r = PQexec(conn_, sql);
-  if (!r || PQresultStatus(r) != PGRES_COPY_IN) fail(r, "copy");
-  PQclear(r);
-  for (std::size_t off = 0; off < data.size(); off += kChunk) {
-    const auto n = static_cast<int>(std::min(kChunk, data.size() - off));
-    if (PQputCopyData(conn_, data.data() + off, n) != 1) fail(nullptr, "copy");
+// ---- CopyIn ----
+
+namespace {
+constexpr std::size_t kCopyChunk = 1 << 20;
+}  // namespace
+
+CopyIn::CopyIn(Conn& conn, const char* sql) : conn_(conn) {
+  conn_.last_sqlstate_.clear();
+  pg_result* r = PQexec(conn_.conn_, sql);
+  if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+    open_ = false;
+    conn_.fail(r, "copy");
   }
-  if (PQputCopyEnd(conn_, nullptr) != 1) fail(nullptr, "copy");
-  r = PQgetResult(conn_);
-  for (pg_result* more; (more = PQgetResult(conn_)) != nullptr;) PQclear(more);  // the end of the COPY's results
-  if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) fail(r, "copy");
+  PQclear(r);
+  buffer_.reserve(kCopyChunk + kCopyChunk / 4);
+}
+
+CopyIn::~CopyIn() {
+  if (!open_ || conn_.lost()) return;
+  if (PQputCopyEnd(conn_.conn_, "abandoned by esctl") == 1)
+    for (pg_result* r; (r = PQgetResult(conn_.conn_)) != nullptr;) PQclear(r);
+}
+
+void CopyIn::send() {
+  if (!buffer_.empty() && PQputCopyData(conn_.conn_, buffer_.data(), static_cast<int>(buffer_.size())) != 1) {
+    open_ = false;
+    conn_.fail(nullptr, "copy");
+  }
+  buffer_.clear();
+}
+
+void CopyIn::sent() {
+  if (buffer_.size() >= kCopyChunk) send();
+}
+
+void CopyIn::end() {
+  send();
+  open_ = false;
+  if (PQputCopyEnd(conn_.conn_, nullptr) != 1) conn_.fail(nullptr, "copy");
+  pg_result* r = PQgetResult(conn_.conn_);
+  for (pg_result* more; (more = PQgetResult(conn_.conn_)) != nullptr;) PQclear(more);  // the end of the COPY's results
+  if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) conn_.fail(r, "copy");
   PQclear(r);
 }
 

@@ -79,9 +79,6 @@ class Conn {
   Result exec(const char* sql, const std::vector<Param>& params = {});
   /// Runs statements without parameters (schema scripts).
   void exec_script(const char* sql);
-  /// Runs `sql`, a `COPY ... FROM STDIN`, sending `data` (in the format that COPY names) as its
-  /// input. Failures are thrown as exec() throws them; a row the server refuses fails it whole.
-  void copy_in(const char* sql, std::string_view data);
   /// COMMITs the transaction open on this connection. If the connection drops before the server
   /// confirms it, the outcome is unknown: throws ConnectionLost saying so (callers must not
   /// retry the transaction blindly).
@@ -106,6 +103,7 @@ class Conn {
 
  private:
   friend class Txn;
+  friend class CopyIn;
   [[noreturn]] void fail(pg_result* r, const char* what);
   /// Whether the failure `r` (nullptr: no result) means the connection is gone.
   bool gone(pg_result* r);
@@ -117,6 +115,30 @@ class Conn {
   std::string last_sqlstate_;
   int busy_timeout_ms_ = 0;
   bool in_txn_ = false;  // a Txn is open and has not reached COMMIT
+};
+
+/// A `COPY ... FROM STDIN` in progress on a connection: rows added to buffer() are sent in
+/// chunks as it fills, so the server works on them while more are made. Failures are thrown as
+/// Conn::exec throws them; a row the server refuses fails the COPY whole, at end(). Destroyed
+/// before end(), it abandons the COPY: the server fails it, and the transaction with it.
+class CopyIn {
+ public:
+  /// Starts `sql` (a COPY ... FROM STDIN).
+  CopyIn(Conn& conn, const char* sql);
+  ~CopyIn();
+  CopyIn(const CopyIn&) = delete;
+  /// Where rows go, in the format the COPY names; call sent() after each.
+  std::string& buffer() { return buffer_; }
+  /// Sends the buffer once it holds a chunk's worth.
+  void sent();
+  /// Sends the rest, ends the input and waits for the server's verdict.
+  void end();
+
+ private:
+  void send();
+  Conn& conn_;
+  std::string buffer_;
+  bool open_ = true;
 };
 
 /// A write transaction: BEGIN now, ROLLBACK when destroyed without commit(). A connection lost

@@ -1,9 +1,10 @@
 // PostgreSQL event store (see store.hpp). The life of an append:
 //   BEGIN
 //   lock the 'position' counter row (FOR UPDATE) and read the server clock and time order
-//   look up the batch's streams and given ids in one statement each; create new streams in one
-//   check repeats, expected versions and given versions in memory
-//   write the events with one COPY (binary format)
+//   look up the batch's streams (those this session has not met since its last append) and,
+//   unless the batch is large, its given ids, in one statement each; create new streams in one
+//   check repeats, expected versions and given versions in memory, sending each new event as
+//   it passes into one COPY (binary format)
 //   move the stream heads (one statement for existing heads, one for new), the counter and the
 //   time order
 //   COMMIT (the counter's row lock is released only after the commit is visible)
@@ -12,7 +13,7 @@
 #include "store/postgres/store.hpp"
 
 #include <algorithm>
-#include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -198,8 +199,9 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       }
     }
 
-    // The new events, in COPY's binary format (no text to escape or parse).
-    std::string copy(kCopyHeader, sizeof kCopyHeader - 1);
+    // The new events, sent as they are made by one COPY in its binary format (no text to escape
+    // or parse), begun at the first new event. Until it ends no other statement can run.
+    std::optional<CopyIn> copy;
     std::vector<std::string_view> dirty;
     for (; at < events.size(); ++at) {
       const NewEvent& ev = events[at];
@@ -233,27 +235,32 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
         row.dirty = true;
         dirty.push_back(ev.stream);
       }
-      put_int(copy, std::int16_t{8});
-      put_field(copy, position);
-      put_field(copy, row.id);
-      put_field(copy, row.head);
-      put_field(copy, id.view());
-      put_field(copy, ev.type);
-      put_field(copy, ev.data);
-      put_field(copy, ev.meta);
-      put_field(copy, recorded);
+      if (!copy) {
+        copy.emplace(conn_, "COPY esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) "
+                            "FROM STDIN (FORMAT binary)");
+        copy->buffer().append(kCopyHeader, sizeof kCopyHeader - 1);
+      }
+      std::string& rows = copy->buffer();
+      put_int(rows, std::int16_t{8});
+      put_field(rows, position);
+      put_field(rows, row.id);
+      put_field(rows, row.head);
+      put_field(rows, id.view());
+      put_field(rows, ev.type);
+      put_field(rows, ev.data);
+      put_field(rows, ev.meta);
+      put_field(rows, recorded);
+      copy->sent();
       stored.emplace(id, Stored{row.id, ev.stream, ev.type, ev.data, position, row.head});
       out.push_back(Appended{ev.stream, row.head, position, id, false});
     }
-    if (next_position == first_position) {  // nothing new: every event was a repeat
+    if (!copy) {  // nothing new: every event was a repeat
       txn.commit();
       return out;
     }
-    put_int(copy, std::int16_t{-1});
+    put_int(copy->buffer(), std::int16_t{-1});
     try {
-      conn_.copy_in("COPY esctl.events (position, stream_id, version, id, type, data, meta, recorded_at) "
-                    "FROM STDIN (FORMAT binary)",
-                    copy);
+      copy->end();
     } catch (const Error&) {
       id_clash_ = !look_up_ids && conn_.last_sqlstate() == "23505";  // unique_violation: a stored id
       throw;
