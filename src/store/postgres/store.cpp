@@ -5,8 +5,8 @@
 //   unless the batch is large, its given ids, in one statement each; create new streams in one
 //   check repeats, expected versions and given versions in memory, sending each new event as
 //   it passes into one COPY (binary format)
-//   move the stream heads (one statement for existing heads, one for new), the counter and the
-//   time order
+//   move the streams' last versions (stream_heads rows: one statement for existing rows, one
+//   for new), the counter and the time order
 //   COMMIT (the counter's row lock is released only after the commit is visible)
 // The row lock makes every append wait for the one before it to commit, so position order is
 // commit order and positions are dense (a rolled-back append gives its positions back).
@@ -41,9 +41,9 @@ std::string int_array(const std::vector<std::int64_t>& v) {
 
 struct StreamRow {
   std::int64_t id = 0;  // 0: no such stream yet
-  std::int64_t head = -1;
-  std::int64_t head_position = 0;
-  bool has_head = false;  // it has a stream_heads row
+  std::int64_t last_version = -1;
+  std::int64_t last_position = 0;
+  bool has_last = false;  // it has a stream_heads row
   bool dirty = false;     // this batch appends to it
 };
 
@@ -149,7 +149,7 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       if (auto [it, added] = streams.emplace(ev.stream, StreamRow{}); added) {
         names.push_back(ev.stream);
         if (auto k = known_.find(std::string(ev.stream)); k != known_.end())
-          it->second = StreamRow{k->second.id, k->second.head, k->second.head_position, true, false};
+          it->second = StreamRow{k->second.id, k->second.last_version, k->second.last_position, true, false};
         else
           unknown.push_back(ev.stream);
       }
@@ -217,9 +217,9 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       }
       if (!expect_checked) {
         expect_checked = true;
-        check_expected(ev.stream, row.head, expect);
+        check_expected(ev.stream, row.last_version, expect);
       }
-      if (check_versions && ev.version) check_version_fits(ev.stream, row.head, *ev.version);
+      if (check_versions && ev.version) check_version_fits(ev.stream, row.last_version, *ev.version);
       const Uuid id = ev.id ? *ev.id : new_uuid_v7();
       const std::int64_t recorded = ev.recorded_at.value_or(now);
       const std::int64_t position = next_position++;
@@ -229,8 +229,8 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       } else {
         in_order = false;
       }
-      row.head += 1;
-      row.head_position = position;
+      row.last_version += 1;
+      row.last_position = position;
       if (!row.dirty) {
         row.dirty = true;
         dirty.push_back(ev.stream);
@@ -244,15 +244,15 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       put_int(rows, std::int16_t{8});
       put_field(rows, position);
       put_field(rows, row.id);
-      put_field(rows, row.head);
+      put_field(rows, row.last_version);
       put_field(rows, id.view());
       put_field(rows, ev.type);
       put_field(rows, ev.data);
       put_field(rows, ev.meta);
       put_field(rows, recorded);
       copy->sent();
-      stored.emplace(id, Stored{row.id, ev.stream, ev.type, ev.data, position, row.head});
-      out.push_back(Appended{ev.stream, row.head, position, id, false});
+      stored.emplace(id, Stored{row.id, ev.stream, ev.type, ev.data, position, row.last_version});
+      out.push_back(Appended{ev.stream, row.last_version, position, id, false});
     }
     if (!copy) {  // nothing new: every event was a repeat
       txn.commit();
@@ -265,29 +265,30 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
       id_clash_ = !look_up_ids && conn_.last_sqlstate() == "23505";  // unique_violation: a stored id
       throw;
     }
-    // The heads of the streams written to: one statement for those that had one, one for new;
-    // in stream id order, so that the updates walk the heads' index and pages in order.
+    // The last versions of the streams written to (stream_heads rows): one statement for those
+    // that had a row, one for new; in stream id order, so that the updates walk the table's
+    // index and pages in order.
     std::vector<const StreamRow*> moved;
     moved.reserve(dirty.size());
     for (auto name : dirty) moved.push_back(&streams.find(name)->second);
     std::sort(moved.begin(), moved.end(), [](const StreamRow* a, const StreamRow* b) { return a->id < b->id; });
-    std::vector<std::int64_t> ids[2], heads[2], positions[2];
+    std::vector<std::int64_t> ids[2], versions[2], positions[2];
     for (const StreamRow* r : moved) {
       const StreamRow& row = *r;
-      ids[row.has_head].push_back(row.id);
-      heads[row.has_head].push_back(row.head);
-      positions[row.has_head].push_back(row.head_position);
+      ids[row.has_last].push_back(row.id);
+      versions[row.has_last].push_back(row.last_version);
+      positions[row.has_last].push_back(row.last_position);
     }
     if (!ids[1].empty())
       conn_.exec(
           "UPDATE esctl.stream_heads h SET head = u.head, head_position = u.position "
           "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, head, position) WHERE h.stream_id = u.id",
-          {int_array(ids[1]), int_array(heads[1]), int_array(positions[1])});
+          {int_array(ids[1]), int_array(versions[1]), int_array(positions[1])});
     if (!ids[0].empty())
       conn_.exec(
           "INSERT INTO esctl.stream_heads (stream_id, head, head_position) "
           "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
-          {int_array(ids[0]), int_array(heads[0]), int_array(positions[0])});
+          {int_array(ids[0]), int_array(versions[0]), int_array(positions[0])});
     // The notification (the new head) is delivered to listeners when, and only if, this commits.
     conn_.exec("UPDATE esctl.counters SET value = $1 WHERE name = 'position' RETURNING pg_notify('esctl_events', value::text)",
                {next_position - 1});
@@ -297,7 +298,7 @@ std::vector<Appended> PgStore::append_once(const std::vector<NewEvent>& events, 
     txn.commit();
     if (known_.size() + unknown.size() > kKnownStreams) known_.clear();
     for (const auto& [name, row] : streams)
-      if (row.has_head || row.dirty) known_[std::string(name)] = KnownStream{row.id, row.head, row.head_position};
+      if (row.has_last || row.dirty) known_[std::string(name)] = KnownStream{row.id, row.last_version, row.last_position};
     known_through_ = next_position - 1;
   } catch (...) {
     if (failed_at) *failed_at = at;

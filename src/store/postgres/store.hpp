@@ -77,7 +77,7 @@ class PgStore {
   /// says known_through_ (an append that creates a stream or moves a head moves the counter):
   /// an import's later batches look up only the streams they have not met yet.
   struct KnownStream {
-    std::int64_t id = 0, head = -1, head_position = 0;
+    std::int64_t id = 0, last_version = -1, last_position = 0;
   };
   std::unordered_map<std::string, KnownStream> known_;
   std::int64_t known_through_ = -1;
