@@ -4,6 +4,7 @@
 // (stdin closed, the handler waited for).
 #include <doctest/doctest.h>
 
+#include <signal.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -59,7 +60,17 @@ Delivery event(std::int64_t position, const std::string& stream, std::int64_t ve
 }
 
 // A handler with a test's options: small timeouts, and stderr captured instead of printed.
+// esctl's main ignores SIGPIPE (core/signals.hpp), so a write to a handler that exited without
+// reading its stdin fails with EPIPE and counts as the handler's failure. A test program runs
+// the handler the same way, or that write kills it (a handler that exits at once races the
+// batch's write).
+struct SigpipeIgnored {
+  void (*old)(int) = ::signal(SIGPIPE, SIG_IGN);
+  ~SigpipeIgnored() { ::signal(SIGPIPE, old); }
+};
+
 struct Pipe {
+  SigpipeIgnored sigpipe;  // first: ignored until the handler is ended
   std::string said;  // what the handler and esctl wrote to stderr
   std::mutex m;
   PipeOptions o;
