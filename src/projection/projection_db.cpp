@@ -192,11 +192,19 @@ ProjectionDb::~ProjectionDb() {
   for (auto& s : stmts_) sqlite3_finalize(s->stmt);
 }
 
-bool ProjectionDb::is_query_db() {
-  return db_->query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_esctl_meta'") > 0;
+QueryDbKind query_db_kind(sql::Db& db) {
+  auto s = db.prepare_new(
+      "SELECT count(*), count(*) FILTER (WHERE type = 'table' AND name = '_esctl_meta') FROM sqlite_schema");
+  s.step();
+  if (s.i64(1) > 0) return QueryDbKind::ours;
+  return s.i64(0) == 0 ? QueryDbKind::empty : QueryDbKind::foreign;
 }
 
-bool ProjectionDb::is_empty() { return db_->query_i64("SELECT count(*) FROM sqlite_schema") == 0; }
+void throw_not_a_query_db(const std::string& path, std::string_view action) {
+  throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
+                                         "refusing to {} it: choose another path",
+                                         path, action));
+}
 
 void ProjectionDb::initialize() {
   db_->exec(kQueryDbSchema);

@@ -36,6 +36,14 @@ struct Plan {
   bool empty() const { return stmts.empty(); }
 };
 
+/// What a SQLite db is to esctl: empty, a query db esctl made (it has `_esctl_meta`), or another
+/// application's. One statement, so one snapshot: two statements could straddle another
+/// drainer's commit that creates the same new query db, and see "not ours, not empty".
+enum class QueryDbKind { empty, ours, foreign };
+QueryDbKind query_db_kind(sql::Db& db);
+/// Errc::corrupt: `path` has tables but no `_esctl_meta`; `action` says what was refused.
+[[noreturn]] void throw_not_a_query_db(const std::string& path, std::string_view action);
+
 class ProjectionDb {
  public:
   /// Opens `path` (":memory:" for a scratch db) and installs the sandbox: an authorizer that
@@ -49,10 +57,7 @@ class ProjectionDb {
   /// Makes SIGINT abort a running statement (Errc::interrupted), for long work like rebuild.
   void set_interruptible();
 
-  /// True if the db has esctl's tables (`_esctl_meta`).
-  bool is_query_db();
-  /// True if the db has no tables at all.
-  bool is_empty();
+  QueryDbKind kind() { return query_db_kind(*db_); }
   /// Creates esctl's tables and runs @init; call inside a transaction. Throws Errc::invalid_input
   /// naming file, line and section if an @init statement fails.
   void initialize();

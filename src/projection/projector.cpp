@@ -77,11 +77,9 @@ void Projector::Impl::open() {
   qdb = std::make_unique<detail::ProjectionDb>(projection->file(), path, sql::OpenMode::create, options.busy_timeout_ms);
   auto& db = qdb->db();
   // Before anything is changed: refuse a db that is not ours (the store itself, say).
-  if (!qdb->is_query_db() && !qdb->is_empty())
-    throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
-                                           "refusing to write to it: choose another path",
-                                           path));
-  if (qdb->is_query_db()) check_recorded_queue(*qdb, path, options.queue);
+  auto kind = qdb->kind();
+  if (kind == detail::QueryDbKind::foreign) detail::throw_not_a_query_db(path, "write to");
+  if (kind == detail::QueryDbKind::ours) check_recorded_queue(*qdb, path, options.queue);
   // Rollback journal, not WAL: the db is one file, so `rebuild` can replace it with a rename
   // (a WAL file beside it would belong to the old inode). Durable commits: an event is acked
   // to the queue only after its rows are on disk. EXTRA, not FULL: a commit deletes the journal,
@@ -98,11 +96,9 @@ void Projector::Impl::open() {
   created = false;
   {
     sql::Txn txn(db);
-    if (!qdb->is_query_db()) {
-      if (!qdb->is_empty())
-        throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
-                                               "refusing to write to it: choose another path",
-                                               path));
+    kind = qdb->kind();  // again, under the write lock: another drainer may have created it
+    if (kind == detail::QueryDbKind::foreign) detail::throw_not_a_query_db(path, "write to");
+    if (kind == detail::QueryDbKind::empty) {
       qdb->initialize();
       qdb->set_meta("projection", projection->name());
       qdb->set_meta("projection_hash", projection->hash());

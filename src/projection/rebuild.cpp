@@ -124,14 +124,10 @@ Existing check_existing(const std::string& path) {
   if (!sql::is_sqlite_header(*header))
     throw Error(Errc::corrupt, fmt::format("'{}' is not a SQLite database; refusing to replace it with a query db", path));
   sql::Db db(path, sql::OpenMode::read_only, 5000, "query db");
-  bool ours = db.query_i64("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_esctl_meta'") > 0;
-  bool empty = db.query_i64("SELECT count(*) FROM sqlite_schema") == 0;
-  if (!ours && !empty)
-    throw Error(Errc::corrupt, fmt::format("'{}' is not a query db made by esctl (it has tables but no _esctl_meta); "
-                                           "refusing to replace it: choose another path",
-                                           path));
+  auto kind = detail::query_db_kind(db);
+  if (kind == detail::QueryDbKind::foreign) detail::throw_not_a_query_db(path, "replace");
   Existing out{true, {}};
-  if (ours) {
+  if (kind == detail::QueryDbKind::ours) {
     auto q = db.prepare_new("SELECT value FROM _esctl_meta WHERE key = 'queue'");
     if (q.step() && !q.is_null(0)) out.queue = std::string(q.text(0));
   }

@@ -31,15 +31,23 @@ const char* const kText =
 }  // namespace
 
 TEST_SUITE("projection/projection_db") {
+  TEST_CASE("a db with tables but no _esctl_meta is another application's, whatever else it has") {
+    auto f = file(kText);
+    detail::ProjectionDb qdb(f, ":memory:", sql::OpenMode::create, 0);
+    qdb.db().exec("CREATE TABLE _esctl_applied (x); CREATE VIEW v AS SELECT 1");
+    CHECK(qdb.kind() == detail::QueryDbKind::foreign);
+    qdb.db().exec("CREATE TABLE _esctl_meta (key TEXT PRIMARY KEY, value)");
+    CHECK(qdb.kind() == detail::QueryDbKind::ours);
+  }
+
   TEST_CASE("@init creates esctl's tables and the projection's, and an event's statements run with its parameters") {
     auto f = file(kText);
     detail::ProjectionDb qdb(f, ":memory:", sql::OpenMode::create, 0);
-    CHECK(qdb.is_empty());
-    CHECK_FALSE(qdb.is_query_db());
+    CHECK(qdb.kind() == detail::QueryDbKind::empty);
     qdb.db().exec("BEGIN");
     qdb.initialize();
     qdb.prepare_statements("");
-    CHECK(qdb.is_query_db());
+    CHECK(qdb.kind() == detail::QueryDbKind::ours);
     CHECK(qdb.plan("Other").empty());
     const auto& plan = qdb.plan("Placed");
     REQUIRE_FALSE(plan.empty());

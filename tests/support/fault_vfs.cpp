@@ -37,6 +37,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <string_view>
 #include <random>
 
 #include <fmt/format.h>
@@ -263,7 +264,20 @@ int x_lock(sqlite3_file* pf, int level) {
   if (int rc = gate(kLock, SQLITE_IOERR_LOCK, of(pf)->path()); rc != SQLITE_OK) return rc;
   return real(pf)->pMethods->xLock(real(pf), level);
 }
-int x_unlock(sqlite3_file* pf, int level) { return real(pf)->pMethods->xUnlock(real(pf), level); }
+std::string g_unlock_suffix;
+std::function<void()> g_unlock_hook;
+int g_unlock_left = 0;
+
+int x_unlock(sqlite3_file* pf, int level) {
+  int rc = real(pf)->pMethods->xUnlock(real(pf), level);
+  if (rc == SQLITE_OK && level == SQLITE_LOCK_NONE && g_unlock_hook && of(pf)->path() &&
+      std::string_view(of(pf)->path()).ends_with(g_unlock_suffix) && --g_unlock_left == 0) {
+    auto fn = std::move(g_unlock_hook);
+    g_unlock_hook = nullptr;
+    fn();
+  }
+  return rc;
+}
 int x_check_reserved(sqlite3_file* pf, int* out) { return real(pf)->pMethods->xCheckReservedLock(real(pf), out); }
 int x_file_control(sqlite3_file* pf, int op, void* arg) {
   return real(pf)->pMethods->xFileControl(real(pf), op, arg);
@@ -476,8 +490,15 @@ Install::Install(bool wal_vfs) {
   fs_ops::use_for_tests(&kFsOps);
 }
 Install::~Install() {
+  g_unlock_hook = nullptr;
   sql::use_base_vfs_for_tests(nullptr, true);
   fs_ops::use_for_tests(nullptr);
+}
+
+void on_unlock(std::string suffix, int n, std::function<void()> fn) {
+  g_unlock_suffix = std::move(suffix);
+  g_unlock_left = n;
+  g_unlock_hook = std::move(fn);
 }
 
 void reset() {

@@ -5,6 +5,7 @@
 // are modelled too. Single-threaded: one test drives it at a time.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,12 @@ class Install {
   Install(const Install&) = delete;
   Install& operator=(const Install&) = delete;
 };
+
+/// Runs `fn` once, right after the `n`th time (1-based) a connection's lock on a file whose name
+/// ends with `suffix` drops to none (a read or write transaction ended): a moment between two
+/// statements, where another process may commit. `fn` may open connections of its own (their
+/// unlocks are not counted). Cleared before it runs, and by ~Install.
+void on_unlock(std::string suffix, int n, std::function<void()> fn);
 
 /// Forgets every tracked file, counter and pending fault: the files on disk now are as a disk
 /// would hold them after a sync. Call with no connection open through the VFS.
