@@ -3,6 +3,7 @@
 // forward only when writing is allowed, keeping its events.
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <string>
 
 #include "core/error.hpp"
@@ -10,6 +11,7 @@
 #include "store/sqlite/schema.hpp"
 #include "store/sqlite/sqlite.hpp"
 #include "store/store.hpp"
+#include "support/fault_vfs.hpp"
 #include "support/temp_store.hpp"
 
 using namespace esctl;
@@ -38,6 +40,41 @@ Errc refusal(sql::Db& db, Access access) {
 }  // namespace
 
 TEST_SUITE("store/schema") {
+  TEST_CASE("a store that another process creates while this one opens it is used, never refused as foreign") {
+    // The other process commits the new store's schema between two of this one's transactions,
+    // at each such moment in turn. Each look at the file (application id, schema version, any
+    // tables) must be one snapshot: three statements on either side of that commit once read as
+    // "a SQLite database but not an esctl store" (exit 1) for a writer or a reader.
+    test::fault::Install vfs(true);
+    for (Access access : {Access::write, Access::read}) {
+      int moments = 0;
+      for (int n = 1;; ++n) {
+        CAPTURE(n);
+        CAPTURE(static_cast<int>(access));
+        test::TempStore t;
+        std::ofstream(t.path).flush();  // an empty file, as `esctl init` leaves for an instant
+        bool other_ran = false;
+        test::fault::on_unlock("/s.db", n, [&] {
+          other_ran = true;
+          Store other(t.options(), Access::write);
+        });
+        try {
+          Store mine(t.options(), access);
+          CHECK(mine.stats().streams == 0);
+        } catch (const Error& e) {
+          // Only a reader that looked before the other's commit may find no store yet.
+          CHECK(access == Access::read);
+          CHECK_MESSAGE(e.code() == Errc::not_found, std::string(e.what()));
+        }
+        if (!other_ran) break;  // every moment of opening was tried
+        ++moments;
+        sql::Db db(t.path, sql::OpenMode::read_only, 1000);
+        CHECK(db.query_i64("PRAGMA user_version") == kSchemaVersion);
+      }
+      CHECK(moments >= 2);
+    }
+  }
+
   TEST_CASE("an empty file becomes a store of the current version only when opened to write") {
     test::TempStore t;
     {

@@ -248,11 +248,22 @@ void configure_connection(sql::Db& db) {
 }
 
 void prepare_schema(sql::Db& db, Access intent) {
-  auto app_id = db.query_i64("PRAGMA application_id");
-  auto version = db.query_i64("PRAGMA user_version");
+  // One statement, so one snapshot: separate ones could straddle another process's commit that
+  // creates this new store, and read "application id 0, tables present": not an esctl store.
+  std::int64_t app_id = 0, version = 0;
+  bool has_tables = false;
+  {
+    auto look = db.prepare_new(
+        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version), "
+        "EXISTS (SELECT 1 FROM sqlite_schema)");
+    look.step();
+    app_id = look.i64(0);
+    version = look.i64(1);
+    has_tables = look.i64(2) != 0;
+  }
   if (app_id == kApplicationId && version == kSchemaVersion) return;
   if (app_id == 0 && version == 0) {
-    if (has_user_tables(db))
+    if (has_tables)
       throw Error(Errc::corrupt, fmt::format("'{}' is a SQLite database but not an esctl store; "
                                              "refusing to touch it (pass --store to choose another file)",
                                              db.path()));
