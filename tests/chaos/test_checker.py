@@ -502,6 +502,25 @@ class Queues(unittest.TestCase):
         h.queue_status = {"lag": 1, "leased": 1, "retrying": 0, "parked": 0}
         self.assertIn("queue-undrained", h.check())
 
+    def test_queue_left_retrying(self):
+        h = H()
+        h.queue_status = {"lag": 1, "leased": 0, "retrying": 1, "parked": 0}
+        self.assertIn("queue-undrained", h.check())
+
+    def test_retrying_behind_a_parked_event_is_fine(self):
+        """ord-1@0 failed three times with ord-1@1 in its batch: @0 is parked, @1 failed once
+        and stays in retry, held behind @0 (on-poison block)."""
+        h = H()
+        h.recs = [r for r in h.recs if r.get("k") not in ("hstart", "hend")]
+        for a in (1, 2, 3):
+            h.deliver("d1", f"hp{a}", 1, 0, 3.0 + a, 3.5 + a, ok=False, att=a)
+        h.deliver("d1", "hq1", 2, 1, 4.0, 4.5, ok=False, att=1)
+        h.parked = [1]
+        h.queue_status = {"lag": 2, "leased": 0, "retrying": 1, "parked": 1}
+        self.assertEqual(h.check(), [])
+        h.queue_status = {"lag": 2, "leased": 0, "retrying": 2, "parked": 0}  # more than the held ones
+        self.assertIn("queue-undrained", h.check())
+
     def test_parked_before_its_attempts_were_used(self):
         h = H()
         h.parked = [2]
