@@ -37,8 +37,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <string_view>
 #include <random>
+#include <string_view>
 
 #include <fmt/format.h>
 

@@ -228,6 +228,21 @@ bool has_user_tables(sql::Db& db) {
   return db.query_i64("SELECT count(*) FROM sqlite_schema") > 0;
 }
 
+struct Found {
+  std::int64_t app_id = 0, version = 0;
+  bool has_tables = false;
+};
+
+// What the file is, in one statement, so one snapshot: separate ones could straddle another
+// process's commit that creates this new store, and read "application id 0, tables present".
+Found look(sql::Db& db) {
+  auto s = db.prepare_new(
+      "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version), "
+      "EXISTS (SELECT 1 FROM sqlite_schema)");
+  s.step();
+  return Found{s.i64(0), s.i64(1), s.i64(2) != 0};
+}
+
 }  // namespace
 
 void configure_connection(sql::Db& db) {
@@ -248,19 +263,7 @@ void configure_connection(sql::Db& db) {
 }
 
 void prepare_schema(sql::Db& db, Access intent) {
-  // One statement, so one snapshot: separate ones could straddle another process's commit that
-  // creates this new store, and read "application id 0, tables present": not an esctl store.
-  std::int64_t app_id = 0, version = 0;
-  bool has_tables = false;
-  {
-    auto look = db.prepare_new(
-        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version), "
-        "EXISTS (SELECT 1 FROM sqlite_schema)");
-    look.step();
-    app_id = look.i64(0);
-    version = look.i64(1);
-    has_tables = look.i64(2) != 0;
-  }
+  const auto [app_id, version, has_tables] = look(db);
   if (app_id == kApplicationId && version == kSchemaVersion) return;
   if (app_id == 0 && version == 0) {
     if (has_tables)
